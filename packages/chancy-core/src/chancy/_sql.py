@@ -1,0 +1,186 @@
+"""SQL text of the core, rendered once per table prefix.
+
+The prefix is validated to be a plain identifier, so it is safe to paste into
+quoted identifiers; every *value* is a bind parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+
+JOB_COLUMNS = (
+    "id, queue, func, kwargs, limits, meta, state, priority, attempts, max_attempts,"
+    " taken_by, claim_id, created_at, started_at, completed_at, scheduled_at,"
+    " unique_key, errors"
+)
+
+UNIQUE_PREDICATE = "unique_key IS NOT NULL AND state NOT IN ('succeeded', 'failed')"
+
+
+class Statements:
+    """Every core statement for one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        if not PREFIX_RE.match(prefix):
+            raise ValueError(
+                f"invalid table prefix {prefix!r}: use letters, digits and underscores"
+                " (starting with a letter or underscore), at most 41 characters"
+            )
+        jobs = f'"{prefix}jobs"'
+        queues = f'"{prefix}queues"'
+        workers = f'"{prefix}workers"'
+        leader = f'"{prefix}leader"'
+        rate = f'"{prefix}queue_rate_limits"'
+        self.prefix = prefix
+        self.jobs, self.queues, self.workers, self.leader, self.rate = (
+            jobs,
+            queues,
+            workers,
+            leader,
+            rate,
+        )
+        self.channel = f"{prefix}events"
+
+        # Insert a batch of jobs given as parallel arrays. The one-row subquery
+        # sends the queue notifications in the same statement (delivered on
+        # commit). Existing unfinished jobs with the same unique key are kept
+        # untouched and their id is returned instead.
+        insert_tail = (
+            f" ON CONFLICT (unique_key) WHERE {UNIQUE_PREDICATE}"
+            f" DO UPDATE SET unique_key = EXCLUDED.unique_key"
+            f" RETURNING id, unique_key"
+        )
+        insert_source = (
+            "SELECT u.* FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::jsonb[],"
+            " %s::jsonb[], %s::jsonb[], %s::int[], %s::int[], %s::timestamptz[],"
+            " %s::text[]) AS u"
+        )
+        insert_head = (
+            f"INSERT INTO {jobs} (id, queue, func, kwargs, limits, meta, priority,"
+            f" max_attempts, scheduled_at, unique_key) "
+        )
+        self.insert_jobs_notify = (
+            insert_head
+            + insert_source
+            + ", (SELECT count(pg_notify(%s, p)) FROM unnest(%s::text[]) AS p) AS n"
+            + insert_tail
+        )
+        self.insert_jobs = insert_head + insert_source + insert_tail
+
+        self.get_job = f"SELECT {JOB_COLUMNS} FROM {jobs} WHERE id = %s"
+        self.get_jobs = f"SELECT {JOB_COLUMNS} FROM {jobs} WHERE id = ANY(%s::uuid[])"
+        self.get_job_states = f"SELECT id, state FROM {jobs} WHERE id = ANY(%s::uuid[])"
+
+        self.cancel_job = (
+            f"UPDATE {jobs} SET state = 'failed', completed_at = NOW(), claim_id = NULL,"
+            f" errors = errors || jsonb_build_array(jsonb_build_object("
+            f"'attempt', attempts, 'traceback', 'chancy.errors.JobCancelledError:"
+            f" the job was cancelled', 'cancelled', true))"
+            f" WHERE id = %s AND state NOT IN ('succeeded', 'failed') RETURNING id, state"
+        )
+        self.purge_jobs = f"DELETE FROM {jobs} WHERE id = ANY(%s::uuid[]) RETURNING id"
+        self.retry_jobs = (
+            f"UPDATE {jobs} SET state = 'retrying', attempts = 0, started_at = NULL,"
+            f" completed_at = NULL, scheduled_at = NOW(), claim_id = NULL, taken_by = NULL"
+            f" WHERE id = ANY(%s::uuid[]) AND state <> 'running' RETURNING id, queue"
+        )
+
+        queue_cols = (
+            "name, state, concurrency, tags, executor, executor_options,"
+            " polling_interval, rate_limit, rate_limit_window, resume_at, eager_polling"
+        )
+        queue_vals = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+        self.declare_queue = (
+            f"INSERT INTO {queues} ({queue_cols}) VALUES ({queue_vals})"
+            f" ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING *"
+        )
+        self.upsert_queue = (
+            f"INSERT INTO {queues} ({queue_cols}) VALUES ({queue_vals})"
+            f" ON CONFLICT (name) DO UPDATE SET"
+            f" state = EXCLUDED.state, concurrency = EXCLUDED.concurrency,"
+            f" tags = EXCLUDED.tags, executor = EXCLUDED.executor,"
+            f" executor_options = EXCLUDED.executor_options,"
+            f" polling_interval = EXCLUDED.polling_interval,"
+            f" rate_limit = EXCLUDED.rate_limit,"
+            f" rate_limit_window = EXCLUDED.rate_limit_window,"
+            f" resume_at = EXCLUDED.resume_at, eager_polling = EXCLUDED.eager_polling,"
+            f" updated_at = NOW()"
+            f" RETURNING *"
+        )
+        self.get_all_queues = f"SELECT * FROM {queues} ORDER BY name"
+        self.get_queue = f"SELECT * FROM {queues} WHERE name = %s"
+        self.delete_queue = f"DELETE FROM {queues} WHERE name = %s RETURNING name"
+        self.delete_queue_jobs = f"DELETE FROM {jobs} WHERE queue = %s"
+        self.pause_queue = (
+            f"UPDATE {queues} SET state = 'paused', resume_at = %s, updated_at = NOW()"
+            f" WHERE name = %s RETURNING name"
+        )
+        self.resume_queue = (
+            f"UPDATE {queues} SET state = 'active', resume_at = NULL, updated_at = NOW()"
+            f" WHERE name = %s RETURNING name"
+        )
+        self.get_all_workers = (
+            f"SELECT w.worker_id, w.tags, w.queues, w.last_seen, w.expires_at,"
+            f" (l.worker_id IS NOT NULL) AS is_leader"
+            f" FROM {workers} w LEFT JOIN {leader} l"
+            f" ON l.worker_id = w.worker_id AND l.expires_at > NOW()"
+            f" ORDER BY w.worker_id"
+        )
+        self.notify = "SELECT pg_notify(%s, %s)"
+        self.notify_many = "SELECT count(pg_notify(%s, p)) FROM unnest(%s::text[]) AS p"
+
+        # -- worker ----------------------------------------------------------------
+        fetch_select = (
+            f"SELECT id FROM {jobs}"
+            f" WHERE queue = %(queue)s AND state IN ('pending', 'retrying')"
+            f" AND attempts < max_attempts AND scheduled_at <= NOW()"
+            f" ORDER BY priority DESC, id ASC LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+        )
+        self.fetch_jobs = (
+            f"WITH selected AS ({fetch_select})"
+            f" UPDATE {jobs} j SET state = 'running', started_at = NOW(),"
+            f" taken_by = %(worker_id)s, claim_id = gen_random_uuid()"
+            f" FROM selected WHERE j.id = selected.id"
+            f" RETURNING j.id, j.queue, j.func, j.kwargs, j.limits, j.meta, j.state,"
+            f" j.priority, j.attempts, j.max_attempts, j.claim_id, j.created_at,"
+            f" j.started_at, j.completed_at, j.scheduled_at, j.unique_key, j.errors"
+        )
+        self.rate_limit_take = (
+            f"INSERT INTO {rate} AS r (queue, window_start, count) VALUES (%(queue)s,"
+            f" (floor(extract(epoch FROM NOW()) / %(window)s) * %(window)s)::bigint, 0)"
+            f" ON CONFLICT (queue) DO UPDATE SET"
+            f" count = CASE WHEN r.window_start = EXCLUDED.window_start THEN r.count ELSE 0 END,"
+            f" window_start = EXCLUDED.window_start"
+            f" RETURNING count"
+        )
+        self.rate_limit_add = f"UPDATE {rate} SET count = count + %s WHERE queue = %s"
+        # Saving finished runs, fenced by the execution claim.
+        self.update_jobs = (
+            f"UPDATE {jobs} j SET state = u.state, started_at = u.started_at,"
+            f" completed_at = u.completed_at, scheduled_at = u.scheduled_at,"
+            f" attempts = u.attempts, errors = u.errors, meta = u.meta,"
+            f" max_attempts = u.max_attempts"
+            f" FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::timestamptz[],"
+            f" %s::timestamptz[], %s::timestamptz[], %s::int[], %s::jsonb[], %s::jsonb[],"
+            f" %s::int[]) AS u(id, claim_id, state, started_at, completed_at,"
+            f" scheduled_at, attempts, errors, meta, max_attempts)"
+            f" WHERE j.id = u.id AND j.claim_id = u.claim_id"
+            f" RETURNING j.id"
+        )
+        self.heartbeat_expire = f"DELETE FROM {workers} WHERE expires_at < NOW()"
+        self.heartbeat = (
+            f"INSERT INTO {workers} (worker_id, tags, queues, last_seen, expires_at)"
+            f" VALUES (%s, %s, %s, NOW(), NOW() + make_interval(secs => %s))"
+            f" ON CONFLICT (worker_id) DO UPDATE SET tags = EXCLUDED.tags,"
+            f" queues = EXCLUDED.queues, last_seen = EXCLUDED.last_seen,"
+            f" expires_at = EXCLUDED.expires_at"
+        )
+        self.remove_worker = f"DELETE FROM {workers} WHERE worker_id = %s"
+
+
+@cache
+def statements(prefix: str) -> Statements:
+    return Statements(prefix)

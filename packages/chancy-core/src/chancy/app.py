@@ -1,0 +1,851 @@
+"""The :class:`Chancy` application: configuration, pools and the client API."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote_plus, urlencode
+
+from psycopg import AsyncConnection, AsyncCursor, Connection, Cursor
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from chancy import _plugins
+from chancy._sql import statements
+from chancy.errors import ConfigurationError, PluginDependencyError
+from chancy.job import IsAJob, Job, QueuedJob, Reference, as_job
+from chancy.migrate import Migrator
+from chancy.plugin import Plugin
+from chancy.queue import Queue
+from chancy.utils import import_string, json_dumps, uuid7
+
+if TYPE_CHECKING:
+    from chancy.migrate import Migrator as _Migrator
+
+__all__ = ["Chancy", "DatabaseConnection"]
+
+#: A Django-style ``DATABASES`` entry.
+DatabaseConnection = dict[str, Any]
+
+CORE_MIGRATION_KEY = "chancy"
+
+_FINISHED = {QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED}
+
+
+def _dsn_from_django(settings: dict[str, Any]) -> str:
+    user = settings.get("USER") or ""
+    password = settings.get("PASSWORD") or ""
+    host = settings.get("HOST") or ""
+    port = str(settings.get("PORT") or "5432")
+    name = settings.get("NAME") or ""
+    auth = ""
+    if user:
+        auth = quote_plus(user)
+        if password:
+            auth += ":" + quote_plus(password)
+        auth += "@"
+    netloc = f"{auth}{host}:{port}" if host else auth
+    dsn = f"postgresql://{netloc}/{name}"
+    options = settings.get("OPTIONS") or {}
+    if options:
+        dsn += "?" + urlencode(options)
+    return dsn
+
+
+def _default_logger() -> logging.Logger:
+    log = logging.getLogger("chancy")
+    if not log.handlers:
+        log.setLevel(logging.INFO)
+        try:
+            from rich.logging import RichHandler  # type: ignore[import-not-found]
+
+            handler: logging.Handler = RichHandler(rich_tracebacks=True)
+        except ImportError:
+            handler = logging.StreamHandler()
+            handler.setFormatter(
+                logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+            )
+        log.addHandler(handler)
+    return log
+
+
+def _json_field(value: Any, what: str, func: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot store job {func!r}: its {what} is not JSON-serialisable ({exc})") from None
+
+
+class Chancy:
+    """A Chancy application: where the database is and which plugins run.
+
+    :param dsn: a libpq connection string or URI, or a Django ``DATABASES`` entry.
+    :param plugins: plugin instances; they replace default plugins with the same
+        identifier.
+    :param prefix: prepended to every table, index and the notification channel.
+    :param min_connection_pool_size: ``min_size`` of the connection pools.
+    :param max_connection_pool_size: ``max_size`` of the connection pools.
+    :param poll_reconnect_timeout: seconds the pools keep trying to reconnect.
+    :param notifications: send NOTIFY and LISTEN (turn off behind pgbouncer in
+        transaction mode; workers then rely on polling).
+    :param log: the logger to use (default: the ``chancy`` logger).
+    :param no_default_plugins: do not enable the installed default plugins.
+    :param pool: an existing :class:`psycopg_pool.AsyncConnectionPool` to use
+        instead of creating one (ours: the original has no such argument).
+    """
+
+    class Executor(str, enum.Enum):
+        """Import paths of the built-in executors, usable as ``Queue.executor``."""
+
+        Process = "chancy.executors.process.ProcessExecutor"
+        Threaded = "chancy.executors.thread.ThreadedExecutor"
+        Async = "chancy.executors.asyncex.AsyncExecutor"
+        SubInterpreter = "chancy.executors.sub.SubInterpreterExecutor"
+
+        def __str__(self) -> str:
+            return self.value
+
+    def __init__(
+        self,
+        dsn: str | DatabaseConnection | None = None,
+        *,
+        plugins: list[Plugin] | None = None,
+        prefix: str = "chancy_",
+        min_connection_pool_size: int = 1,
+        max_connection_pool_size: int = 10,
+        poll_reconnect_timeout: int = 300,
+        notifications: bool = True,
+        log: logging.Logger | None = None,
+        no_default_plugins: bool = False,
+        pool: AsyncConnectionPool[Any] | None = None,
+    ) -> None:
+        if dsn is None and pool is None:
+            raise ConfigurationError("Chancy() needs a dsn (or an existing pool=)")
+        if isinstance(dsn, dict):
+            dsn = _dsn_from_django(dsn)
+        if dsn is None and pool is not None:
+            dsn = pool.conninfo
+        if not isinstance(dsn, str):
+            raise ConfigurationError(
+                f"dsn must be a connection string or a Django DATABASES dict, got {type(dsn).__name__}"
+            )
+        try:
+            conninfo_to_dict(dsn)
+        except Exception as exc:
+            raise ConfigurationError(f"invalid PostgreSQL DSN: {exc}") from None
+        if min_connection_pool_size < 0 or max_connection_pool_size < max(1, min_connection_pool_size):
+            raise ConfigurationError(
+                "connection pool sizes must satisfy 0 <= min <= max and max >= 1, got "
+                f"min={min_connection_pool_size}, max={max_connection_pool_size}"
+            )
+        self.dsn: str = dsn
+        self.prefix = prefix
+        self.sql = statements(prefix)  # validates the prefix
+        self.min_connection_pool_size = min_connection_pool_size
+        self.max_connection_pool_size = max_connection_pool_size
+        self.poll_reconnect_timeout = poll_reconnect_timeout
+        self.notifications = notifications
+        self.log = log or _default_logger()
+        self.no_default_plugins = no_default_plugins
+
+        self._pool: AsyncConnectionPool[Any] | None = pool
+        self._external_pool = pool is not None
+        self._sync_pool: ConnectionPool[Any] | None = None
+        self._open_lock: asyncio.Lock | None = None
+
+        self.plugin_manager = _plugins.PluginManager()
+        discovered = self.plugin_manager.discover()
+        self.plugins: dict[str, Plugin] = {}
+        for plugin in plugins or []:
+            identifier = plugin.get_identifier() if isinstance(plugin, Plugin) else None
+            if identifier is None:
+                identifier = getattr(plugin, "__name__", None) or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+            if identifier in self.plugins:
+                existing = self.plugins[identifier]
+                if type(existing) is type(plugin):
+                    raise ValueError(
+                        f"the plugin {type(plugin).__name__} ({identifier!r}) was given twice"
+                    )
+                raise ValueError(
+                    f"plugins {type(existing).__name__} and {type(plugin).__name__} share the"
+                    f" identifier {identifier!r}; only one may be enabled"
+                )
+            self.plugins[identifier] = plugin
+        if not no_default_plugins:
+            defaults = [cls for cls in discovered if cls.is_default()]
+            order = {ident: i for i, ident in enumerate(_plugins.DEFAULT_ORDER)}
+            defaults.sort(key=lambda c: (order.get(c.get_identifier(), len(order)), c.get_identifier()))
+            for cls in defaults:
+                identifier = cls.get_identifier()
+                if identifier not in self.plugins:
+                    self.plugins[identifier] = cls()
+        self.plugin_manager.register_plugins(self.plugins.values(), self)
+
+    def __repr__(self) -> str:
+        return f"<Chancy prefix={self.prefix!r} plugins={list(self.plugins)}>"
+
+    # ------------------------------------------------------------------
+    # Pools
+    # ------------------------------------------------------------------
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Any]:
+        """The async connection pool (created closed, on first use)."""
+        if self._pool is None:
+            self._pool = AsyncConnectionPool(
+                self.dsn,
+                min_size=self.min_connection_pool_size,
+                max_size=self.max_connection_pool_size,
+                reconnect_timeout=self.poll_reconnect_timeout,
+                open=False,
+                name=f"chancy-{self.prefix}",
+            )
+        return self._pool
+
+    @property
+    def sync_pool(self) -> ConnectionPool[Any]:
+        """The synchronous connection pool (created closed, on first use)."""
+        if self._sync_pool is None:
+            self._sync_pool = ConnectionPool(
+                self.dsn,
+                min_size=self.min_connection_pool_size,
+                max_size=self.max_connection_pool_size,
+                reconnect_timeout=self.poll_reconnect_timeout,
+                open=False,
+                name=f"chancy-sync-{self.prefix}",
+            )
+        return self._sync_pool
+
+    async def ensure_open(self) -> AsyncConnectionPool[Any]:
+        """Open the async pool if needed, failing fast with a clear error."""
+        pool = self.pool
+        if not pool.closed:
+            return pool
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if pool.closed:
+                try:
+                    await pool.open(wait=True, timeout=30)
+                except Exception as exc:
+                    await pool.close()
+                    self._pool = None if not self._external_pool else pool
+                    raise await self._connection_error(exc) from exc
+        return self.pool
+
+    def sync_ensure_open(self) -> ConnectionPool[Any]:
+        pool = self.sync_pool
+        if pool.closed:
+            try:
+                pool.open(wait=True, timeout=30)
+            except Exception as exc:
+                pool.close()
+                self._sync_pool = None
+                try:
+                    Connection.connect(self.dsn, connect_timeout=5).close()
+                except Exception as direct:
+                    raise ConnectionError(f"cannot connect to PostgreSQL: {direct}") from exc
+                raise
+        return self.sync_pool
+
+    async def _connection_error(self, exc: Exception) -> Exception:
+        try:
+            conn = await AsyncConnection.connect(self.dsn, connect_timeout=5)
+            await conn.close()
+        except Exception as direct:
+            return ConnectionError(f"cannot connect to PostgreSQL: {direct}")
+        return exc
+
+    async def __aenter__(self) -> Chancy:
+        await self.ensure_open()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._pool is not None and not self._external_pool:
+            await self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> Chancy:
+        self.sync_ensure_open()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._sync_pool is not None:
+            self._sync_pool.close()
+            self._sync_pool = None
+
+    # ------------------------------------------------------------------
+    # Migrations
+    # ------------------------------------------------------------------
+
+    def core_migrator(self) -> Migrator:
+        return Migrator(CORE_MIGRATION_KEY, "chancy.migrations", prefix=self.prefix)
+
+    def migrators(self) -> list[_Migrator]:
+        """Core's migrator followed by every plugin's, in plugin order."""
+        return [self.core_migrator(), *self.plugin_manager.migrators(self)]
+
+    async def migrate(self, *, to_version: int | None = None) -> None:
+        """Migrate core, then every plugin, each line in its own transaction.
+
+        ``to_version=None`` means the latest of each line. A number is applied
+        to core as given and to each plugin capped at that plugin's latest
+        version; ``to_version=0`` therefore removes every table. Going down,
+        plugins are migrated before core.
+        """
+        await self.ensure_open()
+        migrators = self.migrators()
+        if to_version is not None and to_version < self.core_migrator().latest_version:
+            migrators = migrators[1:][::-1] + migrators[:1]
+        async with self.pool.connection() as conn:
+            for migrator in migrators:
+                target = to_version
+                if target is not None and migrator.key != CORE_MIGRATION_KEY:
+                    target = min(target, migrator.latest_version)
+                if await migrator.migrate(conn, to_version=target):
+                    self.log.info(
+                        "Migrated %r to version %s",
+                        migrator.key,
+                        target if target is not None else migrator.latest_version,
+                    )
+
+    async def is_up_to_date(self) -> bool:
+        """Whether core and every plugin's tables are at their latest version."""
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor() as cursor:
+            for migrator in self.migrators():
+                if await migrator.is_migration_required(cursor):
+                    return False
+        return True
+
+    # ------------------------------------------------------------------
+    # Queues
+    # ------------------------------------------------------------------
+
+    def _queue_params(self, queue: Queue) -> tuple[Any, ...]:
+        if not isinstance(queue, Queue):
+            raise TypeError(f"expected a Queue, got {type(queue).__name__}")
+        try:
+            from chancy.executors.base import Executor
+
+            executor_cls = import_string(str(queue.executor))
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"Queue {queue.name!r}: executor {queue.executor!r} cannot be imported ({exc})"
+            ) from None
+        if not (isinstance(executor_cls, type) and issubclass(executor_cls, Executor)):
+            raise ConfigurationError(
+                f"Queue {queue.name!r}: {queue.executor!r} is not an Executor subclass"
+            )
+        try:
+            options = json.dumps(queue.executor_options)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"Queue {queue.name!r}: executor_options must be JSON-serialisable ({exc})"
+            ) from None
+        return (
+            queue.name,
+            queue.state.value,
+            queue.concurrency,
+            sorted(queue.tags),
+            str(queue.executor),
+            options,
+            queue.polling_interval,
+            queue.rate_limit,
+            queue.rate_limit_window,
+            queue.resume_at,
+            queue.eager_polling,
+        )
+
+    async def declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
+        """Create ``queue``; if it exists keep it as is, or overwrite it with ``upsert``.
+
+        Returns the queue as stored. Running workers pick the change up at once.
+        """
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            stored = await self.declare_ex(cursor, queue, upsert=upsert)
+            await self.notify(cursor, "queue.declared", {"q": queue.name})
+        return stored
+
+    async def declare_ex(
+        self, cursor: AsyncCursor[Any], queue: Queue, *, upsert: bool = False
+    ) -> Queue:
+        """:meth:`declare` on the caller's cursor (no notification, no commit)."""
+        params = self._queue_params(queue)
+        await cursor.execute(self.sql.upsert_queue if upsert else self.sql.declare_queue, params)
+        row = await cursor.fetchone()
+        return Queue.unpack(row)
+
+    def sync_declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
+        self.sync_ensure_open()
+        with self.sync_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            stored = self.sync_declare_ex(cursor, queue, upsert=upsert)
+            self.sync_notify(cursor, "queue.declared", {"q": queue.name})
+        return stored
+
+    def sync_declare_ex(self, cursor: Cursor[Any], queue: Queue, *, upsert: bool = False) -> Queue:
+        params = self._queue_params(queue)
+        cursor.execute(self.sql.upsert_queue if upsert else self.sql.declare_queue, params)
+        return Queue.unpack(cursor.fetchone())
+
+    async def get_all_queues(self) -> list[Queue]:
+        """Every declared queue, whatever its state."""
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(self.sql.get_all_queues)
+            return [Queue.unpack(row) for row in await cursor.fetchall()]
+
+    async def get_queue(self, name: str) -> Queue:
+        """The queue named ``name``. :raises KeyError: no such queue."""
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(self.sql.get_queue, (name,))
+            row = await cursor.fetchone()
+        if row is None:
+            raise KeyError(f"no queue named {name!r}")
+        return Queue.unpack(row)
+
+    async def delete_queue(self, name: str, *, purge_jobs: bool = True) -> None:
+        """Delete the queue (and by default every job in it)."""
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            await self.delete_queue_ex(cursor, name, purge_jobs=purge_jobs)
+
+    async def delete_queue_ex(
+        self, cursor: AsyncCursor[Any], name: str, *, purge_jobs: bool = True
+    ) -> None:
+        await cursor.execute(self.sql.delete_queue, (name,))
+        if purge_jobs:
+            await cursor.execute(self.sql.delete_queue_jobs, (name,))
+        await self.notify(cursor, "queue.deleted", {"q": name})
+
+    async def pause_queue(
+        self, name: str, *, resume_at: datetime | timedelta | None = None
+    ) -> None:
+        """Stop fetching from the queue (running jobs continue), optionally until ``resume_at``."""
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            await self.pause_queue_ex(cursor, name, resume_at=resume_at)
+
+    async def pause_queue_ex(
+        self,
+        cursor: AsyncCursor[Any],
+        name: str,
+        *,
+        resume_at: datetime | timedelta | None = None,
+    ) -> None:
+        if isinstance(resume_at, timedelta):
+            resume_at = datetime.now(timezone.utc) + resume_at
+        await cursor.execute(self.sql.pause_queue, (resume_at, name))
+        if await cursor.fetchone() is None:
+            raise KeyError(f"no queue named {name!r}")
+        await self.notify(cursor, "queue.paused", {"q": name})
+
+    async def resume_queue(self, name: str) -> None:
+        """Make a paused queue active again."""
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            await self.resume_queue_ex(cursor, name)
+
+    async def resume_queue_ex(self, cursor: AsyncCursor[Any], name: str) -> None:
+        await cursor.execute(self.sql.resume_queue, (name,))
+        if await cursor.fetchone() is None:
+            raise KeyError(f"no queue named {name!r}")
+        await self.notify(cursor, "queue.resumed", {"q": name})
+
+    # ------------------------------------------------------------------
+    # Pushing jobs
+    # ------------------------------------------------------------------
+
+    def _prepare_insert(
+        self, jobs: Iterable[Job | IsAJob]
+    ) -> tuple[str, tuple[Any, ...], list[Reference | None], dict[str, list[int]]]:
+        """Validate and serialise jobs into one parameterised statement.
+
+        Raises before anything is written if a job cannot be stored.
+        """
+        ids: list[uuid.UUID] = []
+        queues: list[str] = []
+        funcs: list[str] = []
+        kwargs: list[str] = []
+        limits: list[str] = []
+        metas: list[str] = []
+        priorities: list[int] = []
+        attempts: list[int] = []
+        scheduled: list[datetime] = []
+        keys: list[str | None] = []
+        refs: list[Reference | None] = []
+        by_key: dict[str, list[int]] = {}
+        rows: list[tuple[Any, ...]] = []
+        for index, obj in enumerate(jobs):
+            job = as_job(obj)
+            func = job.func
+            if not isinstance(func, str) or not func or "." not in func:
+                raise ValueError(f"job func must be an import path like 'module.function', got {func!r}")
+            if not isinstance(job.queue, str) or not job.queue:
+                raise ValueError(f"job {func!r}: queue must be a non-empty string, got {job.queue!r}")
+            if not isinstance(job.kwargs, dict) or not all(isinstance(k, str) for k in job.kwargs):
+                raise TypeError(f"cannot store job {func!r}: kwargs must be a dict with string keys")
+            if not isinstance(job.priority, int) or isinstance(job.priority, bool):
+                raise TypeError(f"job {func!r}: priority must be an int, got {job.priority!r}")
+            if not isinstance(job.max_attempts, int) or job.max_attempts < 1:
+                raise ValueError(f"job {func!r}: max_attempts must be an int >= 1, got {job.max_attempts!r}")
+            if job.unique_key is not None and not isinstance(job.unique_key, str):
+                raise TypeError(f"job {func!r}: unique_key must be a string or None")
+            if not isinstance(job.scheduled_at, datetime):
+                raise TypeError(f"job {func!r}: scheduled_at must be a datetime")
+            row = (
+                job.queue,
+                func,
+                _json_field(job.kwargs, "kwargs", func),
+                _json_field([limit.serialize() for limit in job.limits], "limits", func),
+                _json_field(job.meta, "meta", func),
+                job.priority,
+                job.max_attempts,
+                job.scheduled_at,
+                job.unique_key,
+            )
+            if job.unique_key is not None:
+                if job.unique_key in by_key:
+                    by_key[job.unique_key].append(index)
+                    refs.append(None)
+                    continue
+                by_key[job.unique_key] = [index]
+                refs.append(None)
+            else:
+                refs.append(None)
+            rows.append((index, *row))
+        # Lock unique keys in a stable order so concurrent pushes cannot deadlock.
+        rows.sort(key=lambda r: (r[9] is not None, r[9] or ""))
+        for index, queue, func, kw, lim, meta, prio, max_att, sched, key in rows:
+            job_id = uuid7()
+            if key is None:
+                refs[index] = Reference(job_id)
+            ids.append(job_id)
+            queues.append(queue)
+            funcs.append(func)
+            kwargs.append(kw)
+            limits.append(lim)
+            metas.append(meta)
+            priorities.append(prio)
+            attempts.append(max_att)
+            scheduled.append(sched)
+            keys.append(key)
+        params: tuple[Any, ...] = (
+            ids, queues, funcs, kwargs, limits, metas, priorities, attempts, scheduled, keys,
+        )
+        if self.notifications:
+            payloads = [json_dumps({"t": "queue.pushed", "q": q}) for q in dict.fromkeys(queues)]
+            return self.sql.insert_jobs_notify, (*params, self.sql.channel, payloads), refs, by_key
+        return self.sql.insert_jobs, params, refs, by_key
+
+    @staticmethod
+    def _finish_refs(
+        refs: list[Reference | None], by_key: dict[str, list[int]], rows: list[tuple[Any, ...]]
+    ) -> list[Reference]:
+        if by_key:
+            for job_id, key in rows:
+                if key is not None and key in by_key:
+                    ref = Reference(job_id)
+                    for index in by_key[key]:
+                        refs[index] = ref
+        return refs  # type: ignore[return-value]
+
+    async def push(self, job: Job | IsAJob) -> Reference:
+        """Push one job; returns its reference.
+
+        For a unique job whose key is held by an unfinished job, nothing is
+        inserted and that job's reference is returned.
+        """
+        return (await self.push_many_ex(None, [job]))[0]
+
+    async def push_ex(self, cursor: AsyncCursor[Any], job: Job | IsAJob) -> Reference:
+        """:meth:`push` on the caller's cursor: visible when the caller commits."""
+        return (await self.push_many_ex(cursor, [job]))[0]
+
+    def sync_push(self, job: Job | IsAJob) -> Reference:
+        return self.sync_push_many_ex(None, [job])[0]
+
+    async def push_many(
+        self, jobs: list[Job | IsAJob], *, batch_size: int = 1000
+    ) -> AsyncIterator[list[Reference]]:
+        """Push jobs in batches, each in its own transaction, yielding each batch's references.
+
+        An async generator: nothing is inserted until it is iterated.
+        """
+        jobs = list(jobs)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        for start in range(0, len(jobs), batch_size):
+            yield await self.push_many_ex(None, jobs[start : start + batch_size])
+
+    def sync_push_many(
+        self, jobs: list[Job | IsAJob], *, batch_size: int = 1000
+    ) -> Iterator[list[Reference]]:
+        jobs = list(jobs)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        for start in range(0, len(jobs), batch_size):
+            yield self.sync_push_many_ex(None, jobs[start : start + batch_size])
+
+    async def push_many_ex(
+        self, cursor: AsyncCursor[Any] | AsyncConnection[Any] | None, jobs: list[Job | IsAJob]
+    ) -> list[Reference]:
+        """Insert every job in one statement on the caller's cursor (or connection).
+
+        Nothing is committed: the jobs, and the notifications waking workers,
+        become visible when the caller commits. With ``None``, a pooled
+        connection is used and committed.
+        """
+        if not jobs:
+            return []
+        query, params, refs, by_key = self._prepare_insert(jobs)
+        if cursor is None:
+            await self.ensure_open()
+            async with self.pool.connection() as conn, conn.cursor() as cur:
+                await cur.execute(query, params)
+                rows = await cur.fetchall()
+        elif isinstance(cursor, AsyncConnection):
+            async with cursor.cursor() as cur:
+                await cur.execute(query, params)
+                rows = await cur.fetchall()
+        else:
+            await cursor.execute(query, params)
+            rows = [(r["id"], r["unique_key"]) if isinstance(r, dict) else r for r in await cursor.fetchall()]
+        return self._finish_refs(refs, by_key, rows)
+
+    def sync_push_many_ex(
+        self, cursor: Cursor[Any] | Connection[Any] | None, jobs: list[Job | IsAJob]
+    ) -> list[Reference]:
+        if not jobs:
+            return []
+        query, params, refs, by_key = self._prepare_insert(jobs)
+        if cursor is None:
+            self.sync_ensure_open()
+            with self.sync_pool.connection() as conn, conn.cursor() as cur:
+                cur.execute(query, params)
+                rows = cur.fetchall()
+        elif isinstance(cursor, Connection):
+            with cursor.cursor() as cur:
+                cur.execute(query, params)
+                rows = cur.fetchall()
+        else:
+            cursor.execute(query, params)
+            rows = [(r["id"], r["unique_key"]) if isinstance(r, dict) else r for r in cursor.fetchall()]
+        return self._finish_refs(refs, by_key, rows)
+
+    # ------------------------------------------------------------------
+    # Reading and waiting for jobs
+    # ------------------------------------------------------------------
+
+    async def get_job(self, ref: Reference | uuid.UUID | str) -> QueuedJob | None:
+        """The job, or ``None`` if it no longer exists (e.g. pruned)."""
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(self.sql.get_job, (_ref_id(ref),))
+            row = await cursor.fetchone()
+        return QueuedJob.unpack(row) if row is not None else None
+
+    def sync_get_job(self, ref: Reference | uuid.UUID | str) -> QueuedJob | None:
+        self.sync_ensure_open()
+        with self.sync_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(self.sql.get_job, (_ref_id(ref),))
+            row = cursor.fetchone()
+        return QueuedJob.unpack(row) if row is not None else None
+
+    async def get_jobs(self, refs: list[Reference]) -> list[QueuedJob]:
+        """The existing jobs among ``refs`` (missing ones are omitted), in one query."""
+        if not refs:
+            return []
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(self.sql.get_jobs, ([_ref_id(r) for r in refs],))
+            return [QueuedJob.unpack(row) for row in await cursor.fetchall()]
+
+    async def wait_for_job(
+        self,
+        ref: Reference,
+        *,
+        interval: float = 1,
+        timeout: float | None = None,
+        states: set[QueuedJob.State] | None = None,
+    ) -> QueuedJob | None:
+        """Poll until the job reaches one of ``states`` (default: succeeded or failed).
+
+        Returns ``None`` if the job disappeared.
+        :raises TimeoutError: ``timeout`` seconds passed first.
+        """
+        wanted = _FINISHED if states is None else {QueuedJob.State(s) for s in states}
+
+        async def poll() -> QueuedJob | None:
+            while True:
+                job = await self.get_job(ref)
+                if job is None or job.state in wanted:
+                    return job
+                await asyncio.sleep(interval)
+
+        if timeout is None:
+            return await poll()
+        async with asyncio.timeout(timeout):
+            return await poll()
+
+    async def wait_for_jobs(
+        self,
+        refs: list[Reference],
+        *,
+        interval: float = 1,
+        timeout: float | None = None,
+        states: set[QueuedJob.State] | None = None,
+    ) -> list[QueuedJob]:
+        """Poll until every job reached one of ``states``; returns them in the order
+        they were seen finishing. Jobs that disappear are dropped from the wait.
+
+        :raises TimeoutError: ``timeout`` seconds passed first.
+        """
+        wanted = _FINISHED if states is None else {QueuedJob.State(s) for s in states}
+        pending = {_ref_id(r) for r in refs}
+        done: list[QueuedJob] = []
+
+        async def poll() -> list[QueuedJob]:
+            while pending:
+                jobs = await self.get_jobs([Reference(i) for i in pending])
+                seen = set()
+                for job in sorted(jobs, key=lambda j: j.completed_at or datetime.max.replace(tzinfo=timezone.utc)):
+                    seen.add(job.id)
+                    if job.state in wanted:
+                        done.append(job)
+                        pending.discard(job.id)
+                pending.intersection_update(seen)  # deleted jobs never finish
+                if pending:
+                    await asyncio.sleep(interval)
+            return done
+
+        if timeout is None:
+            return await poll()
+        async with asyncio.timeout(timeout):
+            return await poll()
+
+    # ------------------------------------------------------------------
+    # Changing jobs
+    # ------------------------------------------------------------------
+
+    async def cancel_job(self, ref: Reference) -> None:
+        """Cancel a job: a pending job never runs, a running one is interrupted.
+
+        The job ends ``failed`` with an error entry marked ``"cancelled": true``;
+        a late result of the interrupted run is discarded.
+        """
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            await self.cancel_job_ex(cursor, ref)
+
+    async def cancel_job_ex(self, cursor: AsyncCursor[Any], ref: Reference) -> None:
+        job_id = _ref_id(ref)
+        await cursor.execute(self.sql.cancel_job, (job_id,))
+        await self.notify(cursor, "job.cancelled", {"j": str(job_id)})
+
+    async def purge_jobs(self, refs: list[Reference]) -> list[Reference]:
+        """Delete jobs outright; returns the references that existed."""
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            return await self.purge_jobs_ex(cursor, refs)
+
+    async def purge_jobs_ex(self, cursor: AsyncCursor[Any], refs: list[Reference]) -> list[Reference]:
+        await cursor.execute(self.sql.purge_jobs, ([_ref_id(r) for r in refs],))
+        return [Reference(row["id"]) for row in await cursor.fetchall()]
+
+    async def retry_jobs(self, refs: list[Reference]) -> list[Reference]:
+        """Run finished (or waiting) jobs again from scratch; running jobs are skipped.
+
+        Attempts are reset to 0; the error history is kept.
+        """
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            return await self.retry_jobs_ex(cursor, refs)
+
+    async def retry_jobs_ex(self, cursor: AsyncCursor[Any], refs: list[Reference]) -> list[Reference]:
+        await cursor.execute(self.sql.retry_jobs, ([_ref_id(r) for r in refs],))
+        rows = await cursor.fetchall()
+        await self.notify_many(
+            cursor, [("queue.pushed", {"q": q}) for q in dict.fromkeys(r["queue"] for r in rows)]
+        )
+        return [Reference(row["id"]) for row in rows]
+
+    # ------------------------------------------------------------------
+    # Workers and notifications
+    # ------------------------------------------------------------------
+
+    async def get_all_workers(self) -> list[dict[str, Any]]:
+        """Rows of the workers table, each with an ``is_leader`` flag."""
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(self.sql.get_all_workers)
+            return [
+                {**row, "tags": row["tags"] or [], "queues": row["queues"] or []}
+                for row in await cursor.fetchall()
+            ]
+
+    async def notify(self, cursor: AsyncCursor[Any], event: str, payload: dict[str, Any]) -> None:
+        """Send ``event`` to every worker when the cursor's transaction commits."""
+        if not self.notifications:
+            return
+        await cursor.execute(self.sql.notify, (self.sql.channel, json_dumps({"t": event, **payload})))
+
+    def sync_notify(self, cursor: Cursor[Any], event: str, payload: dict[str, Any]) -> None:
+        if not self.notifications:
+            return
+        cursor.execute(self.sql.notify, (self.sql.channel, json_dumps({"t": event, **payload})))
+
+    async def notify_many(
+        self, cursor: AsyncCursor[Any], events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """Send several notifications in one statement."""
+        if not self.notifications or not events:
+            return
+        await cursor.execute(
+            self.sql.notify_many,
+            (self.sql.channel, [json_dumps({"t": e, **p}) for e, p in events]),
+        )
+
+    # ------------------------------------------------------------------
+    # Plugins
+    # ------------------------------------------------------------------
+
+    def check_plugin_dependencies(self) -> None:
+        """Raise :class:`PluginDependencyError` naming what to install if a plugin's
+        dependency is missing."""
+        for identifier, plugin in self.plugins.items():
+            if not isinstance(plugin, Plugin):
+                continue
+            for dependency in plugin.get_dependencies():
+                if dependency in self.plugins:
+                    continue
+                dist = _plugins.plugin_distribution(dependency)
+                hint = (
+                    f" Install it with `pip install {dist}`"
+                    + (" (or enable it in Chancy(plugins=[...]))" if self.no_default_plugins else "")
+                    if dist
+                    else ""
+                )
+                raise PluginDependencyError(
+                    f"the plugin {type(plugin).__name__} ({identifier!r}) needs the plugin"
+                    f" {dependency!r}{' from the distribution ' + repr(dist) if dist else ''},"
+                    f" which is not enabled.{hint}"
+                )
+
+
+def _ref_id(ref: Reference | uuid.UUID | str) -> uuid.UUID:
+    if isinstance(ref, Reference):
+        return ref.identifier
+    if isinstance(ref, uuid.UUID):
+        return ref
+    return uuid.UUID(str(ref))
+

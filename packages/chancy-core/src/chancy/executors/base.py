@@ -1,0 +1,274 @@
+"""The executor contract shared by every built-in and custom executor."""
+
+from __future__ import annotations
+
+import abc
+import enum
+import inspect
+import logging
+import sys
+import time
+import traceback
+import typing
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from chancy.job import Limit, QueuedJob, Reference
+from chancy.utils import import_string
+
+if TYPE_CHECKING:
+    from chancy.queue import Queue
+    from chancy.worker import Worker
+
+__all__ = ["ConcurrentExecutor", "Executor", "get_function_and_kwargs", "time_limit_of"]
+
+log = logging.getLogger("chancy.executors")
+
+_function_cache: dict[str, tuple[Callable[..., Any], str | None]] = {}
+
+
+def _context_parameter(func: Callable[..., Any]) -> str | None:
+    """Name of the keyword-only parameter annotated with ``QueuedJob`` (or a subclass).
+
+    String annotations (``from __future__ import annotations``) are resolved;
+    annotations that are not classes (``list[str]``) are ignored.
+    """
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    hints: dict[str, Any] = {}
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:
+        hints = {}
+    for name, param in signature.parameters.items():
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        annotation = hints.get(name, param.annotation)
+        if isinstance(annotation, str):
+            module = sys.modules.get(getattr(func, "__module__", ""), None)
+            try:
+                annotation = eval(annotation, vars(module) if module else {})  # noqa: S307
+            except Exception:
+                continue
+        if isinstance(annotation, type) and issubclass(annotation, QueuedJob):
+            return name
+    return None
+
+
+def get_function_and_kwargs(job: QueuedJob) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """Import the job's function and build its keyword arguments.
+
+    The current job is passed to a keyword-only parameter annotated
+    ``QueuedJob``. Lookups are cached per process.
+
+    :raises ImportError: naming the job's function if it cannot be imported.
+    """
+    cached = _function_cache.get(job.func)
+    if cached is None:
+        try:
+            func = import_string(job.func)
+        except ImportError as exc:
+            raise ImportError(f"cannot run job {job.func!r}: {exc}") from None
+        if not callable(func):
+            raise TypeError(f"cannot run job {job.func!r}: it is not callable")
+        cached = (func, _context_parameter(func))
+        _function_cache[job.func] = cached
+    func, context_name = cached
+    kwargs = dict(job.kwargs)
+    if context_name is not None:
+        kwargs[context_name] = job
+    return func, kwargs
+
+
+def time_limit_of(job: QueuedJob) -> float | None:
+    """Seconds of the job's first TIME limit, or ``None``."""
+    for limit in job.limits:
+        if limit.type_ is Limit.Type.TIME:
+            return float(limit.value)
+    return None
+
+
+def memory_limit_of(job: QueuedJob) -> int | None:
+    """Bytes of the job's last MEMORY limit, or ``None``."""
+    found = None
+    for limit in job.limits:
+        if limit.type_ is Limit.Type.MEMORY:
+            found = int(limit.value)
+    return found
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Executor(abc.ABC):
+    """Runs one queue's jobs for one worker.
+
+    Subclasses implement :meth:`push`, :meth:`stop`, :meth:`cancel`,
+    :meth:`get_default_concurrency` and ``__len__``, and report every finished
+    run through :meth:`on_job_completed`. Constructor options come from
+    ``Queue.executor_options``.
+    """
+
+    class Capability(enum.Flag):
+        SYNC_JOBS = enum.auto()
+        ASYNC_JOBS = enum.auto()
+        CANCELLATION = enum.auto()
+        AUTOMATIC_TIME_LIMITS = enum.auto()
+        COOPERATIVE_TIME_LIMITS = enum.auto()
+        MEMORY_LIMITS = enum.auto()
+
+    #: What this executor can do; jobs needing more fail fast with a clear error.
+    capabilities: Capability = Capability(0)
+
+    def __init__(self, worker: Worker, queue: Queue, **options: Any) -> None:
+        if options:
+            raise TypeError(
+                f"{type(self).__name__} takes no executor options, got {sorted(options)}"
+            )
+        self.worker = worker
+        self.queue = queue
+
+    # -- abstract ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def push(self, job: QueuedJob) -> None:
+        """Start running ``job`` (it is already marked running in the database)."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Release every resource; running jobs are waited for or interrupted."""
+
+    @abc.abstractmethod
+    async def cancel(self, ref: Reference) -> None:
+        """Interrupt the job if it runs here (best effort)."""
+
+    @abc.abstractmethod
+    def get_default_concurrency(self) -> int:
+        """Concurrency used when the queue's is ``None``."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Jobs currently inside the executor."""
+
+    # -- provided -------------------------------------------------------------------
+
+    @classmethod
+    def get_capabilities(cls) -> Executor.Capability:
+        return cls.capabilities
+
+    @classmethod
+    def supports(cls, capability: Executor.Capability) -> bool:
+        return capability in cls.capabilities
+
+    @property
+    def concurrency(self) -> int:
+        return self.queue.concurrency or self.get_default_concurrency()
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.concurrency - len(self))
+
+    def get_running_jobs(self) -> list[QueuedJob]:
+        return []
+
+    def is_job_running(self, ref: Reference) -> bool:
+        return any(job.id == ref.identifier for job in self.get_running_jobs())
+
+    async def __aenter__(self) -> Executor:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.stop()
+
+    get_function_and_kwargs = staticmethod(get_function_and_kwargs)
+
+    def check_supported(self, job: QueuedJob) -> None:
+        """Raise ``ValueError`` if the job needs a limit this executor cannot honour."""
+        caps = self.get_capabilities()
+        if memory_limit_of(job) is not None and self.Capability.MEMORY_LIMITS not in caps:
+            raise ValueError(
+                f"{type(self).__name__} cannot enforce memory limits; run job {job.func!r}"
+                " on a queue using the process executor"
+            )
+
+    async def on_job_starting(self, job: QueuedJob) -> QueuedJob:
+        """Let plugins replace the job before it runs."""
+        plugins = self.worker.chancy.plugin_manager
+        if plugins.has_job_starting:
+            return await plugins.job_starting(self.worker, job)
+        return job
+
+    async def on_job_completed(
+        self,
+        *,
+        job: QueuedJob,
+        exc: BaseException | None = None,
+        result: Any = None,
+        tb: str | None = None,
+    ) -> None:
+        """Record a finished run: compute the new state, run plugin hooks, queue the save.
+
+        :param tb: a traceback already formatted elsewhere (a child process).
+        """
+        now = _utcnow()
+        attempts = job.attempts + 1
+        if exc is None and tb is None:
+            new = attrs.evolve(
+                job,
+                state=QueuedJob.State.SUCCEEDED,
+                attempts=attempts,
+                completed_at=now,
+                deadline=None,
+            )
+        else:
+            if tb is None:
+                tb = "".join(traceback.format_exception(exc))
+            failed = attempts >= job.max_attempts
+            new = attrs.evolve(
+                job,
+                state=QueuedJob.State.FAILED if failed else QueuedJob.State.RETRYING,
+                attempts=attempts,
+                completed_at=now if failed else None,
+                errors=[*job.errors, {"attempt": job.attempts, "traceback": tb}],
+                deadline=None,
+            )
+            log.debug("Job %s (%s) failed:\n%s", job.id, job.func, tb)
+        plugins = self.worker.chancy.plugin_manager
+        if plugins.has_job_completed:
+            try:
+                new = await plugins.job_completed(self.worker, new, exc, result)
+            except Exception:
+                log.exception("A plugin's on_job_completed failed for job %s", job.id)
+        self.worker.queue_update(new)
+        self.worker.on_job_completed(queue=self.queue, job=new)
+
+
+class ConcurrentExecutor(Executor):
+    """Base of executors backed by a ``concurrent.futures`` pool: tracks future → job."""
+
+    def __init__(self, worker: Worker, queue: Queue, **options: Any) -> None:
+        super().__init__(worker, queue, **options)
+        self.jobs: dict[Any, QueuedJob] = {}
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def get_running_jobs(self) -> list[QueuedJob]:
+        return list(self.jobs.values())
+
+    async def cancel(self, ref: Reference) -> None:
+        for future, job in list(self.jobs.items()):
+            if job.id == ref.identifier and future.cancel():
+                # Never started: nothing runs, the cancellation is already saved.
+                self.jobs.pop(future, None)
+                self.worker.on_job_completed(queue=self.queue, job=job)
+
+
+def monotonic_deadline(seconds: float | None) -> float | None:
+    return None if seconds is None else time.monotonic() + seconds

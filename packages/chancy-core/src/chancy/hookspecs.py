@@ -1,0 +1,237 @@
+"""The contract between Chancy's core and its plugins: every pluggy hookspec.
+
+Implement these with ``@chancy.hookimpl`` in a module registered through the
+``chancy`` entry-point group, or subclass :class:`chancy.plugin.Plugin`, whose
+methods are bridged onto these hooks.
+
+Hooks are synchronous functions. Where a hook has asynchronous work to do, its
+implementation returns an awaitable (for instance by being an ``async def``)
+and the core awaits it. Per-job hooks are called only for the plugins that
+implement them, so an unimplemented hook costs nothing on the hot path.
+
+Call order: hooks run in the order of ``Chancy.plugins`` (plugins passed to
+``Chancy(plugins=[...])`` first, then the defaults); implementations from
+plain hookimpl modules run after them unless marked ``tryfirst``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+    from psycopg import AsyncCursor
+
+    from chancy.app import Chancy
+    from chancy.job import QueuedJob
+    from chancy.migrate import Migrator
+    from chancy.plugin import Plugin, WorkerTask
+    from chancy.worker import Worker
+
+hookspec = pluggy.HookspecMarker("chancy")
+
+# ---------------------------------------------------------------------------
+# Plugin discovery
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def chancy_register_plugins() -> type[Plugin] | Sequence[type[Plugin]] | None:
+    """Return the :class:`~chancy.plugin.Plugin` class(es) a distribution provides.
+
+    Called once per :class:`~chancy.Chancy` app when it is created, for every
+    module registered through the ``chancy`` entry-point group. Classes whose
+    :meth:`~chancy.plugin.Plugin.is_default` is true are instantiated with
+    their default settings unless the app was given ``no_default_plugins=True``
+    or an instance with the same identifier. Every returned class is listed by
+    ``chancy plugins``.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ---------------------------------------------------------------------------
+# Worker run loop
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def chancy_worker_tasks(worker: Worker, chancy: Chancy) -> Sequence[WorkerTask] | None:
+    """Return the long-running coroutines the worker must supervise.
+
+    :param worker: the starting worker.
+    :param chancy: its app.
+
+    Called once by :meth:`Worker.start`, after dependencies are checked. Each
+    :class:`~chancy.plugin.WorkerTask` becomes a named asyncio task; a task that
+    raises is logged with its traceback and restarted with exponential back-off,
+    a task with ``scope=PluginScope.LEADER`` runs only while the worker leads and
+    is cancelled when it loses the lease. All tasks are cancelled on shutdown.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def chancy_worker_started(worker: Worker) -> Awaitable[None] | None:
+    """The worker is up: migrations were checked, queues and plugin tasks start now.
+
+    :param worker: the worker.
+
+    Called once per worker, at the end of :meth:`Worker.start`.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def chancy_worker_stopped(worker: Worker) -> Awaitable[None] | None:
+    """The worker stopped: jobs drained and every pending update flushed.
+
+    :param worker: the worker.
+
+    Called once per worker, at the end of :meth:`Worker.stop`.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ---------------------------------------------------------------------------
+# Migrations
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def chancy_migrators(chancy: Chancy) -> Migrator | Sequence[Migrator] | None:
+    """Return the migrator(s) for the tables a plugin owns.
+
+    :param chancy: the app being migrated (use ``chancy.prefix`` for names).
+
+    Called by :meth:`Chancy.migrate` and :meth:`Chancy.is_up_to_date`. Each
+    migrator has its own key (its version line) in the schema-version table;
+    core's line is applied first going up and last going down.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ---------------------------------------------------------------------------
+# Job execution
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def chancy_job_starting(
+    worker: Worker, job: QueuedJob
+) -> QueuedJob | Awaitable[QueuedJob | None] | None:
+    """A job is about to run; return a replacement job or ``None`` to keep it.
+
+    :param worker: the worker running it.
+    :param job: the job, already marked running in the database.
+
+    Called for every job, in the worker's event loop, before it is handed to
+    its executor. Results are chained: each implementation sees the job the
+    previous one returned.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def chancy_job_completed(
+    worker: Worker,
+    job: QueuedJob,
+    exc: BaseException | None,
+    result: Any,
+) -> QueuedJob | Awaitable[QueuedJob | None] | None:
+    """A run finished; return a replacement for what will be saved, or ``None``.
+
+    :param worker: the worker that ran it.
+    :param job: the job with its new state, attempts and errors already set.
+    :param exc: the exception the run raised, or ``None``.
+    :param result: the function's return value (``None`` on failure).
+
+    Called for every finished run, before the update is queued for saving.
+    Results are chained in plugin order. The retry plugin uses this hook to
+    reschedule failed runs.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def chancy_jobs_updated_in_transaction(
+    worker: Worker, jobs: Sequence[QueuedJob], cursor: AsyncCursor[Any]
+) -> Awaitable[None] | None:
+    """A batch of job updates was written; the transaction is still open.
+
+    :param worker: the worker saving them.
+    :param jobs: the jobs whose update was applied (fenced-off updates excluded).
+    :param cursor: the cursor of the open transaction.
+
+    Called once per flushed batch. Raising rolls the whole batch back and it is
+    retried. Work done on ``cursor`` commits atomically with the updates.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def chancy_job_updated(worker: Worker, job: QueuedJob) -> Awaitable[None] | None:
+    """A job's update was committed.
+
+    :param worker: the worker that saved it.
+    :param job: the job as saved.
+
+    Called for every saved update, after commit; it cannot change the job.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ---------------------------------------------------------------------------
+# Maintenance
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def chancy_cleanup(chancy: Chancy) -> Awaitable[int | None] | int | None:
+    """Trim the tables the plugin owns; return the number of rows removed.
+
+    :param chancy: the app.
+
+    Called by the pruner on the leader after each prune pass.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ---------------------------------------------------------------------------
+# Extension points
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def chancy_cli_commands() -> click.Command | Sequence[click.Command] | None:
+    """Return click commands or groups to add to the ``chancy`` command line.
+
+    Called once when the CLI starts; ``chancy-cron`` adds ``chancy cron`` this way.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def chancy_web_routes(chancy: Chancy) -> Sequence[Any] | None:
+    """Return routes (and dashboard pages) to add to the web API.
+
+    :param chancy: the app the web server serves.
+
+    Called once when the web plugin builds its application; the route objects'
+    shape is defined by ``chancy-web``.
+
+    .. versionadded:: 0.1
+    """

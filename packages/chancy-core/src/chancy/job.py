@@ -1,0 +1,296 @@
+"""Jobs: the immutable description of work (:class:`Job`), a stored instance of
+it (:class:`QueuedJob`), resource :class:`Limit`\\ s, the :class:`Reference`
+returned by every push, and the :func:`job` decorator."""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import attrs
+
+__all__ = ["IsAJob", "Job", "Limit", "QueuedJob", "Reference", "job"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+@attrs.define(slots=True)
+class Limit:
+    """A resource limit applied to one run of a job.
+
+    ``Limit(Limit.Type.TIME, 30)`` stops a run after 30 seconds of wall time;
+    ``Limit(Limit.Type.MEMORY, 512 * 1024**2)`` caps the address space of the
+    process running it (process executor only).
+    """
+
+    class Type(str, enum.Enum):
+        MEMORY = "memory"
+        TIME = "time"
+
+    type_: Limit.Type = attrs.field(converter=lambda v: Limit.Type(v))
+    value: int
+
+    def serialize(self) -> dict[str, Any]:
+        return {"t": self.type_.value, "v": self.value}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Limit:
+        return cls(cls.Type(data["t"]), data["v"])
+
+
+class Reference:
+    """A handle on a pushed job, returned by every push.
+
+    Compares equal to another reference, to the job's :class:`uuid.UUID` and to
+    its canonical string form, and hashes like the UUID.
+    """
+
+    __slots__ = ("identifier",)
+
+    def __init__(self, identifier: str | uuid.UUID) -> None:
+        if not isinstance(identifier, uuid.UUID):
+            identifier = uuid.UUID(str(identifier))
+        self.identifier: uuid.UUID = identifier
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Reference):
+            return self.identifier == other.identifier
+        if isinstance(other, uuid.UUID):
+            return self.identifier == other
+        if isinstance(other, str):
+            try:
+                return self.identifier == uuid.UUID(other)
+            except ValueError:
+                return False
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.identifier)
+
+    def __repr__(self) -> str:
+        return f"<Reference({str(self.identifier)!r})>"
+
+    def __str__(self) -> str:
+        return str(self.identifier)
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Job:
+    """An immutable description of a unit of work.
+
+    Build one with :meth:`Job.from_func` or the :func:`job` decorator and
+    change it with the ``with_*`` builders, which return modified copies.
+    """
+
+    #: Importable name of the function, ``"package.module.function"``.
+    func: str
+    #: Name of the queue the job runs on.
+    queue: str = "default"
+    #: Keyword arguments; must be JSON-serialisable.
+    kwargs: dict[str, Any] = attrs.field(factory=dict, converter=lambda v: {} if v is None else v)
+    #: Higher runs first.
+    priority: int = 0
+    #: Total number of runs allowed (1 = no retry).
+    max_attempts: int = 1
+    #: The job is not run before this time.
+    scheduled_at: datetime = attrs.field(factory=_utcnow, converter=_aware)
+    #: Resource limits for each run.
+    limits: list[Limit] = attrs.field(factory=list)
+    #: At most one unfinished job with this key exists at a time.
+    unique_key: str | None = None
+    #: Free-form metadata, also used by plugins (``retry_settings``, ``workflow_id``…).
+    meta: dict[str, Any] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_func(cls, func: Callable[..., Any], **kwargs: Any) -> Job:
+        """A job running ``func`` (referenced by its module and qualified name)."""
+        return cls(func=f"{func.__module__}.{func.__qualname__}", **kwargs)
+
+    def with_priority(self, priority: int) -> Job:
+        return attrs.evolve(self, priority=priority)
+
+    def with_max_attempts(self, max_attempts: int) -> Job:
+        return attrs.evolve(self, max_attempts=max_attempts)
+
+    def with_scheduled_at(self, scheduled_at: datetime) -> Job:
+        return attrs.evolve(self, scheduled_at=scheduled_at)
+
+    def with_limits(self, limits: list[Limit]) -> Job:
+        return attrs.evolve(self, limits=limits)
+
+    def with_kwargs(self, **kwargs: Any) -> Job:
+        return attrs.evolve(self, kwargs=kwargs)
+
+    def with_unique_key(self, unique_key: str | None) -> Job:
+        return attrs.evolve(self, unique_key=unique_key)
+
+    def with_queue(self, queue: str) -> Job:
+        return attrs.evolve(self, queue=queue)
+
+    def with_meta(self, meta: dict[str, Any]) -> Job:
+        return attrs.evolve(self, meta=meta)
+
+    def pack(self) -> dict[str, Any]:
+        """Compact serialisation, as stored by the cron and workflow tables."""
+        return {
+            "f": self.func,
+            "k": self.kwargs,
+            "p": self.priority,
+            "a": self.max_attempts,
+            "s": self.scheduled_at.timestamp() if self.scheduled_at else None,
+            "l": [limit.serialize() for limit in self.limits],
+            "u": self.unique_key,
+            "q": self.queue,
+            "m": self.meta,
+        }
+
+    @classmethod
+    def unpack(cls, data: dict[str, Any]) -> Job:
+        """The inverse of :meth:`pack`."""
+        scheduled = data.get("s")
+        return Job(
+            func=data["f"],
+            kwargs=data.get("k") or {},
+            priority=data.get("p", 0),
+            max_attempts=data.get("a", 1),
+            scheduled_at=(
+                datetime.fromtimestamp(scheduled, tz=timezone.utc)
+                if scheduled is not None
+                else _utcnow()
+            ),
+            limits=[Limit.deserialize(limit) for limit in data.get("l") or []],
+            unique_key=data.get("u"),
+            queue=data.get("q", "default"),
+            meta=data.get("m") or {},
+        )
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class QueuedJob(Job):
+    """A job as stored in the jobs table.
+
+    The instance passed to plugin hooks and (through a keyword-only parameter
+    annotated ``QueuedJob``) to the job function itself is immutable, except
+    for ``meta``: changes made to it by the job are saved when it finishes.
+    """
+
+    class State(str, enum.Enum):
+        PENDING = "pending"
+        RUNNING = "running"
+        FAILED = "failed"
+        RETRYING = "retrying"
+        SUCCEEDED = "succeeded"
+
+    id: uuid.UUID = attrs.field(converter=lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)))
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    attempts: int = 0
+    state: QueuedJob.State = attrs.field(default="pending", converter=lambda v: QueuedJob.State(v))
+    errors: list[dict[str, Any]] = attrs.field(factory=list)
+    #: The execution claim this instance was fetched with; the worker's update
+    #: applies only while the row still carries it (fencing). Not user data.
+    claim_id: uuid.UUID | None = attrs.field(default=None, eq=False, repr=False)
+    #: Monotonic deadline of the current run when it has a time limit.
+    deadline: float | None = attrs.field(default=None, eq=False, repr=False)
+
+    @classmethod
+    def unpack(cls, row: dict[str, Any]) -> QueuedJob:  # type: ignore[override]
+        """Build from a jobs-table row (as a dict)."""
+        return cls(
+            id=row["id"],
+            func=row["func"],
+            queue=row["queue"],
+            kwargs=row.get("kwargs") or {},
+            priority=row.get("priority") or 0,
+            max_attempts=row.get("max_attempts") or 1,
+            scheduled_at=row.get("scheduled_at") or _utcnow(),
+            limits=[Limit.deserialize(limit) for limit in row.get("limits") or ()],
+            unique_key=row.get("unique_key"),
+            meta=row.get("meta") or {},
+            created_at=row.get("created_at"),
+            started_at=row.get("started_at"),
+            completed_at=row.get("completed_at"),
+            attempts=row.get("attempts") or 0,
+            state=row.get("state") or "pending",
+            errors=row.get("errors") or [],
+            claim_id=row.get("claim_id"),
+        )
+
+    @property
+    def time_remaining(self) -> float | None:
+        """Seconds left before this run's time limit, or ``None`` without one."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def checkpoint(self) -> None:
+        """Raise :class:`TimeoutError` if this run is past its time limit.
+
+        Long-running synchronous jobs can call it between units of work to
+        stop cleanly when their time is up.
+        """
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise TimeoutError(f"job {self.func} exceeded its time limit")
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED)
+
+
+@runtime_checkable
+class IsAJob(Protocol):
+    """A callable decorated with :func:`job`: it carries its template in ``.job``."""
+
+    job: Job
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def job(**options: Any) -> Callable[[F], F]:
+    """Decorate a function so it can be pushed directly::
+
+        @job(queue="emails", max_attempts=3)
+        def send_welcome(*, user_id: int) -> None: ...
+
+        await chancy.push(send_welcome)                      # template as is
+        await chancy.push(send_welcome.job.with_kwargs(user_id=7))
+
+    The function itself is returned unchanged (still callable); its template
+    :class:`Job` is stored in ``func.job``.
+    """
+    if "func" in options:
+        raise TypeError("@job() takes every Job field except 'func'")
+
+    def decorator(func: F) -> F:
+        func.job = Job.from_func(func, **options)  # type: ignore[attr-defined]
+        return func
+
+    return decorator
+
+
+def as_job(obj: Job | IsAJob) -> Job:
+    """Accept a :class:`Job` or a function decorated with :func:`job`."""
+    if isinstance(obj, Job):
+        return obj
+    template = getattr(obj, "job", None)
+    if isinstance(template, Job):
+        return template
+    raise TypeError(
+        f"expected a Job or a function decorated with @job, got {type(obj).__name__}: {obj!r}"
+    )

@@ -1,0 +1,878 @@
+"""The :class:`Worker`: fetches jobs, runs them, saves outcomes, runs plugins."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import platform
+import random
+import re
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from psycopg import AsyncConnection, OperationalError
+from psycopg.rows import dict_row
+
+from chancy.errors import MigrationsNeededError
+from chancy.executors.base import Executor
+from chancy.hub import Event, Hub
+from chancy.job import QueuedJob, Reference
+from chancy.plugin import PluginScope
+from chancy.queue import Queue
+from chancy.utils import import_string
+
+if TYPE_CHECKING:
+    from chancy.app import Chancy
+
+__all__ = ["Worker"]
+
+_TRANSIENT = (OperationalError, OSError, ConnectionError)
+_EMPTY_LIST = "[]"
+
+
+class _QueueRunner:
+    """The polling loop of one served queue."""
+
+    __slots__ = ("executor", "queue", "removed", "stopping", "task", "update", "wake")
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self.wake = asyncio.Event()
+        self.executor: Executor | None = None
+        self.task: asyncio.Task[None] | None = None
+        #: A new configuration waiting for the executor to drain.
+        self.update: Queue | None = None
+        self.removed = False
+        self.stopping = False
+
+
+class Worker:
+    """A worker process component: serves the queues whose tags match its own.
+
+    Use it as an async context manager, or call :meth:`start` and :meth:`stop`.
+
+    :param chancy: the app.
+    :param worker_id: a unique id (default: a random UUID).
+    :param heartbeat_poll_interval: seconds between heartbeats.
+    :param heartbeat_timeout: seconds without a heartbeat after which the worker
+        is presumed dead.
+    :param queue_change_poll_interval: seconds between scans of the queue table
+        (changes are also picked up at once through notifications).
+    :param shutdown_timeout: seconds :meth:`stop` waits for running jobs.
+    :param tags: extra tags for queue matching.
+    :param register_signal_handlers: stop gracefully on SIGTERM/SIGINT.
+    :param backoff_initial: first delay before retrying a failed maintenance loop.
+    :param backoff_max: longest delay between retries.
+    :param backoff_max_retries: give up (and stop the worker) after this many
+        consecutive failures of one loop; ``None`` retries forever.
+    """
+
+    #: Kept for compatibility: updates are now flushed as soon as they exist.
+    send_outgoing_interval: float = 1
+
+    def __init__(
+        self,
+        chancy: Chancy,
+        *,
+        worker_id: str | None = None,
+        heartbeat_poll_interval: float = 30,
+        heartbeat_timeout: float = 90,
+        queue_change_poll_interval: float = 10,
+        shutdown_timeout: float = 30,
+        tags: set[str] | None = None,
+        register_signal_handlers: bool = True,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        backoff_max_retries: int | None = None,
+    ) -> None:
+        for name, value in (
+            ("heartbeat_poll_interval", heartbeat_poll_interval),
+            ("heartbeat_timeout", heartbeat_timeout),
+            ("queue_change_poll_interval", queue_change_poll_interval),
+        ):
+            if value <= 0:
+                raise ValueError(f"Worker {name} must be positive, got {value!r}")
+        if shutdown_timeout < 0:
+            raise ValueError(f"Worker shutdown_timeout must be >= 0, got {shutdown_timeout!r}")
+        if heartbeat_timeout < heartbeat_poll_interval:
+            raise ValueError(
+                "Worker heartbeat_timeout must be at least heartbeat_poll_interval "
+                f"({heartbeat_timeout!r} < {heartbeat_poll_interval!r})"
+            )
+        self.chancy = chancy
+        self.worker_id = worker_id or str(uuid.uuid4())
+        self.heartbeat_poll_interval = heartbeat_poll_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.queue_change_poll_interval = queue_change_poll_interval
+        self.shutdown_timeout = shutdown_timeout
+        self.tags = set(tags or ())
+        self.register_signal_handlers = register_signal_handlers
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.backoff_max_retries = backoff_max_retries
+
+        self.hub = Hub()
+        self.hub.on_error = self._on_hub_error
+        self.is_leader = asyncio.Event()
+        self.shutdown_event = asyncio.Event()
+        self.outgoing: collections.deque[QueuedJob] = collections.deque()
+        self.manager = _TaskManager(self)
+
+        self._runners: dict[str, _QueueRunner] = {}
+        self._flush_wanted = asyncio.Event()
+        self._flush_idle = asyncio.Event()
+        self._flush_idle.set()
+        self._scan_wake = asyncio.Event()
+        self._listening = asyncio.Event()
+        self._started = False
+        self._stopping: asyncio.Future[bool] | None = None
+        self._stopped = asyncio.Event()
+        self._signals_installed: list[int] = []
+        self._worker_tags = self._compute_tags()
+        self._tag_cache: dict[frozenset[str], bool] = {}
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.worker_id}>"
+
+    @property
+    def log(self) -> logging.Logger:
+        return self.chancy.log
+
+    # ------------------------------------------------------------------
+    # Introspection
+    # ------------------------------------------------------------------
+
+    def _compute_tags(self) -> set[str]:
+        return {
+            *self.tags,
+            "*",
+            f"hostname={socket.gethostname()}",
+            f"worker_id={self.worker_id}",
+            f"python={platform.python_version()}",
+            f"os={platform.system()}",
+            f"arch={platform.machine()}",
+        }
+
+    def worker_tags(self) -> set[str]:
+        """This worker's tags: the extra ones plus ``*``, hostname, id, python, os, arch."""
+        return set(self._worker_tags)
+
+    @property
+    def queue_wake_events(self) -> dict[str, asyncio.Event]:
+        return {name: runner.wake for name, runner in self._runners.items()}
+
+    @property
+    def executors(self) -> dict[str, Executor]:
+        """Running executors by queue name."""
+        return {
+            name: runner.executor
+            for name, runner in self._runners.items()
+            if runner.executor is not None
+        }
+
+    def __len__(self) -> int:
+        return len(self._runners)
+
+    def __iter__(self) -> Iterator[Queue]:
+        return iter([runner.queue for runner in self._runners.values()])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._runners
+
+    def __getitem__(self, name: str) -> Queue:
+        return self._runners[name].queue
+
+    def matches(self, queue: Queue) -> bool:
+        """Whether any of the queue's tag patterns fully matches any worker tag."""
+        key = frozenset(queue.tags)
+        cached = self._tag_cache.get(key)
+        if cached is None:
+            cached = False
+            for pattern in queue.tags:
+                try:
+                    regex = re.compile(pattern)
+                except re.error:
+                    self.log.warning("Queue %r has an invalid tag regex %r", queue.name, pattern)
+                    continue
+                if any(regex.fullmatch(tag) for tag in self._worker_tags):
+                    cached = True
+                    break
+            self._tag_cache[key] = cached
+        return cached
+
+    # ------------------------------------------------------------------
+    # Lifecycle
+    # ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start serving; returns once running.
+
+        :raises MigrationsNeededError: the database schema is not up to date.
+        :raises PluginDependencyError: a plugin's dependency is not enabled.
+        """
+        if self._started:
+            raise RuntimeError(f"{self!r} was already started")
+        chancy = self.chancy
+        chancy.check_plugin_dependencies()
+        if not await chancy.is_up_to_date():
+            raise MigrationsNeededError(
+                "the database schema is not up to date; run `chancy --app <app> migrate`"
+                " (or `await chancy.migrate()`) first"
+            )
+        self._started = True
+        self.hub.on("job.cancelled", self._on_job_cancelled)
+        self.hub.on("job.recovered", self._on_job_cancelled)
+        self.hub.on("queue.pushed", self._on_queue_pushed)
+        for event in ("queue.declared", "queue.paused", "queue.resumed", "queue.deleted"):
+            self.hub.on(event, self._on_queue_changed)
+
+        self.manager.add("chancy:flush", self._flush_loop)
+        self.manager.add("chancy:heartbeat", self._heartbeat_loop)
+        if chancy.notifications:
+            self.manager.add("chancy:listen", self._listen_loop)
+            await self._listening.wait()
+        for task in chancy.plugin_manager.worker_tasks(self, chancy):
+            self.manager.add(task.name, task.factory, scope=task.scope)
+
+        if self.register_signal_handlers:
+            self._install_signal_handlers()
+
+        await chancy.declare(Queue("default"))
+        await self._scan_queues()
+        self.manager.add("chancy:queues", self._queue_scan_loop)
+        await chancy.plugin_manager.worker_started(self)
+        self.log.info(
+            "Worker %s started (queues: %s)", self.worker_id, ", ".join(sorted(self._runners)) or "none"
+        )
+        await self.hub.emit("worker.started", {"worker": self})
+
+    async def wait_for_shutdown(self) -> None:
+        """Wait until the worker has stopped (after a signal or :meth:`stop`)."""
+        await self._stopped.wait()
+
+    async def stop(self, *, timeout: float | None = None) -> bool:
+        """Stop gracefully: stop fetching, let running jobs finish (up to
+        ``shutdown_timeout``), save every outcome, release what the worker holds.
+
+        Jobs still running at the deadline are interrupted and put back to be
+        run again, without counting an attempt. Idempotent; concurrent calls
+        share one stop. Returns ``False`` if the deadline was hit.
+        """
+        if self._stopping is not None:
+            return await asyncio.shield(self._stopping)
+        self._stopping = asyncio.get_running_loop().create_future()
+        try:
+            result = await self._stop(self.shutdown_timeout if timeout is None else timeout)
+        except BaseException as exc:
+            self._stopping.set_exception(exc)
+            self._stopped.set()
+            raise
+        self._stopping.set_result(result)
+        self._stopped.set()
+        return result
+
+    async def _stop(self, timeout: float) -> bool:
+        self.shutdown_event.set()
+        if not self._started:
+            return True
+        self.log.info("Worker %s stopping", self.worker_id)
+        deadline = time.monotonic() + timeout
+        await self.manager.cancel("chancy:queues")
+        for runner in self._runners.values():
+            runner.stopping = True
+            runner.wake.set()
+        runner_tasks = [r.task for r in self._runners.values() if r.task is not None]
+        clean = True
+        if runner_tasks:
+            _, pending = await asyncio.wait(runner_tasks, timeout=max(0.0, deadline - time.monotonic()))
+            if pending:
+                clean = False
+                self.log.warning(
+                    "Worker %s: jobs still running after %ss; interrupting them", self.worker_id, timeout
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        # Plugins and the heartbeat stop; the flusher saves what remains.
+        await self.manager.cancel_all(except_names={"chancy:flush"})
+        try:
+            await asyncio.wait_for(self.flush(), max(5.0, deadline - time.monotonic()))
+        except TimeoutError:
+            self.log.error(
+                "Worker %s: %d job update(s) could not be saved; those jobs will be recovered",
+                self.worker_id, len(self.outgoing),
+            )
+        await self.manager.cancel_all()
+        await self._release()
+        self._remove_signal_handlers()
+        try:
+            await self.chancy.plugin_manager.worker_stopped(self)
+        except Exception:
+            self.log.exception("A plugin's worker-stopped hook failed")
+        self.is_leader.clear()
+        if clean:
+            await self.hub.emit("worker.stopped", {"worker": self})
+            self.log.info("Worker %s stopped", self.worker_id)
+        else:
+            await self.hub.emit("worker.shutdown_timeout", {"worker": self})
+        return clean
+
+    async def _release(self) -> None:
+        """Put back jobs this worker still holds (interrupted at shutdown) and
+        remove its row from the workers table."""
+        sql = self.chancy.sql
+        try:
+            async with self.chancy.pool.connection() as conn, conn.cursor() as cursor:
+                await cursor.execute(
+                    f"UPDATE {sql.jobs} SET state = 'pending', taken_by = NULL,"
+                    f" claim_id = NULL, started_at = NULL"
+                    f" WHERE taken_by = %s AND state = 'running' RETURNING queue",
+                    (self.worker_id,),
+                )
+                rows = await cursor.fetchall()
+                await cursor.execute(sql.remove_worker, (self.worker_id,))
+                if rows:
+                    self.log.info(
+                        "Worker %s put %d interrupted job(s) back", self.worker_id, len(rows)
+                    )
+                    await self.chancy.notify_many(
+                        cursor, [("queue.pushed", {"q": q}) for q in dict.fromkeys(r[0] for r in rows)]
+                    )
+        except Exception:
+            self.log.exception("Worker %s could not release its jobs; Recovery will", self.worker_id)
+
+    # ------------------------------------------------------------------
+    # Signals
+    # ------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or os.name == "nt":
+            if os.name == "nt":
+                self.log.warning("Signal handlers are not supported on Windows")
+            return
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+            self._signals_installed.append(signum)
+
+    def _remove_signal_handlers(self) -> None:
+        if not self._signals_installed:
+            return
+        loop = asyncio.get_running_loop()
+        for signum in self._signals_installed:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+        self._signals_installed.clear()
+
+    def _on_signal(self, signum: int) -> None:
+        if self._stopping is None:
+            self.log.info(
+                "Received %s: stopping gracefully (again to exit at once)", signal.Signals(signum).name
+            )
+            asyncio.ensure_future(self.stop())
+        else:
+            self.log.warning("Received %s again: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+
+    # ------------------------------------------------------------------
+    # Hub handlers
+    # ------------------------------------------------------------------
+
+    def _on_hub_error(self, event: Event, exc: BaseException) -> None:
+        self.log.error("A handler of %r failed: %r", event.name, exc, exc_info=exc)
+
+    async def _on_job_cancelled(self, event: Event) -> None:
+        job_id = event.body.get("j")
+        if not job_id:
+            return
+        ref = Reference(job_id)
+        for executor in self.executors.values():
+            with contextlib.suppress(Exception):
+                await executor.cancel(ref)
+
+    def _on_queue_pushed(self, event: Event) -> None:
+        runner = self._runners.get(event.body.get("q", ""))
+        if runner is not None:
+            runner.wake.set()
+
+    def _on_queue_changed(self, event: Event) -> None:
+        self._scan_wake.set()
+
+    # ------------------------------------------------------------------
+    # Queues
+    # ------------------------------------------------------------------
+
+    async def _queue_scan_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._scan_wake.wait(), self.queue_change_poll_interval)
+            self._scan_wake.clear()
+            await self._scan_queues()
+
+    async def _scan_queues(self) -> None:
+        queues = {q.name: q for q in await self.chancy.get_all_queues() if self.matches(q)}
+        for name, runner in list(self._runners.items()):
+            if runner.stopping:
+                continue
+            new = queues.get(name)
+            if new is None:
+                if not runner.removed:
+                    runner.removed = True
+                    runner.wake.set()
+            elif new != runner.queue and new != runner.update:
+                runner.update = new
+                runner.wake.set()
+        for name, queue in queues.items():
+            if name not in self._runners and not self.shutdown_event.is_set():
+                runner = _QueueRunner(queue)
+                self._runners[name] = runner
+                runner.task = asyncio.create_task(self._run_queue(runner), name=f"queue:{name}")
+
+    async def _run_queue(self, runner: _QueueRunner) -> None:
+        failures = 0
+        try:
+            while True:
+                try:
+                    restart = await self._serve_queue(runner)
+                    failures = 0
+                except Exception:
+                    if runner.stopping:
+                        raise
+                    failures += 1
+                    delay = min(self.backoff_initial * 2 ** (failures - 1), self.backoff_max)
+                    self.log.exception(
+                        "Queue %r: its loop crashed; restarting it in %.1fs", runner.queue.name, delay
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                if not restart:
+                    return
+        finally:
+            if self._runners.get(runner.queue.name) is runner:
+                del self._runners[runner.queue.name]
+
+    async def _start_executor(self, runner: _QueueRunner) -> Executor | None:
+        queue = runner.queue
+        delay = self.backoff_initial
+        while not (runner.stopping or runner.removed or runner.update is not None):
+            try:
+                cls = import_string(queue.executor)
+                executor = cls(self, queue, **queue.executor_options)
+                await executor.__aenter__()
+                return executor
+            except Exception as exc:
+                self.log.error(
+                    "Queue %r: cannot start executor %r (%s); retrying in %.0fs",
+                    queue.name, queue.executor, exc, delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(runner.wake.wait(), delay)
+                runner.wake.clear()
+                delay = min(delay * 2, self.backoff_max)
+        return None
+
+    async def _serve_queue(self, runner: _QueueRunner) -> bool:
+        """Serve until removed, stopped or reconfigured; True means restart."""
+        executor = await self._start_executor(runner)
+        queue = runner.queue
+        if executor is not None:
+            runner.executor = executor
+            concurrency = executor.concurrency
+            self.log.info(
+                "Serving queue %r (%s, concurrency %d)", queue.name, queue.executor.rsplit(".", 1)[-1], concurrency
+            )
+            await self.hub.emit("worker.queue.started", {"queue": queue, "executor": executor, "worker": self})
+        runner.wake.set()
+        failures = 0
+        try:
+            while True:
+                if not runner.wake.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(runner.wake.wait(), queue.polling_interval)
+                runner.wake.clear()
+                if runner.stopping or runner.removed or runner.update is not None:
+                    if executor is not None and len(executor):
+                        continue  # drain: completions wake us
+                    if runner.stopping:
+                        return False
+                    if runner.removed:
+                        self.log.info("Queue %r removed; no longer serving it", queue.name)
+                        await self.hub.emit(
+                            "worker.queue.removed", {"queue": queue, "executor": executor, "worker": self}
+                        )
+                        return False
+                    self.log.info("Queue %r changed; restarting its executor", queue.name)
+                    await self.hub.emit(
+                        "worker.queue.updated", {"queue": queue, "executor": executor, "worker": self}
+                    )
+                    runner.queue, runner.update = runner.update, None  # type: ignore[assignment]
+                    return True
+                if executor is None:
+                    return True
+                if queue.state is Queue.State.PAUSED:
+                    if queue.resume_at is not None and queue.resume_at <= datetime.now(timezone.utc):
+                        self.log.info("Queue %r: resume_at passed, resuming", queue.name)
+                        try:
+                            await self.chancy.resume_queue(queue.name)
+                        except KeyError:
+                            pass
+                        except _TRANSIENT as exc:
+                            self.log.warning("Queue %r: could not resume (%s)", queue.name, exc)
+                            continue
+                        queue = Queue.unpack({**queue.pack(), "state": "active", "resume_at": None})
+                        runner.queue = queue
+                    else:
+                        continue
+                free = executor.concurrency - len(executor)
+                if free <= 0:
+                    await self.hub.emit("worker.queue.full", {"queue": queue, "executor": executor, "worker": self})
+                    continue
+                try:
+                    async with self.chancy.pool.connection() as conn:
+                        jobs = await self.fetch_jobs(queue, conn, up_to=free)
+                    failures = 0
+                except _TRANSIENT as exc:
+                    failures += 1
+                    delay = min(self.backoff_initial * 2 ** (failures - 1), self.backoff_max)
+                    self.log.warning(
+                        "Queue %r: fetching failed (%s); retrying in %.1fs", queue.name, exc, delay
+                    )
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                    runner.wake.set()
+                    continue
+                for job in jobs:
+                    try:
+                        executor.check_supported(job)
+                    except ValueError as exc:
+                        await executor.on_job_completed(job=job, exc=exc)
+                        continue
+                    await executor.push(job)
+        finally:
+            runner.executor = None
+            if executor is not None:
+                try:
+                    await executor.stop()
+                except Exception:
+                    self.log.exception("Queue %r: stopping its executor failed", queue.name)
+
+    async def fetch_jobs(
+        self, queue: Queue, conn: AsyncConnection[Any], *, up_to: int = 1
+    ) -> list[QueuedJob]:
+        """Claim up to ``up_to`` runnable jobs of ``queue`` in one transaction.
+
+        Ordered by priority (highest first) then age; ``FOR UPDATE SKIP LOCKED``
+        hands each job to exactly one worker. Honours the queue's rate limit.
+        Public so that subclasses can change how jobs are picked.
+        """
+        sql = self.chancy.sql
+        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+            if queue.rate_limit:
+                await cursor.execute(
+                    sql.rate_limit_take, {"queue": queue.name, "window": queue.rate_limit_window}
+                )
+                row = await cursor.fetchone()
+                used = row["count"] if row else 0
+                up_to = min(up_to, queue.rate_limit - used)
+                if up_to <= 0:
+                    return []
+            await cursor.execute(
+                sql.fetch_jobs, {"queue": queue.name, "limit": up_to, "worker_id": self.worker_id}
+            )
+            rows = await cursor.fetchall()
+            if queue.rate_limit and rows:
+                await cursor.execute(sql.rate_limit_add, (len(rows), queue.name))
+        jobs = [QueuedJob.unpack(row) for row in rows]
+        if len(jobs) > 1:
+            jobs.sort(key=lambda j: (-j.priority, j.id))
+        return jobs
+
+    # ------------------------------------------------------------------
+    # Completions
+    # ------------------------------------------------------------------
+
+    def queue_update(self, job: QueuedJob) -> None:
+        """Queue a finished run's new state to be saved (almost at once)."""
+        self.outgoing.append(job)
+        self._flush_idle.clear()
+        self._flush_wanted.set()
+
+    def on_job_completed(self, *, queue: Queue, job: QueuedJob) -> None:
+        """Called by executors after each run: wakes the queue when it should fetch."""
+        runner = self._runners.get(queue.name)
+        if runner is not None and (
+            runner.queue.eager_polling or runner.stopping or runner.removed or runner.update is not None
+        ):
+            runner.wake.set()
+
+    async def flush(self) -> None:
+        """Wait until every queued update is saved (or, with no flusher running, save them now)."""
+        if not self.outgoing:
+            return
+        if self.manager.is_running("chancy:flush"):
+            self._flush_wanted.set()
+            await self._flush_idle.wait()
+        else:
+            while self.outgoing:
+                await self._write_batch()
+
+    async def _flush_loop(self) -> None:
+        failures = 0
+        while True:
+            if not self.outgoing:
+                self._flush_idle.set()
+                await self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            try:
+                await self._write_batch()
+                failures = 0
+            except _TRANSIENT as exc:
+                failures += 1
+                delay = min(self.backoff_initial * 2 ** (failures - 1), self.backoff_max)
+                self.log.warning(
+                    "Saving %d job update(s) failed (%s); retrying in %.1fs", len(self.outgoing), exc, delay
+                )
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _write_batch(self, limit: int = 1000) -> None:
+        batch: list[QueuedJob] = []
+        while self.outgoing and len(batch) < limit:
+            batch.append(self.outgoing.popleft())
+        if not batch:
+            return
+        try:
+            applied = await self._save(batch)
+        except BaseException:
+            self.outgoing.extendleft(reversed(batch))
+            raise
+        plugins = self.chancy.plugin_manager
+        if plugins.has_job_updated:
+            for job in applied:
+                try:
+                    await plugins.job_updated(self, job)
+                except Exception:
+                    self.log.exception("A plugin's on_job_updated failed for job %s", job.id)
+
+    async def _save(self, batch: list[QueuedJob]) -> list[QueuedJob]:
+        batch.sort(key=lambda j: j.id)  # a stable lock order
+        ids, claims, states, started, completed, scheduled = [], [], [], [], [], []
+        attempts, errors, metas, max_attempts = [], [], [], []
+        dumps = json.dumps
+        for job in batch:
+            ids.append(job.id)
+            claims.append(job.claim_id)
+            states.append(job.state.value)
+            started.append(job.started_at)
+            completed.append(job.completed_at)
+            scheduled.append(job.scheduled_at)
+            attempts.append(job.attempts)
+            errors.append(dumps(job.errors) if job.errors else _EMPTY_LIST)
+            metas.append(dumps(job.meta, default=str) if job.meta else "{}")
+            max_attempts.append(job.max_attempts)
+        plugins = self.chancy.plugin_manager
+        async with self.chancy.pool.connection() as conn:
+            async with conn.transaction(), conn.cursor() as cursor:
+                await cursor.execute(
+                    self.chancy.sql.update_jobs,
+                    (ids, claims, states, started, completed, scheduled, attempts, errors, metas, max_attempts),
+                )
+                applied_ids = {row[0] for row in await cursor.fetchall()}
+                if len(applied_ids) == len(batch):
+                    applied = batch
+                else:
+                    applied = [job for job in batch if job.id in applied_ids]
+                    for job in batch:
+                        if job.id not in applied_ids:
+                            self.log.warning(
+                                "Discarded the outcome (%s) of job %s: it was cancelled, recovered"
+                                " or retried while it ran here",
+                                job.state.value, job.id,
+                            )
+                if applied and plugins.has_jobs_updated_in_transaction:
+                    await plugins.jobs_updated_in_transaction(self, applied, cursor)
+        return applied
+
+    # ------------------------------------------------------------------
+    # Heartbeat and notifications
+    # ------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self.announce()
+            await asyncio.sleep(self.heartbeat_poll_interval)
+
+    async def announce(self) -> None:
+        """Write this worker's heartbeat (and drop expired workers' rows)."""
+        sql = self.chancy.sql
+        async with self.chancy.pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.execute(sql.heartbeat_expire)
+            await cursor.execute(
+                sql.heartbeat,
+                (self.worker_id, sorted(self._worker_tags), sorted(self._runners), self.heartbeat_timeout),
+            )
+            await self.chancy.notify(cursor, "worker.announced", {"worker_id": self.worker_id})
+
+    async def _listen_loop(self) -> None:
+        chancy = self.chancy
+        failures = 0
+        while True:
+            try:
+                conn = await AsyncConnection.connect(chancy.dsn, autocommit=True)
+            except _TRANSIENT as exc:
+                failures += 1
+                delay = min(self.backoff_initial * 2 ** (failures - 1), self.backoff_max)
+                self.log.warning("LISTEN: cannot connect (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            try:
+                await conn.execute(f'LISTEN "{chancy.sql.channel}"')
+                if failures:
+                    self.log.info("LISTEN: reconnected")
+                    # Notifications may have been missed: poll everything now.
+                    self._scan_wake.set()
+                    for runner in self._runners.values():
+                        runner.wake.set()
+                failures = 0
+                self._listening.set()
+                async for notify in conn.notifies():
+                    try:
+                        body = json.loads(notify.payload)
+                        name = body.pop("t")
+                    except (ValueError, KeyError, AttributeError):
+                        self.log.debug("Ignoring malformed notification %r", notify.payload)
+                        continue
+                    await self.hub.emit(name, body)
+            except _TRANSIENT as exc:
+                failures += 1
+                delay = min(self.backoff_initial * 2 ** (failures - 1), self.backoff_max)
+                self.log.warning("LISTEN: connection lost (%s); reconnecting in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    # ------------------------------------------------------------------
+    # Metrics helpers (for whichever metrics plugin listens)
+    # ------------------------------------------------------------------
+
+    async def increment_counter(self, key: str, value: float = 1) -> None:
+        await self.hub.emit("metrics.increment_counter", {"key": key, "value": value})
+
+    async def record_gauge(self, key: str, value: float) -> None:
+        await self.hub.emit("metrics.record_gauge", {"key": key, "value": value})
+
+    async def record_histogram_value(self, key: str, value: float) -> None:
+        await self.hub.emit("metrics.record_histogram_value", {"key": key, "value": value})
+
+
+class _TaskManager:
+    """Supervises named long-running tasks: restarts crashed ones with back-off."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def add(
+        self,
+        name: str,
+        factory: Callable[[], Awaitable[Any]],
+        *,
+        scope: PluginScope = PluginScope.WORKER,
+    ) -> asyncio.Task[None]:
+        if name in self.tasks and not self.tasks[name].done():
+            raise ValueError(f"a task named {name!r} is already running")
+        task = asyncio.create_task(self._supervise(name, factory, scope), name=name)
+        self.tasks[name] = task
+        return task
+
+    def is_running(self, name: str) -> bool:
+        task = self.tasks.get(name)
+        return task is not None and not task.done()
+
+    async def _supervise(
+        self, name: str, factory: Callable[[], Awaitable[Any]], scope: PluginScope
+    ) -> None:
+        worker = self.worker
+        log = worker.log
+        failures = 0
+        while True:
+            if scope is PluginScope.LEADER and not worker.is_leader.is_set():
+                await worker.is_leader.wait()
+            started = time.monotonic()
+            try:
+                if scope is PluginScope.LEADER:
+                    await self._run_while_leader(name, factory)
+                    continue
+                await factory()
+                return  # a loop that ends by itself is done
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if time.monotonic() - started > worker.backoff_max:
+                    failures = 0
+                failures += 1
+                if worker.backoff_max_retries is not None and failures > worker.backoff_max_retries:
+                    log.critical("Task %s failed %d times in a row; stopping the worker", name, failures)
+                    asyncio.ensure_future(worker.stop())
+                    return
+                delay = min(worker.backoff_initial * 2 ** (failures - 1), worker.backoff_max)
+                delay *= random.uniform(0.5, 1.0)
+                log.exception("Task %s crashed; restarting it in %.1fs", name, delay)
+                await asyncio.sleep(delay)
+
+    async def _run_while_leader(self, name: str, factory: Callable[[], Awaitable[Any]]) -> None:
+        worker = self.worker
+        inner = asyncio.ensure_future(factory())
+        try:
+            while not inner.done():
+                await asyncio.wait({inner}, timeout=0.2)
+                if not worker.is_leader.is_set() and not inner.done():
+                    worker.log.info("Task %s: leadership lost, stopping it", name)
+                    inner.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await inner
+                    return
+            inner.result()
+            # Finished by itself while leading: wait until leadership changes.
+            while worker.is_leader.is_set():
+                await asyncio.sleep(0.2)
+        finally:
+            if not inner.done():
+                inner.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await inner
+
+    async def cancel(self, name: str) -> None:
+        task = self.tasks.pop(name, None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def cancel_all(self, *, except_names: set[str] | frozenset[str] = frozenset()) -> None:
+        names = [n for n in self.tasks if n not in except_names]
+        for name in names:
+            task = self.tasks[name]
+            if not task.done():
+                task.cancel()
+        for name in names:
+            task = self.tasks.pop(name)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+

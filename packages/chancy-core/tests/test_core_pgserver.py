@@ -1,0 +1,209 @@
+"""The PostgreSQL finder/launcher behind the test fixtures (chancy._pgserver)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import psycopg
+import pytest
+
+from chancy import _pgserver
+from chancy._pgserver import (
+    ThrowawayCluster,
+    create_database,
+    drop_database,
+    find_postgres_bindir,
+    get_server_dsn,
+)
+
+needs_binaries = pytest.mark.skipif(
+    find_postgres_bindir() is None, reason="no PostgreSQL server binaries installed"
+)
+
+
+def _gone(pid: int, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while _pgserver._pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _wait_removed(path: str, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture
+def isolated_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget any server this process already picked; restored afterwards."""
+    monkeypatch.setattr(_pgserver, "_cached_dsn", None)
+    monkeypatch.setattr(_pgserver, "_cluster", None)
+    monkeypatch.delenv("CHANCY_TEST_DSN", raising=False)
+    monkeypatch.delenv("CHANCY_TEST_SERVER", raising=False)
+
+
+@needs_binaries
+def test_throwaway_cluster_lifecycle() -> None:
+    cluster = ThrowawayCluster()
+    with cluster:
+        directory, pid = cluster.directory, cluster.pid
+        assert directory is not None and os.path.isdir(directory)
+        assert pid is not None and cluster.running
+
+        for dsn in (cluster.dsn, cluster.tcp_dsn):
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute(
+                    "SELECT current_user, current_setting('fsync'),"
+                    " current_setting('max_connections')::int"
+                ).fetchone()
+            assert row == ("postgres", "off", 300)
+
+        db_dsn = create_database(cluster.dsn, "chancy Test-DB")
+        with psycopg.connect(db_dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == (
+                "chancy Test-DB",
+            )
+            # An open session does not stop the drop (WITH (FORCE)).
+            drop_database(cluster.dsn, "chancy Test-DB")
+        with psycopg.connect(cluster.dsn) as conn:
+            assert conn.execute(
+                "SELECT count(*) FROM pg_database WHERE datname = 'chancy Test-DB'"
+            ).fetchone() == (0,)
+        drop_database(cluster.dsn, "chancy Test-DB")  # missing: no error
+
+    assert not cluster.running and cluster.pid is None
+    assert not os.path.exists(directory)
+    assert _gone(pid)
+    cluster.stop()  # idempotent
+
+
+@needs_binaries
+def test_create_database_from_template() -> None:
+    with ThrowawayCluster() as cluster:
+        src = create_database(cluster.dsn, "tpl")
+        with psycopg.connect(src, autocommit=True) as conn:
+            conn.execute("CREATE TABLE marker (x int)")
+        clone = create_database(cluster.dsn, "clone", template="tpl")
+        with psycopg.connect(clone) as conn:
+            assert conn.execute("SELECT count(*) FROM marker").fetchone() == (0,)
+
+
+@needs_binaries
+@pytest.mark.parametrize("ending", ["exit", "kill"])
+def test_cluster_removed_when_process_ends(ending: str) -> None:
+    """atexit stops the cluster; the watchdog does it even after SIGKILL."""
+    code = textwrap.dedent(
+        f"""
+        import os, signal
+        from chancy._pgserver import ThrowawayCluster
+        c = ThrowawayCluster().start()
+        print(c.directory, c.pid, flush=True)
+        if {ending!r} == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.stdout, proc.stderr
+    directory, pid = proc.stdout.split()
+    assert _gone(int(pid))
+    assert _wait_removed(directory)
+
+
+@needs_binaries
+def test_get_server_dsn_throwaway(
+    isolated_cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHANCY_TEST_SERVER", "throwaway")
+    try:
+        dsn = get_server_dsn()
+        cluster = _pgserver._cluster
+        assert cluster is not None and dsn == cluster.dsn
+        assert get_server_dsn() == dsn  # cached: one cluster per process
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        if _pgserver._cluster is not None:
+            _pgserver._cluster.stop()
+
+
+def test_get_server_dsn_honours_env(
+    isolated_cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHANCY_TEST_DSN", "host=db.invalid dbname=x user=y")
+    # Explicit DSN wins over the mode and is not probed or cached.
+    monkeypatch.setenv("CHANCY_TEST_SERVER", "throwaway")
+    assert get_server_dsn() == "host=db.invalid dbname=x user=y"
+    assert _pgserver._cached_dsn is None and _pgserver._cluster is None
+
+
+def test_get_server_dsn_rejects_unknown_mode(
+    isolated_cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHANCY_TEST_SERVER", "docker")
+    with pytest.raises(ValueError, match="CHANCY_TEST_SERVER"):
+        get_server_dsn()
+
+
+def test_local_mode_requires_a_local_server(
+    isolated_cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHANCY_TEST_SERVER", "local")
+    monkeypatch.setattr(_pgserver, "probe_local_server", lambda: None)
+    with pytest.raises(RuntimeError, match="no local PostgreSQL server"):
+        get_server_dsn()
+
+    monkeypatch.setattr(_pgserver, "probe_local_server", lambda: "host=here")
+    assert get_server_dsn() == "host=here"
+    assert _pgserver._cluster is None
+
+
+def test_auto_mode_prefers_a_local_server(
+    isolated_cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_pgserver, "probe_local_server", lambda: "host=here")
+
+    def no_cluster() -> None:
+        raise AssertionError("must not start a cluster when a server answers")
+
+    monkeypatch.setattr(_pgserver.ThrowawayCluster, "start", no_cluster)
+    assert get_server_dsn() == "host=here"
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only as root"
+)
+def test_root_without_postgres_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+
+    def getpwnam(name: str) -> pwd.struct_passwd:
+        raise KeyError(name)
+
+    monkeypatch.setattr(pwd, "getpwnam", getpwnam)
+    cluster = ThrowawayCluster(bindir=find_postgres_bindir() or "/nonexistent")
+    with pytest.raises(RuntimeError, match="'postgres' system user"):
+        cluster.start()
+    assert cluster.directory is None
+
+
+def test_missing_binaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_pgserver, "find_postgres_bindir", lambda: None)
+    with pytest.raises(RuntimeError, match="no PostgreSQL server binaries"):
+        ThrowawayCluster().start()
