@@ -232,36 +232,25 @@ class Chancy:
             self._open_lock = asyncio.Lock()
         async with self._open_lock:
             if pool.closed:
+                # One direct connection first: a wrong DSN or a server that is
+                # down fails at once with libpq's own message, not a pool timeout.
                 try:
-                    await pool.open(wait=True, timeout=30)
+                    conn = await AsyncConnection.connect(self.dsn)
+                    await conn.close()
                 except Exception as exc:
-                    await pool.close()
-                    self._pool = None if not self._external_pool else pool
-                    raise await self._connection_error(exc) from exc
+                    raise ConnectionError(f"cannot connect to PostgreSQL: {exc}") from exc
+                await pool.open(wait=True, timeout=30)
         return self.pool
 
     def sync_ensure_open(self) -> ConnectionPool[Any]:
         pool = self.sync_pool
         if pool.closed:
             try:
-                pool.open(wait=True, timeout=30)
+                Connection.connect(self.dsn).close()
             except Exception as exc:
-                pool.close()
-                self._sync_pool = None
-                try:
-                    Connection.connect(self.dsn, connect_timeout=5).close()
-                except Exception as direct:
-                    raise ConnectionError(f"cannot connect to PostgreSQL: {direct}") from exc
-                raise
+                raise ConnectionError(f"cannot connect to PostgreSQL: {exc}") from exc
+            pool.open(wait=True, timeout=30)
         return self.sync_pool
-
-    async def _connection_error(self, exc: Exception) -> Exception:
-        try:
-            conn = await AsyncConnection.connect(self.dsn, connect_timeout=5)
-            await conn.close()
-        except Exception as direct:
-            return ConnectionError(f"cannot connect to PostgreSQL: {direct}")
-        return exc
 
     async def __aenter__(self) -> Chancy:
         await self.ensure_open()

@@ -1,0 +1,98 @@
+"""Chancy demo: migrate, declare queues, push sample jobs, run a worker, show progress.
+
+    hatch run demo:run                       # a throwaway PostgreSQL cluster
+    hatch run demo:run --dsn postgresql://…  # your own database (tables are created)
+
+With no DSN the demo starts a private PostgreSQL cluster from the machine's
+binaries (initdb/postgres) and removes it when it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import logging
+import os
+import random
+import sys
+import time
+
+from chancy import Chancy, Job, Queue, QueuedJob, Worker, job
+
+
+@job(queue="demo-async", max_attempts=3)
+async def fetch_page(*, url: str) -> int:
+    """Pretend to download a page; fails now and then, and is retried."""
+    await asyncio.sleep(random.uniform(0.01, 0.2))
+    if random.random() < 0.15:
+        raise ConnectionError(f"{url} timed out")
+    return len(url)
+
+
+@job(queue="demo-threads")
+def resize_image(*, name: str, context: QueuedJob) -> None:
+    """Blocking work runs on a thread pool; it records a note in its meta."""
+    time.sleep(random.uniform(0.01, 0.1))
+    context.meta["thumbnail"] = f"{name}.thumb.png"
+
+
+async def show_progress(chancy: Chancy, refs: list, every: float = 0.5) -> None:
+    while True:
+        jobs = await chancy.get_jobs(refs)
+        counts = collections.Counter(j.state.value for j in jobs)
+        line = "  ".join(f"{state}={counts.get(state, 0)}" for state in ("pending", "running", "retrying", "succeeded", "failed"))
+        print(f"\r[{len(refs)} jobs] {line}", end="", flush=True)
+        if counts.get("succeeded", 0) + counts.get("failed", 0) == len(refs):
+            print()
+            return
+        await asyncio.sleep(every)
+
+
+async def run(dsn: str, count: int) -> None:
+    async with Chancy(dsn) as chancy:
+        await chancy.migrate()
+        print(f"Plugins enabled: {', '.join(chancy.plugins) or 'none'}")
+        await chancy.declare(
+            Queue("demo-async", executor=Chancy.Executor.Async, concurrency=20, polling_interval=1, eager_polling=True),
+            upsert=True,
+        )
+        await chancy.declare(
+            Queue("demo-threads", executor=Chancy.Executor.Threaded, concurrency=4, polling_interval=1, eager_polling=True),
+            upsert=True,
+        )
+        jobs: list[Job] = []
+        for i in range(count):
+            jobs.append(fetch_page.job.with_kwargs(url=f"https://example.com/{i}"))
+            if i % 3 == 0:
+                jobs.append(resize_image.job.with_kwargs(name=f"img{i}"))
+        refs = [ref async for batch in chancy.push_many(jobs) for ref in batch]
+        print(f"Pushed {len(refs)} jobs in one batch insert")
+        async with Worker(chancy, shutdown_timeout=10) as worker:
+            started = time.monotonic()
+            await show_progress(chancy, refs)
+            print(f"All done in {time.monotonic() - started:.2f}s on worker {worker.worker_id}")
+        failed = [j for j in await chancy.get_jobs(refs) if j.state is QueuedJob.State.FAILED]
+        for j in failed[:3]:
+            print(f"- {j.func} failed after {j.attempts} attempts: {j.errors[-1]['traceback'].splitlines()[-1]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dsn", default=os.environ.get("CHANCY_DEMO_DSN"), help="PostgreSQL DSN (default: a throwaway cluster)")
+    parser.add_argument("--jobs", type=int, default=300, help="how many page jobs to push")
+    args = parser.parse_args(argv)
+    logging.getLogger("chancy").setLevel(logging.WARNING)
+    if args.dsn:
+        asyncio.run(run(args.dsn, args.jobs))
+        return 0
+    from chancy._pgserver import ThrowawayCluster
+
+    print("Starting a throwaway PostgreSQL cluster…")
+    with ThrowawayCluster() as cluster:
+        asyncio.run(run(cluster.dsn, args.jobs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,365 @@
+"""The Chancy app's client API against a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference, job
+from chancy.app import _dsn_from_django
+from chancy.errors import ConfigurationError
+
+
+@job(queue="emails", priority=3, max_attempts=2)
+def send_email(*, to: str) -> None:  # pragma: no cover - never run here
+    pass
+
+
+async def count_rows(chancy: Chancy, table: str) -> int:
+    async with chancy.pool.connection() as conn, conn.cursor() as cur:
+        await cur.execute(f'SELECT count(*) FROM "{chancy.prefix}{table}"')
+        row = await cur.fetchone()
+        return int(row[0])
+
+
+async def test_push_and_get_job_round_trip(chancy: Chancy) -> None:
+    when = datetime.now(timezone.utc) + timedelta(hours=1)
+    ref = await chancy.push(
+        Job(
+            func="mod.fn",
+            queue="q",
+            kwargs={"a": 1, "b": [1, "x"]},
+            priority=5,
+            max_attempts=4,
+            scheduled_at=when,
+            limits=[Limit(Limit.Type.TIME, 10)],
+            meta={"m": True},
+        )
+    )
+    assert isinstance(ref, Reference)
+    stored = await chancy.get_job(ref)
+    assert stored is not None
+    assert stored.id == ref.identifier
+    assert stored.func == "mod.fn"
+    assert stored.queue == "q"
+    assert stored.kwargs == {"a": 1, "b": [1, "x"]}
+    assert stored.priority == 5
+    assert stored.max_attempts == 4
+    assert stored.scheduled_at == when
+    assert stored.limits == [Limit(Limit.Type.TIME, 10)]
+    assert stored.meta == {"m": True}
+    assert stored.state is QueuedJob.State.PENDING
+    assert stored.attempts == 0
+    assert stored.errors == []
+    assert stored.created_at is not None
+
+
+async def test_push_decorated_function_uses_its_template(chancy: Chancy) -> None:
+    ref = await chancy.push(send_email)
+    stored = await chancy.get_job(ref)
+    assert stored is not None
+    assert stored.func.endswith("send_email")
+    assert (stored.queue, stored.priority, stored.max_attempts) == ("emails", 3, 2)
+    # The decorated function is still callable as a plain function.
+    assert send_email(to="x") is None
+
+
+def test_sync_push_and_get_inside_sync_context(chancy_dsn: str, chancy: Chancy) -> None:
+    app = Chancy(chancy_dsn, no_default_plugins=True)
+    with app:
+        ref = app.sync_push(send_email)
+        stored = app.sync_get_job(ref)
+        declared = app.sync_declare(Queue("sync-q"))
+    assert stored is not None and stored.queue == "emails"
+    assert declared == Queue("sync-q")
+
+
+async def test_ids_are_time_ordered_uuid7(chancy: Chancy) -> None:
+    refs = [await chancy.push(Job(func="m.f")) for _ in range(20)]
+    ids = [r.identifier for r in refs]
+    assert ids == sorted(ids)
+    assert all(i.version == 7 for i in ids)
+
+
+async def test_unique_key_returns_existing_job_while_unfinished(chancy: Chancy) -> None:
+    first = await chancy.push(Job(func="m.f", unique_key="k1", kwargs={"v": 1}))
+    second = await chancy.push(Job(func="m.f", unique_key="k1", kwargs={"v": 2}, priority=9))
+    assert first == second
+    stored = await chancy.get_job(first)
+    assert stored is not None and stored.kwargs == {"v": 1} and stored.priority == 0
+    assert await count_rows(chancy, "jobs") == 1
+    # Once finished, the key is free again.
+    async with chancy.pool.connection() as conn:
+        await conn.execute(
+            f"UPDATE {chancy.sql.jobs} SET state = 'succeeded' WHERE id = %s", (first.identifier,)
+        )
+    third = await chancy.push(Job(func="m.f", unique_key="k1"))
+    assert third != first
+
+
+async def test_push_many_batches_and_duplicate_keys_in_one_batch(chancy: Chancy) -> None:
+    jobs = [Job(func="m.f", kwargs={"i": i}) for i in range(25)]
+    jobs.insert(3, Job(func="m.f", unique_key="dup"))
+    jobs.insert(10, Job(func="m.f", unique_key="dup"))
+    batches = [batch async for batch in chancy.push_many(jobs, batch_size=10)]
+    assert [len(b) for b in batches] == [10, 10, 7]
+    refs = [r for b in batches for r in b]
+    assert refs[3] == refs[10]
+    assert await count_rows(chancy, "jobs") == 26
+    fetched = await chancy.get_jobs(refs)
+    assert {j.id for j in fetched} == {r.identifier for r in refs}
+
+
+async def test_push_many_is_lazy(chancy: Chancy) -> None:
+    gen = chancy.push_many([Job(func="m.f")])
+    assert await count_rows(chancy, "jobs") == 0
+    async for _ in gen:
+        pass
+    assert await count_rows(chancy, "jobs") == 1
+
+
+async def test_transactional_push_is_visible_only_after_commit(chancy: Chancy) -> None:
+    async with chancy.pool.connection() as conn:
+        async with conn.transaction() as tx, conn.cursor(row_factory=dict_row) as cur:
+            refs = await chancy.push_many_ex(cur, [Job(func="m.f"), Job(func="m.g")])
+            assert await chancy.get_jobs(refs) == []  # other connections cannot see them
+            raise_rollback = tx
+        assert len(await chancy.get_jobs(refs)) == 2
+    async with chancy.pool.connection() as conn:
+        async with conn.transaction(force_rollback=True), conn.cursor(row_factory=dict_row) as cur:
+            rolled = await chancy.push_ex(cur, Job(func="m.f"))
+    assert await chancy.get_job(rolled) is None
+    del raise_rollback
+
+
+async def test_push_notifies_the_queue_channel_on_commit(chancy: Chancy, chancy_dsn: str) -> None:
+    listener = await psycopg.AsyncConnection.connect(chancy_dsn, autocommit=True)
+    try:
+        await listener.execute(f'LISTEN "{chancy.prefix}events"')
+        await chancy.push(Job(func="m.f", queue="alpha"))
+        gen = listener.notifies(timeout=5, stop_after=1)
+        notes = [n async for n in gen]
+    finally:
+        await listener.close()
+    assert len(notes) == 1
+    assert notes[0].payload == '{"t":"queue.pushed","q":"alpha"}'
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (Job(func="m.f", kwargs={"when": datetime.now()}), "kwargs"),
+        (Job(func="m.f", kwargs={"s": {1, 2}}), "kwargs"),
+        (Job(func="m.f", meta={"x": object()}), "meta"),
+        (Job(func="m.f", kwargs={"nan": float("nan")}), "kwargs"),
+        (Job(func="nodots"), "import path"),
+        (Job(func="m.f", max_attempts=0), "max_attempts"),
+        (Job(func="m.f", queue=""), "queue"),
+    ],
+)
+async def test_bad_jobs_raise_and_nothing_is_written(chancy: Chancy, bad: Job, message: str) -> None:
+    good = Job(func="m.f")
+    with pytest.raises((TypeError, ValueError), match=message):
+        async for _ in chancy.push_many([good, bad]):
+            pass
+    assert await count_rows(chancy, "jobs") == 0
+
+
+async def test_push_rejects_non_jobs(chancy: Chancy) -> None:
+    with pytest.raises(TypeError, match="decorated with @job"):
+        await chancy.push(lambda: None)  # type: ignore[arg-type]
+
+
+async def test_declare_get_and_list_queues(chancy: Chancy) -> None:
+    q1 = Queue("a", concurrency=3, tags={"x=.*"}, executor=Chancy.Executor.Async, polling_interval=2)
+    q2 = Queue("b", rate_limit=5, rate_limit_window=10, eager_polling=True)
+    assert await chancy.declare(q1) == q1
+    assert await chancy.declare(q2) == q2
+    assert await chancy.get_queue("a") == q1
+    assert await chancy.get_all_queues() == [q1, q2]
+    assert isinstance((await chancy.get_queue("a")).state, Queue.State)
+    with pytest.raises(KeyError):
+        await chancy.get_queue("missing")
+
+
+async def test_declare_without_upsert_keeps_existing(chancy: Chancy) -> None:
+    await chancy.declare(Queue("a", concurrency=1))
+    stored = await chancy.declare(Queue("a", concurrency=7))
+    assert stored.concurrency == 1
+    stored = await chancy.declare(Queue("a", concurrency=7), upsert=True)
+    assert stored.concurrency == 7
+    assert (await chancy.get_queue("a")).concurrency == 7
+
+
+@pytest.mark.parametrize(
+    "queue, message",
+    [
+        (Queue("x", executor="no.such.Executor"), "cannot be imported"),
+        (Queue("x", executor="chancy.job.Job"), "not an Executor"),
+        (Queue("x", executor_options={"a": {1}}), "JSON"),
+    ],
+)
+async def test_declare_rejects_bad_queues(chancy: Chancy, queue: Queue, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        await chancy.declare(queue)
+    assert await count_rows(chancy, "queues") == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"concurrency": -1}, "concurrency"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"rate_limit": 5}, "rate_limit_window"),
+        ({"polling_interval": 0}, "polling_interval"),
+    ],
+)
+def test_queue_validates_its_settings(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Queue("x", **kwargs)
+
+
+async def test_pause_resume_and_delete_queue(chancy: Chancy) -> None:
+    await chancy.declare(Queue("p"))
+    await chancy.pause_queue("p", resume_at=timedelta(minutes=5))
+    paused = await chancy.get_queue("p")
+    assert paused.state is Queue.State.PAUSED
+    assert paused.resume_at is not None
+    assert paused.resume_at > datetime.now(timezone.utc) + timedelta(minutes=4)
+    await chancy.resume_queue("p")
+    resumed = await chancy.get_queue("p")
+    assert resumed.state is Queue.State.ACTIVE and resumed.resume_at is None
+    with pytest.raises(KeyError):
+        await chancy.pause_queue("nope")
+
+    await chancy.push(Job(func="m.f", queue="p"))
+    await chancy.push(Job(func="m.f", queue="other"))
+    await chancy.delete_queue("p")
+    assert await count_rows(chancy, "jobs") == 1
+    with pytest.raises(KeyError):
+        await chancy.get_queue("p")
+    await chancy.declare(Queue("k"))
+    await chancy.push(Job(func="m.f", queue="k"))
+    await chancy.delete_queue("k", purge_jobs=False)
+    assert await count_rows(chancy, "jobs") == 2
+
+
+async def test_cancel_pending_job_marks_it_failed_and_distinguishable(chancy: Chancy) -> None:
+    ref = await chancy.push(Job(func="m.f"))
+    await chancy.cancel_job(ref)
+    stored = await chancy.get_job(ref)
+    assert stored is not None
+    assert stored.state is QueuedJob.State.FAILED
+    assert stored.completed_at is not None
+    assert stored.errors[-1]["cancelled"] is True
+    assert "JobCancelledError" in stored.errors[-1]["traceback"]
+
+
+async def test_wait_for_job_timeout_and_states(chancy: Chancy) -> None:
+    ref = await chancy.push(Job(func="m.f"))
+    with pytest.raises(TimeoutError):
+        await chancy.wait_for_job(ref, interval=0.01, timeout=0.1)
+    got = await chancy.wait_for_job(ref, interval=0.01, timeout=1, states={QueuedJob.State.PENDING})
+    assert got is not None and got.state is QueuedJob.State.PENDING
+    assert await chancy.wait_for_job(Reference(uuid.uuid4()), interval=0.01) is None
+
+
+async def test_wait_for_jobs_does_not_hang_on_deleted_jobs(chancy: Chancy) -> None:
+    done = await chancy.push(Job(func="m.f"))
+    gone = await chancy.push(Job(func="m.f"))
+    await chancy.cancel_job(done)
+    await chancy.purge_jobs([gone])
+    result = await chancy.wait_for_jobs([done, gone], interval=0.01, timeout=2)
+    assert [j.id for j in result] == [done.identifier]
+
+
+async def test_retry_jobs_resets_attempts_and_keeps_errors(chancy: Chancy) -> None:
+    ref = await chancy.push(Job(func="m.f"))
+    await chancy.cancel_job(ref)
+    assert await chancy.retry_jobs([ref]) == [ref]
+    stored = await chancy.get_job(ref)
+    assert stored is not None
+    assert stored.state is QueuedJob.State.RETRYING
+    assert stored.attempts == 0 and stored.completed_at is None
+    assert len(stored.errors) == 1
+
+
+async def test_explicit_pool_usage_without_context_manager(chancy_dsn: str, chancy: Chancy) -> None:
+    app = Chancy(chancy_dsn, no_default_plugins=True)
+    try:
+        await app.declare(Queue("lazy"))
+        ref = await app.push(Job(func="m.f", queue="lazy"))
+        stored = await app.get_job(ref)
+        assert stored is not None and stored.state is QueuedJob.State.PENDING
+    finally:
+        await app.pool.close()
+
+
+def test_django_settings_dict_becomes_a_dsn() -> None:
+    dsn = _dsn_from_django(
+        {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "app",
+            "USER": "me@x",
+            "PASSWORD": "p w",
+            "HOST": "db",
+            "PORT": 6432,
+            "OPTIONS": {"sslmode": "require"},
+        }
+    )
+    assert dsn == "postgresql://me%40x:p+w@db:6432/app?sslmode=require"
+    assert _dsn_from_django({"NAME": "x"}) == "postgresql:///x"
+    assert Chancy({"NAME": "x"}, no_default_plugins=True).dsn == "postgresql:///x"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"dsn": "host=x port=notaport ="}, "invalid PostgreSQL DSN"),
+        ({"dsn": "postgresql://x", "prefix": "bad-prefix"}, "invalid table prefix"),
+        ({"dsn": "postgresql://x", "max_connection_pool_size": 0}, "pool sizes"),
+    ],
+)
+def test_bad_configuration_is_rejected(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Chancy(**kwargs)
+
+
+async def test_unreachable_server_gives_a_clear_error() -> None:
+    app = Chancy("postgresql://postgres@127.0.0.1:1/nope?connect_timeout=1", no_default_plugins=True)
+    with pytest.raises(ConnectionError, match="cannot connect to PostgreSQL"):
+        await asyncio.wait_for(app.push(Job(func="m.f")), 60)
+
+
+async def test_two_prefixes_live_side_by_side(chancy_dsn: str, chancy: Chancy) -> None:
+    other = Chancy(chancy_dsn, prefix="other_", no_default_plugins=True)
+    async with other:
+        await other.migrate()
+        try:
+            await other.push(Job(func="m.f"))
+            assert await count_rows(other, "jobs") == 1
+            assert await count_rows(chancy, "jobs") == 0
+        finally:
+            await other.migrate(to_version=0)
+
+
+async def test_get_all_workers_reports_leader_flag(chancy: Chancy) -> None:
+    async with chancy.pool.connection() as conn:
+        await conn.execute(
+            f"INSERT INTO {chancy.sql.workers} (worker_id, tags, queues, expires_at)"
+            " VALUES ('w1', ARRAY['*'], ARRAY['default'], NOW() + interval '1 minute'),"
+            " ('w2', ARRAY['*'], ARRAY[]::text[], NOW() + interval '1 minute')"
+        )
+        await conn.execute(
+            f"INSERT INTO {chancy.sql.leader} (id, worker_id, expires_at)"
+            " VALUES (1, 'w2', NOW() + interval '1 minute')"
+        )
+    workers = {w["worker_id"]: w for w in await chancy.get_all_workers()}
+    assert workers["w1"]["is_leader"] is False
+    assert workers["w2"]["is_leader"] is True
+    assert set(workers["w1"]) == {"worker_id", "tags", "queues", "last_seen", "expires_at", "is_leader"}

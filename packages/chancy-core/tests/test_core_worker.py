@@ -1,0 +1,400 @@
+"""The worker against a real database: fetching, running, saving, queues, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from chancy import Chancy, Job, Queue, QueuedJob, Worker, job
+from chancy.errors import MigrationsNeededError
+from chancy.executors.asyncex import AsyncExecutor
+from chancy.executors.base import Executor
+from chancy.hub import Event
+
+ASYNC = Chancy.Executor.Async
+RUNS: list[Any] = []
+
+
+@job(queue="fast")
+async def record(*, value: Any = None) -> str:
+    RUNS.append(value)
+    return "ok"
+
+
+async def slow(*, seconds: float = 0.2, value: Any = None) -> None:
+    await asyncio.sleep(seconds)
+    RUNS.append(value)
+
+
+async def fail(*, message: str = "boom") -> None:
+    raise RuntimeError(message)
+
+
+def sync_function() -> None:
+    pass
+
+
+async def with_context(*, context: QueuedJob, note: str) -> None:
+    context.meta["note"] = note
+    context.meta["attempts_seen"] = context.attempts
+
+
+@pytest.fixture(autouse=True)
+def _clear_runs() -> None:
+    RUNS.clear()
+
+
+async def declare(chancy: Chancy, name: str = "fast", **kwargs: Any) -> Queue:
+    options = {"executor": ASYNC, "concurrency": 10, "polling_interval": 0.1}
+    options.update(kwargs)
+    return await chancy.declare(Queue(name, **options), upsert=True)
+
+
+async def wait_served(worker: Worker, name: str, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while name not in worker.executors:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker never served {name!r}")
+        await asyncio.sleep(0.01)
+
+
+def fn(f: Any) -> str:
+    return f"{f.__module__}.{f.__qualname__}"
+
+
+async def test_job_runs_and_its_meta_change_is_saved(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy)
+    ref = await chancy.push(Job(func=fn(with_context), queue="fast", kwargs={"note": "hi"}))
+    done = await chancy.wait_for_job(ref, interval=0.02, timeout=10)
+    assert done is not None
+    assert done.state is QueuedJob.State.SUCCEEDED
+    assert done.meta == {"note": "hi", "attempts_seen": 0}
+    assert done.attempts == 1
+    assert done.started_at is not None and done.completed_at is not None
+    assert done.completed_at >= done.started_at
+
+
+async def test_failures_retry_until_max_attempts_with_tracebacks(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy)
+    ref = await chancy.push(Job(func=fn(fail), queue="fast", max_attempts=3, kwargs={"message": "kaput"}))
+    done = await chancy.wait_for_job(ref, interval=0.02, timeout=10)
+    assert done is not None and done.state is QueuedJob.State.FAILED
+    assert done.attempts == 3
+    assert [e["attempt"] for e in done.errors] == [0, 1, 2]
+    assert all("RuntimeError: kaput" in e["traceback"] for e in done.errors)
+    assert done.completed_at is not None
+
+
+async def test_unknown_function_fails_the_job_not_the_worker(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy)
+    bad = await chancy.push(Job(func="no_such_module.nope", queue="fast"))
+    sync = await chancy.push(Job(func=fn(sync_function), queue="fast"))
+    good = await chancy.push(record.job.with_kwargs(value=1))
+    results = {j.id: j for j in await chancy.wait_for_jobs([bad, sync, good], interval=0.02, timeout=10)}
+    assert results[bad.identifier].state is QueuedJob.State.FAILED
+    assert "no_such_module" in results[bad.identifier].errors[0]["traceback"]
+    assert "only runs 'async def'" in results[sync.identifier].errors[0]["traceback"]
+    assert results[good.identifier].state is QueuedJob.State.SUCCEEDED
+
+
+async def test_fifo_within_priority_and_priority_first(chancy: Chancy, worker: Worker) -> None:
+    await chancy.pause_queue("default")
+    await declare(chancy, concurrency=1)
+    await chancy.pause_queue("fast")
+    refs = [await chancy.push(record.job.with_kwargs(value=i)) for i in range(5)]
+    refs.append(await chancy.push(record.job.with_kwargs(value="urgent").with_priority(10)))
+    await chancy.resume_queue("fast")
+    await chancy.wait_for_jobs(refs, interval=0.02, timeout=10)
+    assert RUNS == ["urgent", 0, 1, 2, 3, 4]
+
+
+async def test_scheduled_job_waits_for_its_time(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy)
+    at = datetime.now(timezone.utc) + timedelta(seconds=1)
+    ref = await chancy.push(record.job.with_kwargs(value="later").with_scheduled_at(at))
+    await asyncio.sleep(0.5)
+    assert RUNS == []
+    done = await chancy.wait_for_job(ref, interval=0.02, timeout=10)
+    assert done is not None and done.state is QueuedJob.State.SUCCEEDED
+    assert done.started_at is not None and done.started_at >= at
+
+
+async def test_paused_queue_runs_nothing_until_resumed(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy)
+    await wait_served(worker, "fast")
+    await chancy.pause_queue("fast")
+    ref = await chancy.push(record.job.with_kwargs(value=1))
+    await asyncio.sleep(0.4)
+    assert (await chancy.get_job(ref)).state is QueuedJob.State.PENDING  # type: ignore[union-attr]
+    await chancy.resume_queue("fast")
+    assert (await chancy.wait_for_job(ref, interval=0.02, timeout=5)).state is QueuedJob.State.SUCCEEDED  # type: ignore[union-attr]
+
+
+async def test_paused_queue_resumes_itself_at_resume_at(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy)
+    await wait_served(worker, "fast")
+    await chancy.pause_queue("fast", resume_at=timedelta(seconds=0.5))
+    ref = await chancy.push(record.job.with_kwargs(value=1))
+    done = await chancy.wait_for_job(ref, interval=0.02, timeout=5)
+    assert done is not None and done.state is QueuedJob.State.SUCCEEDED
+    assert (await chancy.get_queue("fast")).state is Queue.State.ACTIVE
+
+
+async def test_rate_limit_caps_starts_per_window(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy, rate_limit=3, rate_limit_window=60)
+    refs = [await chancy.push(record.job.with_kwargs(value=i)) for i in range(8)]
+    await asyncio.sleep(1.0)
+    jobs = await chancy.get_jobs(refs)
+    assert sum(j.state is QueuedJob.State.SUCCEEDED for j in jobs) == 3
+    assert sum(j.state is QueuedJob.State.PENDING for j in jobs) == 5
+
+
+async def test_notification_wakes_a_slow_polling_queue(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy, polling_interval=60)
+    await wait_served(worker, "fast")
+    await asyncio.sleep(0.2)  # let the first (immediate) poll pass
+    start = time.monotonic()
+    ref = await chancy.push(record.job.with_kwargs(value=1))
+    done = await chancy.wait_for_job(ref, interval=0.01, timeout=5)
+    assert done is not None and done.state is QueuedJob.State.SUCCEEDED
+    assert time.monotonic() - start < 2
+
+
+@pytest.mark.parametrize("chancy", [{"notifications": False}], indirect=True)
+@pytest.mark.parametrize("worker", [{"queue_change_poll_interval": 0.2}], indirect=True)
+async def test_polling_alone_works_without_notifications(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy, polling_interval=0.1)
+    ref = await chancy.push(record.job.with_kwargs(value=1))
+    done = await chancy.wait_for_job(ref, interval=0.02, timeout=10)
+    assert done is not None and done.state is QueuedJob.State.SUCCEEDED
+
+
+async def test_eager_polling_drains_a_low_concurrency_queue(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy, concurrency=1, polling_interval=30, eager_polling=True)
+    await wait_served(worker, "fast")
+    refs = [
+        await chancy.push(Job(func=fn(slow), queue="fast", kwargs={"seconds": 0.05, "value": i}))
+        for i in range(5)
+    ]
+    jobs = await chancy.wait_for_jobs(refs, interval=0.02, timeout=5)
+    assert len(jobs) == 5
+
+
+async def test_queue_reconfiguration_is_picked_up_at_runtime(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy, concurrency=2)
+    await wait_served(worker, "fast")
+    updated = asyncio.ensure_future(worker.hub.wait_for("worker.queue.updated", timeout=5))
+    running = await chancy.push(Job(func=fn(slow), queue="fast", kwargs={"seconds": 0.5, "value": "old"}))
+    await chancy.wait_for_job(running, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING})
+    await chancy.declare(
+        Queue("fast", executor=Chancy.Executor.Threaded, concurrency=3, polling_interval=0.1), upsert=True
+    )
+    assert await updated  # the old executor drained first
+    assert (await chancy.get_job(running)).state is QueuedJob.State.SUCCEEDED  # type: ignore[union-attr]
+    await wait_served(worker, "fast")
+    executor = worker.executors["fast"]
+    assert type(executor).__name__ == "ThreadedExecutor"
+    assert executor.concurrency == 3
+
+
+async def test_deleted_queue_is_dropped(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy)
+    await wait_served(worker, "fast")
+    removed = asyncio.ensure_future(worker.hub.wait_for("worker.queue.removed", timeout=5))
+    await chancy.delete_queue("fast")
+    events = await removed
+    assert events and events[0].body["queue"].name == "fast"
+    assert "fast" not in worker.executors
+
+
+@pytest.mark.parametrize("worker", [{"tags": {"gpu=1"}}], indirect=True)
+async def test_queue_tags_match_worker_tags_fully(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy, name="gpu", tags={"gpu=1"})
+    await declare(chancy, name="gpu-prefix", tags={"gpu"})
+    await declare(chancy, name="other", tags={"region=eu"})
+    await wait_served(worker, "gpu")
+    await asyncio.sleep(0.2)
+    assert "gpu" in worker
+    assert "gpu-prefix" not in worker  # 'gpu' is not a full match of 'gpu=1'
+    assert "other" not in worker
+    assert {"*", "gpu=1", f"worker_id={worker.worker_id}"} <= worker.worker_tags()
+
+
+async def test_cancel_running_job_interrupts_it_and_stays_final(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy)
+    ref = await chancy.push(Job(func=fn(slow), queue="fast", kwargs={"seconds": 2, "value": "end"}, max_attempts=3))
+    await chancy.wait_for_job(ref, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING})
+    await chancy.cancel_job(ref)
+    await asyncio.sleep(0.3)
+    await worker.flush()
+    done = await chancy.get_job(ref)
+    assert done is not None and done.state is QueuedJob.State.FAILED
+    assert RUNS == []  # interrupted before its end
+    assert not worker.executors["fast"].get_running_jobs()
+
+
+async def test_late_outcome_of_a_lost_claim_is_discarded(chancy: Chancy, worker_no_start: Worker) -> None:
+    await declare(chancy)
+    ref = await chancy.push(record.job)
+    async with chancy.pool.connection() as conn:
+        (claimed,) = await worker_no_start.fetch_jobs(Queue("fast"), conn, up_to=5)
+    assert claimed.state is QueuedJob.State.RUNNING and claimed.claim_id is not None
+    await chancy.cancel_job(ref)  # clears the claim
+    import attrs
+
+    worker_no_start.queue_update(attrs.evolve(claimed, state=QueuedJob.State.SUCCEEDED, attempts=1))
+    await worker_no_start.flush()
+    assert (await chancy.get_job(ref)).state is QueuedJob.State.FAILED  # type: ignore[union-attr]
+
+
+async def test_fetch_hands_each_job_to_one_worker(chancy: Chancy) -> None:
+    refs = [r async for batch in chancy.push_many([Job(func="m.f")] * 50) for r in batch]
+    workers = [Worker(chancy, worker_id=f"w{i}") for i in range(4)]
+
+    async def grab(w: Worker) -> list[QueuedJob]:
+        got: list[QueuedJob] = []
+        while True:
+            async with chancy.pool.connection() as conn:
+                batch = await w.fetch_jobs(Queue("default"), conn, up_to=3)
+            if not batch:
+                return got
+            got.extend(batch)
+
+    results = await asyncio.gather(*(grab(w) for w in workers))
+    ids = [j.id for got in results for j in got]
+    assert len(ids) == len(set(ids)) == len(refs)
+
+
+async def test_start_refuses_an_unmigrated_database(chancy_just_app: Chancy) -> None:
+    async with chancy_just_app:
+        with pytest.raises(MigrationsNeededError):
+            await Worker(chancy_just_app, register_signal_handlers=False).start()
+
+
+async def test_worker_events_heartbeat_and_clean_stop(chancy: Chancy) -> None:
+    seen: list[str] = []
+    w = Worker(chancy, register_signal_handlers=False, worker_id="events")
+    w.hub.on_any(lambda e: seen.append(e.name))
+    await w.start()
+    assert "worker.started" in seen
+    assert "default" in w  # auto-declared
+    assert any(row["worker_id"] == "events" for row in await chancy.get_all_workers())
+    assert await w.stop() is True
+    assert "worker.stopped" in seen
+    assert not any(row["worker_id"] == "events" for row in await chancy.get_all_workers())
+    assert await w.stop() is True  # idempotent
+
+
+async def test_stop_waits_for_running_jobs_and_saves_them(chancy: Chancy) -> None:
+    w = Worker(chancy, register_signal_handlers=False, shutdown_timeout=5)
+    await w.start()
+    await declare(chancy)
+    ref = await chancy.push(Job(func=fn(slow), queue="fast", kwargs={"seconds": 0.5, "value": 1}))
+    await chancy.wait_for_job(ref, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING})
+    assert await w.stop() is True
+    done = await chancy.get_job(ref)
+    assert done is not None and done.state is QueuedJob.State.SUCCEEDED  # saved before stop returned
+
+
+async def test_stop_timeout_puts_interrupted_jobs_back(chancy: Chancy) -> None:
+    w = Worker(chancy, register_signal_handlers=False, shutdown_timeout=0.3)
+    await w.start()
+    await declare(chancy)
+    ref = await chancy.push(Job(func=fn(slow), queue="fast", kwargs={"seconds": 30}))
+    await chancy.wait_for_job(ref, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING})
+    timed_out: list[Event] = []
+    w.hub.on("worker.shutdown_timeout", timed_out.append)
+    assert await w.stop() is False
+    assert timed_out
+    job_ = await chancy.get_job(ref)
+    assert job_ is not None and job_.state is QueuedJob.State.PENDING and job_.attempts == 0
+
+
+async def test_listener_reconnects_after_its_connection_dies(chancy: Chancy, worker: Worker) -> None:
+    await declare(chancy, polling_interval=60)
+    await wait_served(worker, "fast")
+    async with chancy.pool.connection() as conn:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query LIKE 'LISTEN%%' AND datname = current_database()"
+        )
+    await asyncio.sleep(1.5)  # back-off before reconnecting (backoff_initial=1)
+    ref = await chancy.push(record.job.with_kwargs(value=1))
+    done = await chancy.wait_for_job(ref, interval=0.02, timeout=10)
+    assert done is not None and done.state is QueuedJob.State.SUCCEEDED
+
+
+async def test_executor_that_cannot_honour_memory_limits_fails_fast(chancy: Chancy, worker: Worker) -> None:
+    from chancy import Limit
+
+    await declare(chancy)
+    ref = await chancy.push(record.job.with_limits([Limit(Limit.Type.MEMORY, 10**9)]))
+    done = await chancy.wait_for_job(ref, interval=0.02, timeout=5)
+    assert done is not None and done.state is QueuedJob.State.FAILED
+    assert "cannot enforce memory limits" in done.errors[0]["traceback"]
+
+
+def test_bad_worker_settings_are_rejected(chancy_just_app: Chancy) -> None:
+    with pytest.raises(ValueError, match="heartbeat_poll_interval"):
+        Worker(chancy_just_app, heartbeat_poll_interval=0)
+    with pytest.raises(ValueError, match="shutdown_timeout"):
+        Worker(chancy_just_app, shutdown_timeout=-1)
+
+
+def test_async_executor_capabilities() -> None:
+    assert AsyncExecutor.supports(Executor.Capability.CANCELLATION)
+    assert not AsyncExecutor.supports(Executor.Capability.MEMORY_LIMITS)
+
+
+SIGTERM_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from chancy import Chancy, Worker, Queue, Job
+
+    async def main():
+        app = Chancy(sys.argv[1], no_default_plugins=True)
+        async with app:
+            await app.declare(Queue("sig", executor=Chancy.Executor.Async, polling_interval=0.1), upsert=True)
+            async with Worker(app, shutdown_timeout=10) as worker:
+                print("ready", flush=True)
+                await worker.wait_for_shutdown()
+        print("exited cleanly", flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_sigterm_stops_gracefully_and_finishes_running_jobs(chancy: Chancy, chancy_dsn: str) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGTERM_SCRIPT, chancy_dsn],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        assert "ready" in line, line
+        ref = await chancy.push(Job(func="asyncio.sleep", queue="sig", kwargs={"delay": 1}))
+        await chancy.wait_for_job(ref, interval=0.01, timeout=10, states={QueuedJob.State.RUNNING})
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=30)
+        assert proc.returncode == 0, out
+        assert "exited cleanly" in out
+        done = await chancy.get_job(ref)
+        assert done is not None and done.state is QueuedJob.State.SUCCEEDED
+    finally:
+        if proc.poll() is None:
+            proc.kill()

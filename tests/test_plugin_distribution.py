@@ -1,0 +1,35 @@
+"""A third-party plugin distribution: discovered through its entry point, it
+owns a migration line and sees job updates inside the saving transaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from chancy import Chancy, Job, Queue, QueuedJob, Worker
+from chancy.plugins.testplugin import TestPlugin
+
+
+async def noop() -> None:
+    return None
+
+
+@pytest.mark.parametrize("chancy", [{"plugins": [TestPlugin()]}], indirect=True)
+async def test_plugin_migrations_and_transactional_hook(chancy: Chancy, worker: Worker) -> None:
+    async with chancy.pool.connection() as conn, conn.cursor() as cur:
+        await cur.execute(f'SELECT version_of, version FROM "{chancy.prefix}schema_version" ORDER BY 1')
+        versions = dict(await cur.fetchall())
+    assert versions["chancy"] == 1 and versions["testplugin"] == 2
+
+    await chancy.declare(Queue("tp", executor=Chancy.Executor.Async, polling_interval=0.1), upsert=True)
+    ref = await chancy.push(Job(func=f"{noop.__module__}.noop", queue="tp"))
+    done = await chancy.wait_for_job(ref, interval=0.02, timeout=5)
+    assert done is not None and done.state is QueuedJob.State.SUCCEEDED
+    async with chancy.pool.connection() as conn, conn.cursor() as cur:
+        await cur.execute(f'SELECT job_id, state FROM "{chancy.prefix}testplugin_events"')
+        assert await cur.fetchall() == [(ref.identifier, "succeeded")]
+
+
+def test_discovered_but_not_default_enabled(chancy_dsn: str) -> None:
+    app = Chancy(chancy_dsn)
+    assert "chancy.testplugin" not in app.plugins
+    assert TestPlugin in app.plugin_manager.discovered
