@@ -44,58 +44,62 @@ DSN = os.environ.get(
 NOW = datetime.now(UTC)
 
 # label -> (queue, func, state, priority, attempts, created, scheduled, completed)
-ROWS: dict[str, tuple[Any, ...]] = {
-    "a": (
-        "default",
-        "app.tasks.send_email",
-        "succeeded",
-        0,
-        1,
-        NOW - timedelta(days=2),
-        NOW - timedelta(days=2),
-        NOW - timedelta(days=2) + timedelta(minutes=1),
-    ),
-    "b": (
-        "reports",
-        "app.tasks.build_50%_report",
-        "failed",
-        5,
-        3,
-        NOW - timedelta(hours=3),
-        NOW - timedelta(hours=3),
-        NOW - timedelta(hours=2),
-    ),
-    "c": (
-        "reports",
-        "app.tasks.build_50x_report",
-        "pending",
-        1,
-        0,
-        NOW - timedelta(minutes=10),
-        NOW + timedelta(hours=1),
-        None,
-    ),
-    "d": (
-        "default",
-        "app.tasks.clean_a_b",
-        "running",
-        10,
-        1,
-        NOW - timedelta(seconds=30),
-        NOW - timedelta(seconds=30),
-        None,
-    ),
-    "e": (
-        "Bulk",
-        "app.tasks.resize\\image",
-        "retrying",
-        -1,
-        2,
-        NOW - timedelta(days=5),
-        NOW - timedelta(days=5),
-        None,
-    ),
-}
+def _rows(NOW: datetime) -> dict[str, tuple[Any, ...]]:  # noqa: N803
+    return {
+        "a": (
+            "default",
+            "app.tasks.send_email",
+            "succeeded",
+            0,
+            1,
+            NOW - timedelta(days=2),
+            NOW - timedelta(days=2),
+            NOW - timedelta(days=2) + timedelta(minutes=1),
+        ),
+        "b": (
+            "reports",
+            "app.tasks.build_50%_report",
+            "failed",
+            5,
+            3,
+            NOW - timedelta(hours=3),
+            NOW - timedelta(hours=3),
+            NOW - timedelta(hours=2),
+        ),
+        "c": (
+            "reports",
+            "app.tasks.build_50x_report",
+            "pending",
+            1,
+            0,
+            NOW - timedelta(minutes=10),
+            NOW + timedelta(hours=1),
+            None,
+        ),
+        "d": (
+            "default",
+            "app.tasks.clean_a_b",
+            "running",
+            10,
+            1,
+            NOW - timedelta(seconds=30),
+            NOW - timedelta(seconds=30),
+            None,
+        ),
+        "e": (
+            "Bulk",
+            "app.tasks.resize\\image",
+            "retrying",
+            -1,
+            2,
+            NOW - timedelta(days=5),
+            NOW - timedelta(days=5),
+            None,
+        ),
+    }
+
+
+ROWS: dict[str, tuple[Any, ...]] = _rows(NOW)
 IDS = {label: uuid.UUID(int=i + 1) for i, label in enumerate(ROWS)}
 LABELS = {v: k for k, v in IDS.items()}
 
@@ -103,6 +107,10 @@ LABELS = {v: k for k, v in IDS.items()}
 @pytest.fixture
 def conn() -> Iterator[psycopg.Connection[Any]]:
     """A connection with a TEMP ``jobs`` table shaped like chancy's."""
+    # Lay the rows out relative to *now*: age rules compare with NOW().
+    global NOW
+    NOW = datetime.now(UTC)
+    ROWS.update(_rows(NOW))
     try:
         connection = psycopg.connect(DSN, autocommit=True)
     except psycopg.OperationalError as exc:  # pragma: no cover - environment

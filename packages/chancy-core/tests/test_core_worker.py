@@ -385,8 +385,11 @@ async def test_sigterm_stops_gracefully_and_finishes_running_jobs(chancy: Chancy
     )
     try:
         assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
-        assert "ready" in line, line
+        seen = ""
+        while "ready" not in seen:
+            line = await asyncio.to_thread(proc.stdout.readline)
+            assert line, seen
+            seen += line
         ref = await chancy.push(Job(func="asyncio.sleep", queue="sig", kwargs={"delay": 1}))
         await chancy.wait_for_job(ref, interval=0.01, timeout=10, states={QueuedJob.State.RUNNING})
         proc.send_signal(signal.SIGTERM)

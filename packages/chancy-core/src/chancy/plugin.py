@@ -19,7 +19,6 @@ left alone cost nothing::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -116,8 +115,9 @@ class Plugin:
 
     async def sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` or until :meth:`wake_up`; always returns ``True``."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wakeup_signal.wait(), timeout=seconds)
+        from chancy.utils import wait_event
+
+        await wait_event(self.wakeup_signal, seconds)
         self.wakeup_signal.clear()
         return True
 

@@ -14,10 +14,13 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+import asyncio
+
 import attrs
 
 __all__ = [
     "chancy_uuid",
+    "wait_event",
     "chunked",
     "import_string",
     "json_dumps",
@@ -121,3 +124,19 @@ def chunked(items: list[Any], size: int) -> list[list[Any]]:
 
 def random_token(nbytes: int = 16) -> str:
     return secrets.token_hex(nbytes)
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until ``event`` is set or ``timeout`` seconds pass; True if it was set.
+
+    Unlike ``asyncio.wait_for`` on Python 3.11, a cancellation that arrives
+    just as the event is set is never swallowed.
+    """
+    if event.is_set():
+        return True
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

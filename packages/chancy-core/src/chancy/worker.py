@@ -29,7 +29,7 @@ from chancy.hub import Event, Hub
 from chancy.job import QueuedJob, Reference
 from chancy.plugin import PluginScope
 from chancy.queue import Queue
-from chancy.utils import import_string
+from chancy.utils import import_string, wait_event
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -313,7 +313,8 @@ class Worker:
         # Plugins and the heartbeat stop; the flusher saves what remains.
         await self.manager.cancel_all(except_names={"chancy:flush"})
         try:
-            await asyncio.wait_for(self.flush(), max(5.0, deadline - time.monotonic()))
+            async with asyncio.timeout(max(5.0, deadline - time.monotonic())):
+                await self.flush()
         except TimeoutError:
             self.log.error(
                 "Worker %s: %d job update(s) could not be saved; those jobs will be recovered",
@@ -421,8 +422,7 @@ class Worker:
 
     async def _queue_scan_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._scan_wake.wait(), self.queue_change_poll_interval)
+            await wait_event(self._scan_wake, self.queue_change_poll_interval)
             self._scan_wake.clear()
             await self._scan_queues()
 
@@ -482,8 +482,7 @@ class Worker:
                     "Queue %r: cannot start executor %r (%s); retrying in %.0fs",
                     queue.name, queue.executor, exc, delay,
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(runner.wake.wait(), delay)
+                await wait_event(runner.wake, delay)
                 runner.wake.clear()
                 delay = min(delay * 2, self.backoff_max)
         return None
@@ -503,15 +502,14 @@ class Worker:
         failures = 0
         try:
             while True:
-                if not runner.wake.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(runner.wake.wait(), queue.polling_interval)
+                await wait_event(runner.wake, queue.polling_interval)
                 runner.wake.clear()
                 if runner.stopping or runner.removed or runner.update is not None:
                     if executor is not None and len(executor):
                         continue  # drain: completions wake us
                     if runner.stopping:
                         return False
+                    await self.flush()  # drained jobs are saved before we move on
                     if runner.removed:
                         self.log.info("Queue %r removed; no longer serving it", queue.name)
                         await self.hub.emit(
@@ -623,11 +621,10 @@ class Worker:
 
     async def flush(self) -> None:
         """Wait until every queued update is saved (or, with no flusher running, save them now)."""
-        if not self.outgoing:
-            return
         if self.manager.is_running("chancy:flush"):
-            self._flush_wanted.set()
-            await self._flush_idle.wait()
+            if not self._flush_idle.is_set():  # queued or in flight
+                self._flush_wanted.set()
+                await self._flush_idle.wait()
         else:
             while self.outgoing:
                 await self._write_batch()
