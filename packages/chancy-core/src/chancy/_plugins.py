@@ -301,9 +301,19 @@ class PluginManager:
         return out
 
     def cli_commands(self) -> list[Any]:
+        """Commands from every ``chancy_cli_commands``; a failing plugin is skipped with a warning."""
         out: list[Any] = []
-        for impl in self._chain("chancy_cli_commands"):
-            out.extend(_as_list(impl()))
+        for impl in reversed(self.pm.hook.chancy_cli_commands.get_hookimpls()):
+            try:
+                out.extend(_as_list(impl.function()))
+            except Exception as exc:
+                import warnings
+
+                warnings.warn(
+                    f"the plugin {impl.plugin_name!r} failed to add CLI commands: {exc!r}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         return out
 
     def web_routes(self, chancy: Chancy) -> list[Any]:
