@@ -401,3 +401,30 @@ async def test_sigterm_stops_gracefully_and_finishes_running_jobs(chancy: Chancy
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("worker", [{"backoff_initial": 0.1, "backoff_max": 0.5}], indirect=True)
+async def test_worker_heals_after_every_connection_is_killed(
+    chancy: Chancy, worker: Worker, chancy_dsn: str
+) -> None:
+    """Like a database restart: every backend of the database dies at once."""
+    await declare(chancy, polling_interval=0.2)
+    await wait_served(worker, "fast")
+    import psycopg
+
+    with psycopg.connect(chancy_dsn, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    refs = []
+    for i in range(3):
+        # The app's own pooled connections were killed too: retry the push.
+        for _ in range(20):
+            try:
+                refs.append(await chancy.push(record.job.with_kwargs(value=i)))
+                break
+            except psycopg.OperationalError:
+                await asyncio.sleep(0.05)
+    jobs = await chancy.wait_for_jobs(refs, interval=0.05, timeout=15)
+    assert len(jobs) == 3 and all(j.state is QueuedJob.State.SUCCEEDED for j in jobs)
