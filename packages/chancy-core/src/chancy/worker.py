@@ -307,9 +307,7 @@ class Worker:
                 self.log.warning(
                     "Worker %s: jobs still running after %ss; interrupting them", self.worker_id, timeout
                 )
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+                await _TaskManager._cancel_and_wait(list(pending))
         # Plugins and the heartbeat stop; the flusher saves what remains.
         await self.manager.cancel_all(except_names={"chancy:flush"})
         try:
@@ -855,21 +853,26 @@ class _TaskManager:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await inner
 
+    @staticmethod
+    async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
+        # Cancel until done: on Python 3.11 asyncio.wait_for (also inside
+        # libraries) can swallow a cancellation that races with its result.
+        pending = {t for t in tasks if not t.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+        for task in tasks:
+            if not task.cancelled():
+                with contextlib.suppress(BaseException):
+                    task.exception()
+
     async def cancel(self, name: str) -> None:
         task = self.tasks.pop(name, None)
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if task is not None:
+            await self._cancel_and_wait([task])
 
     async def cancel_all(self, *, except_names: set[str] | frozenset[str] = frozenset()) -> None:
         names = [n for n in self.tasks if n not in except_names]
-        for name in names:
-            task = self.tasks[name]
-            if not task.done():
-                task.cancel()
-        for name in names:
-            task = self.tasks.pop(name)
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._cancel_and_wait([self.tasks.pop(name) for name in names])
 

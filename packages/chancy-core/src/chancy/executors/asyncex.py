@@ -84,13 +84,20 @@ class AsyncExecutor(Executor):
             task = asyncio.current_task()
             if task is not None and task in self._cancelled:
                 # cancel_job: the database already holds the outcome.
-                await self.on_job_completed(job=job, exc=JobCancelledError(str(exc) or "cancelled"))
+                await self._finish(job, exc=JobCancelledError(str(exc) or "cancelled"))
                 return
             raise
         except Exception as exc:
-            await self.on_job_completed(job=job, exc=exc)
+            await self._finish(job, exc=exc)
         else:
-            await self.on_job_completed(job=job, result=result)
+            await self._finish(job, result=result)
+
+    async def _finish(self, job: QueuedJob, **outcome: Any) -> None:
+        # Free the slot first, so the wake-up that follows sees it free.
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.pop(task, None)
+        await self.on_job_completed(job=job, **outcome)
 
     async def cancel(self, ref: Reference) -> None:
         for task, job in list(self.tasks.items()):
