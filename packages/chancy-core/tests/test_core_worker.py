@@ -150,7 +150,7 @@ async def test_paused_queue_resumes_itself_at_resume_at(chancy: Chancy, worker: 
 
 
 async def test_rate_limit_caps_starts_per_window(chancy: Chancy, worker: Worker) -> None:
-    await declare(chancy, rate_limit=3, rate_limit_window=60)
+    await declare(chancy, rate_limit=3, rate_limit_window=86400)
     refs = [await chancy.push(record.job.with_kwargs(value=i)) for i in range(8)]
     await asyncio.sleep(1.0)
     jobs = await chancy.get_jobs(refs)
