@@ -22,15 +22,47 @@ from __future__ import annotations
 # the package path so editable installs (one src/ per package) find them.
 __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 
+from typing import TYPE_CHECKING, Any
+
 import pluggy as _pluggy
 
-from chancy.app import Chancy
-from chancy.job import Job, Limit, QueuedJob, Reference, job
-from chancy.queue import Queue
-from chancy.worker import Worker
+if TYPE_CHECKING:
+    from chancy.app import Chancy
+    from chancy.job import Job, Limit, QueuedJob, Reference, job
+    from chancy.queue import Queue
+    from chancy.worker import Worker
 
 #: Marks hook implementations: ``@chancy.hookimpl def chancy_job_completed(...)``.
 hookimpl = _pluggy.HookimplMarker("chancy")
+
+# The public names are imported on first use, so that ``import chancy.testing``
+# (loaded by pytest in every suite of a project that installs chancy-core) and
+# plugin ``hooks`` modules stay cheap.
+_LAZY = {
+    "Chancy": "chancy.app",
+    "Job": "chancy.job",
+    "Limit": "chancy.job",
+    "QueuedJob": "chancy.job",
+    "Reference": "chancy.job",
+    "job": "chancy.job",
+    "Queue": "chancy.queue",
+    "Worker": "chancy.worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chancy' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 __all__ = ["Chancy", "Job", "Limit", "QueuedJob", "Queue", "Reference", "Worker", "job"]
 __version__ = "0.1.0"
