@@ -363,3 +363,36 @@ async def test_get_all_workers_reports_leader_flag(chancy: Chancy) -> None:
     assert workers["w1"]["is_leader"] is False
     assert workers["w2"]["is_leader"] is True
     assert set(workers["w1"]) == {"worker_id", "tags", "queues", "last_seen", "expires_at", "is_leader"}
+
+
+async def test_bulk_push_round_trips_every_field_and_notifies_once_per_queue(
+    chancy: Chancy, chancy_dsn: str
+) -> None:
+    """Large batches take the COPY path; unique jobs in the same call still de-duplicate."""
+    listener = await psycopg.AsyncConnection.connect(chancy_dsn, autocommit=True)
+    await listener.execute(f'LISTEN "{chancy.prefix}events"')
+    jobs = [
+        Job(
+            func="m.f",
+            queue=f"q{i % 2}",
+            kwargs={"i": i, "nested": {"x": [i]}},
+            meta={"m": i},
+            limits=[Limit(Limit.Type.TIME, i + 1)],
+            priority=i % 3,
+        )
+        for i in range(300)
+    ]
+    jobs += [Job(func="m.f", queue="q0", unique_key="u1"), Job(func="m.f", queue="q0", unique_key="u1")]
+    refs = [r async for batch in chancy.push_many(jobs, batch_size=1000) for r in batch]
+    assert len(refs) == 302 and refs[300] == refs[301]
+    stored = {j.id: j for j in await chancy.get_jobs(refs)}
+    assert len(stored) == 301
+    for i in (0, 17, 299):
+        job_ = stored[refs[i].identifier]
+        assert job_.kwargs == {"i": i, "nested": {"x": [i]}}
+        assert job_.meta == {"m": i}
+        assert job_.limits == [Limit(Limit.Type.TIME, i + 1)]
+        assert (job_.queue, job_.priority) == (f"q{i % 2}", i % 3)
+    notes = [n.payload async for n in listener.notifies(timeout=1)]
+    await listener.close()
+    assert sorted(notes) == ['{"t":"queue.pushed","q":"q0"}', '{"t":"queue.pushed","q":"q1"}']

@@ -26,9 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy as _pluggy
 
+# ``chancy.job`` is both a module and the decorator: import it eagerly so that
+# the decorator, not the module, is what ``from chancy import job`` gives.
+from chancy.job import Job, Limit, QueuedJob, Reference, job
+
 if TYPE_CHECKING:
     from chancy.app import Chancy
-    from chancy.job import Job, Limit, QueuedJob, Reference, job
     from chancy.queue import Queue
     from chancy.worker import Worker
 
@@ -40,11 +43,6 @@ hookimpl = _pluggy.HookimplMarker("chancy")
 # plugin ``hooks`` modules stay cheap.
 _LAZY = {
     "Chancy": "chancy.app",
-    "Job": "chancy.job",
-    "Limit": "chancy.job",
-    "QueuedJob": "chancy.job",
-    "Reference": "chancy.job",
-    "job": "chancy.job",
     "Queue": "chancy.queue",
     "Worker": "chancy.worker",
 }

@@ -69,6 +69,10 @@ class Statements:
             + insert_tail
         )
         self.insert_jobs = insert_head + insert_source + insert_tail
+        self.copy_jobs = (
+            f"COPY {jobs} (id, queue, func, kwargs, limits, meta, priority, max_attempts,"
+            f" scheduled_at) FROM STDIN (FORMAT BINARY)"
+        )
 
         self.get_job = f"SELECT {JOB_COLUMNS} FROM {jobs} WHERE id = %s"
         self.get_jobs = f"SELECT {JOB_COLUMNS} FROM {jobs} WHERE id = ANY(%s::uuid[])"

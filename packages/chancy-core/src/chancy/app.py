@@ -6,6 +6,8 @@ import asyncio
 import enum
 import json
 import logging
+
+import attrs
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -15,6 +17,7 @@ from urllib.parse import quote_plus, urlencode
 from psycopg import AsyncConnection, AsyncCursor, Connection, Cursor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from chancy import _plugins
@@ -24,7 +27,7 @@ from chancy.job import IsAJob, Job, QueuedJob, Reference, as_job
 from chancy.migrate import Migrator
 from chancy.plugin import Plugin
 from chancy.queue import Queue
-from chancy.utils import import_string, json_dumps, uuid7
+from chancy.utils import import_string, json_dumps, uuid7_many
 
 if TYPE_CHECKING:
     from chancy.migrate import Migrator as _Migrator
@@ -37,6 +40,49 @@ DatabaseConnection = dict[str, Any]
 CORE_MIGRATION_KEY = "chancy"
 
 _FINISHED = {QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED}
+
+#: Batches of plain (non-unique) jobs at least this large are written with COPY.
+COPY_THRESHOLD = 64
+COPY_TYPES = ["uuid", "text", "text", "jsonb", "jsonb", "jsonb", "int4", "int4", "timestamptz"]
+
+
+@attrs.define(slots=True)
+class _InsertPlan:
+    #: (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at)
+    plain: list[tuple[Any, ...]]
+    #: the same plus unique_key, sorted by key
+    unique: list[tuple[Any, ...]]
+    refs: list[Reference | None]
+    by_key: dict[str, list[int]]
+    payloads: list[str]
+
+
+def _raw(text: str) -> str:
+    return text
+
+
+def _copy_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A plain-job row for binary COPY: the JSON columns are already serialised."""
+    job_id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at = row
+    return (
+        job_id,
+        queue,
+        func,
+        Jsonb(kwargs, dumps=_raw),
+        Jsonb(limits, dumps=_raw),
+        Jsonb(meta, dumps=_raw),
+        priority,
+        max_attempts,
+        scheduled_at,
+    )
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _dsn_from_django(settings: dict[str, Any]) -> str:
@@ -74,13 +120,6 @@ def _default_logger() -> logging.Logger:
             )
         log.addHandler(handler)
     return log
-
-
-def _json_field(value: Any, what: str, func: str) -> str:
-    try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"cannot store job {func!r}: its {what} is not JSON-serialisable ({exc})") from None
 
 
 class Chancy:
@@ -454,98 +493,85 @@ class Chancy:
     # Pushing jobs
     # ------------------------------------------------------------------
 
-    def _prepare_insert(
-        self, jobs: Iterable[Job | IsAJob]
-    ) -> tuple[str, tuple[Any, ...], list[Reference | None], dict[str, list[int]]]:
-        """Validate and serialise jobs into one parameterised statement.
-
-        Raises before anything is written if a job cannot be stored.
-        """
-        ids: list[uuid.UUID] = []
-        queues: list[str] = []
-        funcs: list[str] = []
-        kwargs: list[str] = []
-        limits: list[str] = []
-        metas: list[str] = []
-        priorities: list[int] = []
-        attempts: list[int] = []
-        scheduled: list[datetime] = []
-        keys: list[str | None] = []
+    def _serialise(self, jobs: Iterable[Job | IsAJob]) -> _InsertPlan:
+        """Validate and serialise jobs; raises before anything is written."""
+        plain: list[tuple[Any, ...]] = []
+        unique: list[tuple[Any, ...]] = []
         refs: list[Reference | None] = []
         by_key: dict[str, list[int]] = {}
-        rows: list[tuple[Any, ...]] = []
+        queues: dict[str, None] = {}
+        dumps = json.dumps
         for index, obj in enumerate(jobs):
-            job = as_job(obj)
+            job = obj if type(obj) is Job else as_job(obj)
             func = job.func
-            if not isinstance(func, str) or not func or "." not in func:
+            if not isinstance(func, str) or "." not in func:
                 raise ValueError(f"job func must be an import path like 'module.function', got {func!r}")
-            if not isinstance(job.queue, str) or not job.queue:
-                raise ValueError(f"job {func!r}: queue must be a non-empty string, got {job.queue!r}")
-            if not isinstance(job.kwargs, dict) or not all(isinstance(k, str) for k in job.kwargs):
-                raise TypeError(f"cannot store job {func!r}: kwargs must be a dict with string keys")
-            if not isinstance(job.priority, int) or isinstance(job.priority, bool):
-                raise TypeError(f"job {func!r}: priority must be an int, got {job.priority!r}")
-            if not isinstance(job.max_attempts, int) or job.max_attempts < 1:
-                raise ValueError(f"job {func!r}: max_attempts must be an int >= 1, got {job.max_attempts!r}")
-            if job.unique_key is not None and not isinstance(job.unique_key, str):
-                raise TypeError(f"job {func!r}: unique_key must be a string or None")
+            queue = job.queue
+            if not isinstance(queue, str) or not queue:
+                raise ValueError(f"job {func!r}: queue must be a non-empty string, got {queue!r}")
+            kwargs = job.kwargs
+            if type(kwargs) is not dict:
+                raise TypeError(f"cannot store job {func!r}: kwargs must be a dict")
+            priority, max_attempts = job.priority, job.max_attempts
+            if type(priority) is not int:
+                raise TypeError(f"job {func!r}: priority must be an int, got {priority!r}")
+            if type(max_attempts) is not int or max_attempts < 1:
+                raise ValueError(f"job {func!r}: max_attempts must be an int >= 1, got {max_attempts!r}")
             if not isinstance(job.scheduled_at, datetime):
                 raise TypeError(f"job {func!r}: scheduled_at must be a datetime")
-            row = (
-                job.queue,
-                func,
-                _json_field(job.kwargs, "kwargs", func),
-                _json_field([limit.serialize() for limit in job.limits], "limits", func),
-                _json_field(job.meta, "meta", func),
-                job.priority,
-                job.max_attempts,
-                job.scheduled_at,
-                job.unique_key,
+            try:
+                kw = dumps(kwargs, allow_nan=False, separators=(",", ":")) if kwargs else "{}"
+                meta = dumps(job.meta, allow_nan=False, separators=(",", ":")) if job.meta else "{}"
+            except (TypeError, ValueError) as exc:
+                what = "kwargs" if kwargs and not _is_json(kwargs) else "meta"
+                raise TypeError(
+                    f"cannot store job {func!r}: its {what} is not JSON-serialisable ({exc})"
+                ) from None
+            if kwargs and not all(type(k) is str for k in kwargs):
+                raise TypeError(f"cannot store job {func!r}: kwargs must have string keys")
+            limits = (
+                dumps([limit.serialize() for limit in job.limits], separators=(",", ":"))
+                if job.limits
+                else "[]"
             )
-            if job.unique_key is not None:
-                if job.unique_key in by_key:
-                    by_key[job.unique_key].append(index)
-                    refs.append(None)
-                    continue
-                by_key[job.unique_key] = [index]
-                refs.append(None)
-            else:
-                refs.append(None)
-            rows.append((index, *row))
-        # Lock unique keys in a stable order so concurrent pushes cannot deadlock.
-        rows.sort(key=lambda r: (r[9] is not None, r[9] or ""))
-        for index, queue, func, kw, lim, meta, prio, max_att, sched, key in rows:
-            job_id = uuid7()
+            key = job.unique_key
+            row = (queue, func, kw, limits, meta, priority, max_attempts, job.scheduled_at, key)
+            queues[queue] = None
+            refs.append(None)
             if key is None:
-                refs[index] = Reference(job_id)
-            ids.append(job_id)
-            queues.append(queue)
-            funcs.append(func)
-            kwargs.append(kw)
-            limits.append(lim)
-            metas.append(meta)
-            priorities.append(prio)
-            attempts.append(max_att)
-            scheduled.append(sched)
-            keys.append(key)
-        params: tuple[Any, ...] = (
-            ids, queues, funcs, kwargs, limits, metas, priorities, attempts, scheduled, keys,
+                plain.append((index, *row))
+            elif not isinstance(key, str):
+                raise TypeError(f"job {func!r}: unique_key must be a string or None")
+            elif key in by_key:
+                by_key[key].append(index)  # same key twice in one call: one job
+            else:
+                by_key[key] = [index]
+                unique.append((index, *row))
+        # Lock unique keys in a stable order so concurrent pushes cannot deadlock.
+        unique.sort(key=lambda r: r[9])
+        ids = uuid7_many(len(plain) + len(unique))
+        plain_rows = []
+        for (index, *row), job_id in zip(plain, ids, strict=False):
+            refs[index] = Reference(job_id)
+            plain_rows.append((job_id, *row[:-1]))
+        unique_rows = [(job_id, *row) for (_, *row), job_id in zip(unique, ids[len(plain) :], strict=True)]
+        payloads = (
+            [json_dumps({"t": "queue.pushed", "q": q}) for q in queues] if self.notifications else []
         )
-        if self.notifications:
-            payloads = [json_dumps({"t": "queue.pushed", "q": q}) for q in dict.fromkeys(queues)]
-            return self.sql.insert_jobs_notify, (*params, self.sql.channel, payloads), refs, by_key
-        return self.sql.insert_jobs, params, refs, by_key
+        return _InsertPlan(plain_rows, unique_rows, refs, by_key, payloads)
+
+    def _unique_params(self, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+        columns = list(zip(*rows, strict=True))
+        return tuple(list(c) for c in columns)
 
     @staticmethod
-    def _finish_refs(
-        refs: list[Reference | None], by_key: dict[str, list[int]], rows: list[tuple[Any, ...]]
-    ) -> list[Reference]:
-        if by_key:
-            for job_id, key in rows:
-                if key is not None and key in by_key:
-                    ref = Reference(job_id)
-                    for index in by_key[key]:
-                        refs[index] = ref
+    def _finish_refs(plan: _InsertPlan, rows: list[Any]) -> list[Reference]:
+        refs = plan.refs
+        if plan.by_key:
+            for row in rows:
+                job_id, key = (row["id"], row["unique_key"]) if isinstance(row, dict) else row
+                for index in plan.by_key.get(key, ()):
+                    refs[index] = Reference(job_id)
         return refs  # type: ignore[return-value]
 
     async def push(self, job: Job | IsAJob) -> Reference:
@@ -588,7 +614,8 @@ class Chancy:
     async def push_many_ex(
         self, cursor: AsyncCursor[Any] | AsyncConnection[Any] | None, jobs: list[Job | IsAJob]
     ) -> list[Reference]:
-        """Insert every job in one statement on the caller's cursor (or connection).
+        """Insert every job on the caller's cursor (or connection), in one round trip
+        for small batches and with ``COPY`` for large ones.
 
         Nothing is committed: the jobs, and the notifications waking workers,
         become visible when the caller commits. With ``None``, a pooled
@@ -596,40 +623,77 @@ class Chancy:
         """
         if not jobs:
             return []
-        query, params, refs, by_key = self._prepare_insert(jobs)
+        plan = self._serialise(jobs)
         if cursor is None:
             await self.ensure_open()
             async with self.pool.connection() as conn, conn.cursor() as cur:
-                await cur.execute(query, params)
-                rows = await cur.fetchall()
+                rows = await self._insert(cur, plan)
         elif isinstance(cursor, AsyncConnection):
             async with cursor.cursor() as cur:
-                await cur.execute(query, params)
-                rows = await cur.fetchall()
+                rows = await self._insert(cur, plan)
         else:
-            await cursor.execute(query, params)
-            rows = [(r["id"], r["unique_key"]) if isinstance(r, dict) else r for r in await cursor.fetchall()]
-        return self._finish_refs(refs, by_key, rows)
+            rows = await self._insert(cursor, plan)
+        return self._finish_refs(plan, rows)
+
+    async def _insert(self, cur: AsyncCursor[Any], plan: _InsertPlan) -> list[Any]:
+        sql = self.sql
+        rows: list[Any] = []
+        notified = False
+        if len(plan.plain) >= COPY_THRESHOLD:
+            async with cur.copy(sql.copy_jobs) as copy:
+                copy.set_types(COPY_TYPES)
+                for row in plan.plain:
+                    await copy.write_row(_copy_row(row))
+        elif plan.plain:
+            params = self._unique_params([(*r, None) for r in plan.plain])
+            if plan.payloads and not plan.unique:
+                await cur.execute(sql.insert_jobs_notify, (*params, sql.channel, plan.payloads))
+                notified = True
+            else:
+                await cur.execute(sql.insert_jobs, params)
+        if plan.unique:
+            params = self._unique_params(plan.unique)
+            if plan.payloads and not notified:
+                await cur.execute(sql.insert_jobs_notify, (*params, sql.channel, plan.payloads))
+                notified = True
+            else:
+                await cur.execute(sql.insert_jobs, params)
+            rows = await cur.fetchall()
+        if plan.payloads and not notified:
+            await cur.execute(sql.notify_many, (sql.channel, plan.payloads))
+        return rows
 
     def sync_push_many_ex(
         self, cursor: Cursor[Any] | Connection[Any] | None, jobs: list[Job | IsAJob]
     ) -> list[Reference]:
         if not jobs:
             return []
-        query, params, refs, by_key = self._prepare_insert(jobs)
+        plan = self._serialise(jobs)
         if cursor is None:
             self.sync_ensure_open()
             with self.sync_pool.connection() as conn, conn.cursor() as cur:
-                cur.execute(query, params)
-                rows = cur.fetchall()
+                rows = self._sync_insert(cur, plan)
         elif isinstance(cursor, Connection):
             with cursor.cursor() as cur:
-                cur.execute(query, params)
-                rows = cur.fetchall()
+                rows = self._sync_insert(cur, plan)
         else:
-            cursor.execute(query, params)
-            rows = [(r["id"], r["unique_key"]) if isinstance(r, dict) else r for r in cursor.fetchall()]
-        return self._finish_refs(refs, by_key, rows)
+            rows = self._sync_insert(cursor, plan)
+        return self._finish_refs(plan, rows)
+
+    def _sync_insert(self, cur: Cursor[Any], plan: _InsertPlan) -> list[Any]:
+        sql = self.sql
+        if plan.plain:
+            with cur.copy(sql.copy_jobs) as copy:
+                copy.set_types(COPY_TYPES)
+                for row in plan.plain:
+                    copy.write_row(_copy_row(row))
+        rows: list[Any] = []
+        if plan.unique:
+            cur.execute(sql.insert_jobs, self._unique_params(plan.unique))
+            rows = cur.fetchall()
+        if plan.payloads:
+            cur.execute(sql.notify_many, (sql.channel, plan.payloads))
+        return rows
 
     # ------------------------------------------------------------------
     # Reading and waiting for jobs

@@ -20,6 +20,7 @@ import attrs
 
 __all__ = [
     "chancy_uuid",
+    "uuid7_many",
     "wait_event",
     "chunked",
     "import_string",
@@ -52,6 +53,35 @@ def uuid7() -> uuid.UUID:
     rand_b = candidate & ((1 << 62) - 1)
     value = (ms_part << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
     return uuid.UUID(int=value)
+
+
+def uuid7_many(count: int) -> list[uuid.UUID]:
+    """``count`` increasing UUIDv7s, cheaper than calling :func:`uuid7` in a loop."""
+    global _uuid7_last
+    if count <= 0:
+        return []
+    randomness = os.urandom(10 * count)
+    out: list[uuid.UUID] = []
+    append = out.append
+    mask62 = (1 << 62) - 1
+    with _uuid7_lock:
+        ms = time.time_ns() // 1_000_000
+        last = _uuid7_last
+        for i in range(count):
+            candidate = (ms << 74) | (int.from_bytes(randomness[10 * i : 10 * i + 10], "big") >> 7)
+            if candidate <= last:
+                candidate = last + 1
+            last = candidate
+            value = (
+                ((candidate >> 74) << 80)
+                | (0x7 << 76)
+                | (((candidate >> 62) & 0xFFF) << 64)
+                | (0b10 << 62)
+                | (candidate & mask62)
+            )
+            append(uuid.UUID(int=value))
+        _uuid7_last = last
+    return out
 
 
 def chancy_uuid() -> str:
