@@ -56,6 +56,11 @@ class _InsertPlan:
     by_key: dict[str, list[int]]
     payloads: list[str]
 
+    @property
+    def single_statement(self) -> bool:
+        """Whether :meth:`Chancy._insert` writes everything in one statement."""
+        return (not self.plain) != (not self.unique) and len(self.plain) < COPY_THRESHOLD
+
 
 def _raw(text: str) -> str:
     return text
@@ -626,8 +631,18 @@ class Chancy:
         plan = self._serialise(jobs)
         if cursor is None:
             await self.ensure_open()
-            async with self.pool.connection() as conn, conn.cursor() as cur:
-                rows = await self._insert(cur, plan)
+            async with self.pool.connection() as conn:
+                if plan.single_statement:
+                    # One statement is atomic on its own: skip BEGIN/COMMIT.
+                    await conn.set_autocommit(True)
+                    try:
+                        async with conn.cursor() as cur:
+                            rows = await self._insert(cur, plan)
+                    finally:
+                        await conn.set_autocommit(False)
+                else:
+                    async with conn.cursor() as cur:
+                        rows = await self._insert(cur, plan)
         elif isinstance(cursor, AsyncConnection):
             async with cursor.cursor() as cur:
                 rows = await self._insert(cur, plan)
