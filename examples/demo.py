@@ -15,7 +15,6 @@ import collections
 import logging
 import os
 import random
-import sys
 import time
 
 from chancy import Chancy, Job, Queue, QueuedJob, Worker, job
@@ -41,7 +40,10 @@ async def show_progress(chancy: Chancy, refs: list, every: float = 0.5) -> None:
     while True:
         jobs = await chancy.get_jobs(refs)
         counts = collections.Counter(j.state.value for j in jobs)
-        line = "  ".join(f"{state}={counts.get(state, 0)}" for state in ("pending", "running", "retrying", "succeeded", "failed"))
+        line = "  ".join(
+            f"{state}={counts.get(state, 0)}"
+            for state in ("pending", "running", "retrying", "succeeded", "failed")
+        )
         print(f"\r[{len(refs)} jobs] {line}", end="", flush=True)
         if counts.get("succeeded", 0) + counts.get("failed", 0) == len(refs):
             print()
@@ -54,11 +56,23 @@ async def run(dsn: str, count: int) -> None:
         await chancy.migrate()
         print(f"Plugins enabled: {', '.join(chancy.plugins) or 'none'}")
         await chancy.declare(
-            Queue("demo-async", executor=Chancy.Executor.Async, concurrency=20, polling_interval=1, eager_polling=True),
+            Queue(
+                "demo-async",
+                executor=Chancy.Executor.Async,
+                concurrency=20,
+                polling_interval=1,
+                eager_polling=True,
+            ),
             upsert=True,
         )
         await chancy.declare(
-            Queue("demo-threads", executor=Chancy.Executor.Threaded, concurrency=4, polling_interval=1, eager_polling=True),
+            Queue(
+                "demo-threads",
+                executor=Chancy.Executor.Threaded,
+                concurrency=4,
+                polling_interval=1,
+                eager_polling=True,
+            ),
             upsert=True,
         )
         jobs: list[Job] = []
@@ -71,16 +85,30 @@ async def run(dsn: str, count: int) -> None:
         async with Worker(chancy, shutdown_timeout=10) as worker:
             started = time.monotonic()
             await show_progress(chancy, refs)
-            print(f"All done in {time.monotonic() - started:.2f}s on worker {worker.worker_id}")
-        failed = [j for j in await chancy.get_jobs(refs) if j.state is QueuedJob.State.FAILED]
+            print(
+                f"All done in {time.monotonic() - started:.2f}s on worker {worker.worker_id}"
+            )
+        failed = [
+            j for j in await chancy.get_jobs(refs) if j.state is QueuedJob.State.FAILED
+        ]
         for j in failed[:3]:
-            print(f"- {j.func} failed after {j.attempts} attempts: {j.errors[-1]['traceback'].splitlines()[-1]}")
+            print(
+                f"- {j.func} failed after {j.attempts} attempts: {j.errors[-1]['traceback'].splitlines()[-1]}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dsn", default=os.environ.get("CHANCY_DEMO_DSN"), help="PostgreSQL DSN (default: a throwaway cluster)")
-    parser.add_argument("--jobs", type=int, default=300, help="how many page jobs to push")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("CHANCY_DEMO_DSN"),
+        help="PostgreSQL DSN (default: a throwaway cluster)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=300, help="how many page jobs to push"
+    )
     args = parser.parse_args(argv)
     logging.getLogger("chancy").setLevel(logging.WARNING)
     if args.dsn:

@@ -15,23 +15,51 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], check=True, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(
+        [str(a) for a in args], check=True, capture_output=True, text=True, **kwargs
+    )  # type: ignore[call-overload]
 
 
 @pytest.mark.timeout(600)
 def test_wheels_install_and_discover_plugins_in_a_fresh_venv(tmp_path: Path) -> None:
     pytest.importorskip("build")
     dist = tmp_path / "dist"
-    for project in (ROOT / "packages" / "chancy-core", ROOT / "tests" / "chancy-testplugin"):
-        run(sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", dist, project)
+    for project in (
+        ROOT / "packages" / "chancy-core",
+        ROOT / "tests" / "chancy-testplugin",
+    ):
+        run(
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            dist,
+            project,
+        )
     wheels = sorted(dist.glob("*.whl"))
-    assert {w.name.split("-")[0] for w in wheels} == {"chancy_core", "chancy_testplugin"}
+    assert {w.name.split("-")[0] for w in wheels} == {
+        "chancy_core",
+        "chancy_testplugin",
+    }
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
-    run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *wheels, env=env)
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}
+    }
+    run(
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        *wheels,
+        env=env,
+    )
 
     probe = (
         "import chancy, chancy.plugins.testplugin as t, chancy.plugins.rule as r;"

@@ -4,9 +4,9 @@ owns a migration line and sees job updates inside the saving transaction."""
 from __future__ import annotations
 
 import pytest
+from chancy.plugins.testplugin import TestPlugin
 
 from chancy import Chancy, Job, Queue, QueuedJob, Worker
-from chancy.plugins.testplugin import TestPlugin
 
 
 async def noop() -> None:
@@ -14,18 +14,26 @@ async def noop() -> None:
 
 
 @pytest.mark.parametrize("chancy", [{"plugins": [TestPlugin()]}], indirect=True)
-async def test_plugin_migrations_and_transactional_hook(chancy: Chancy, worker: Worker) -> None:
+async def test_plugin_migrations_and_transactional_hook(
+    chancy: Chancy, worker: Worker
+) -> None:
     async with chancy.pool.connection() as conn, conn.cursor() as cur:
-        await cur.execute(f'SELECT version_of, version FROM "{chancy.prefix}schema_version" ORDER BY 1')
+        await cur.execute(
+            f'SELECT version_of, version FROM "{chancy.prefix}schema_version" ORDER BY 1'
+        )
         versions = dict(await cur.fetchall())
     assert versions["chancy"] == 1 and versions["testplugin"] == 2
 
-    await chancy.declare(Queue("tp", executor=Chancy.Executor.Async, polling_interval=0.1), upsert=True)
+    await chancy.declare(
+        Queue("tp", executor=Chancy.Executor.Async, polling_interval=0.1), upsert=True
+    )
     ref = await chancy.push(Job(func=f"{noop.__module__}.noop", queue="tp"))
     done = await chancy.wait_for_job(ref, interval=0.02, timeout=5)
     assert done is not None and done.state is QueuedJob.State.SUCCEEDED
     async with chancy.pool.connection() as conn, conn.cursor() as cur:
-        await cur.execute(f'SELECT job_id, state FROM "{chancy.prefix}testplugin_events"')
+        await cur.execute(
+            f'SELECT job_id, state FROM "{chancy.prefix}testplugin_events"'
+        )
         assert await cur.fetchall() == [(ref.identifier, "succeeded")]
 
 

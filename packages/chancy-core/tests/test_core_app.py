@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -28,7 +28,7 @@ async def count_rows(chancy: Chancy, table: str) -> int:
 
 
 async def test_push_and_get_job_round_trip(chancy: Chancy) -> None:
-    when = datetime.now(timezone.utc) + timedelta(hours=1)
+    when = datetime.now(UTC) + timedelta(hours=1)
     ref = await chancy.push(
         Job(
             func="mod.fn",
@@ -88,7 +88,9 @@ async def test_ids_are_time_ordered_uuid7(chancy: Chancy) -> None:
 
 async def test_unique_key_returns_existing_job_while_unfinished(chancy: Chancy) -> None:
     first = await chancy.push(Job(func="m.f", unique_key="k1", kwargs={"v": 1}))
-    second = await chancy.push(Job(func="m.f", unique_key="k1", kwargs={"v": 2}, priority=9))
+    second = await chancy.push(
+        Job(func="m.f", unique_key="k1", kwargs={"v": 2}, priority=9)
+    )
     assert first == second
     stored = await chancy.get_job(first)
     assert stored is not None and stored.kwargs == {"v": 1} and stored.priority == 0
@@ -96,13 +98,16 @@ async def test_unique_key_returns_existing_job_while_unfinished(chancy: Chancy) 
     # Once finished, the key is free again.
     async with chancy.pool.connection() as conn:
         await conn.execute(
-            f"UPDATE {chancy.sql.jobs} SET state = 'succeeded' WHERE id = %s", (first.identifier,)
+            f"UPDATE {chancy.sql.jobs} SET state = 'succeeded' WHERE id = %s",
+            (first.identifier,),
         )
     third = await chancy.push(Job(func="m.f", unique_key="k1"))
     assert third != first
 
 
-async def test_push_many_batches_and_duplicate_keys_in_one_batch(chancy: Chancy) -> None:
+async def test_push_many_batches_and_duplicate_keys_in_one_batch(
+    chancy: Chancy,
+) -> None:
     jobs = [Job(func="m.f", kwargs={"i": i}) for i in range(25)]
     jobs.insert(3, Job(func="m.f", unique_key="dup"))
     jobs.insert(10, Job(func="m.f", unique_key="dup"))
@@ -127,17 +132,24 @@ async def test_transactional_push_is_visible_only_after_commit(chancy: Chancy) -
     async with chancy.pool.connection() as conn:
         async with conn.transaction() as tx, conn.cursor(row_factory=dict_row) as cur:
             refs = await chancy.push_many_ex(cur, [Job(func="m.f"), Job(func="m.g")])
-            assert await chancy.get_jobs(refs) == []  # other connections cannot see them
+            assert (
+                await chancy.get_jobs(refs) == []
+            )  # other connections cannot see them
             raise_rollback = tx
         assert len(await chancy.get_jobs(refs)) == 2
     async with chancy.pool.connection() as conn:
-        async with conn.transaction(force_rollback=True), conn.cursor(row_factory=dict_row) as cur:
+        async with (
+            conn.transaction(force_rollback=True),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
             rolled = await chancy.push_ex(cur, Job(func="m.f"))
     assert await chancy.get_job(rolled) is None
     del raise_rollback
 
 
-async def test_push_notifies_the_queue_channel_on_commit(chancy: Chancy, chancy_dsn: str) -> None:
+async def test_push_notifies_the_queue_channel_on_commit(
+    chancy: Chancy, chancy_dsn: str
+) -> None:
     listener = await psycopg.AsyncConnection.connect(chancy_dsn, autocommit=True)
     try:
         await listener.execute(f'LISTEN "{chancy.prefix}events"')
@@ -162,7 +174,9 @@ async def test_push_notifies_the_queue_channel_on_commit(chancy: Chancy, chancy_
         (Job(func="m.f", queue=""), "queue"),
     ],
 )
-async def test_bad_jobs_raise_and_nothing_is_written(chancy: Chancy, bad: Job, message: str) -> None:
+async def test_bad_jobs_raise_and_nothing_is_written(
+    chancy: Chancy, bad: Job, message: str
+) -> None:
     good = Job(func="m.f")
     with pytest.raises((TypeError, ValueError), match=message):
         async for _ in chancy.push_many([good, bad]):
@@ -176,7 +190,13 @@ async def test_push_rejects_non_jobs(chancy: Chancy) -> None:
 
 
 async def test_declare_get_and_list_queues(chancy: Chancy) -> None:
-    q1 = Queue("a", concurrency=3, tags={"x=.*"}, executor=Chancy.Executor.Async, polling_interval=2)
+    q1 = Queue(
+        "a",
+        concurrency=3,
+        tags={"x=.*"},
+        executor=Chancy.Executor.Async,
+        polling_interval=2,
+    )
     q2 = Queue("b", rate_limit=5, rate_limit_window=10, eager_polling=True)
     assert await chancy.declare(q1) == q1
     assert await chancy.declare(q2) == q2
@@ -204,7 +224,9 @@ async def test_declare_without_upsert_keeps_existing(chancy: Chancy) -> None:
         (Queue("x", executor_options={"a": {1}}), "JSON"),
     ],
 )
-async def test_declare_rejects_bad_queues(chancy: Chancy, queue: Queue, message: str) -> None:
+async def test_declare_rejects_bad_queues(
+    chancy: Chancy, queue: Queue, message: str
+) -> None:
     with pytest.raises(ConfigurationError, match=message):
         await chancy.declare(queue)
     assert await count_rows(chancy, "queues") == 0
@@ -230,7 +252,7 @@ async def test_pause_resume_and_delete_queue(chancy: Chancy) -> None:
     paused = await chancy.get_queue("p")
     assert paused.state is Queue.State.PAUSED
     assert paused.resume_at is not None
-    assert paused.resume_at > datetime.now(timezone.utc) + timedelta(minutes=4)
+    assert paused.resume_at > datetime.now(UTC) + timedelta(minutes=4)
     await chancy.resume_queue("p")
     resumed = await chancy.get_queue("p")
     assert resumed.state is Queue.State.ACTIVE and resumed.resume_at is None
@@ -249,7 +271,9 @@ async def test_pause_resume_and_delete_queue(chancy: Chancy) -> None:
     assert await count_rows(chancy, "jobs") == 2
 
 
-async def test_cancel_pending_job_marks_it_failed_and_distinguishable(chancy: Chancy) -> None:
+async def test_cancel_pending_job_marks_it_failed_and_distinguishable(
+    chancy: Chancy,
+) -> None:
     ref = await chancy.push(Job(func="m.f"))
     await chancy.cancel_job(ref)
     stored = await chancy.get_job(ref)
@@ -264,7 +288,9 @@ async def test_wait_for_job_timeout_and_states(chancy: Chancy) -> None:
     ref = await chancy.push(Job(func="m.f"))
     with pytest.raises(TimeoutError):
         await chancy.wait_for_job(ref, interval=0.01, timeout=0.1)
-    got = await chancy.wait_for_job(ref, interval=0.01, timeout=1, states={QueuedJob.State.PENDING})
+    got = await chancy.wait_for_job(
+        ref, interval=0.01, timeout=1, states={QueuedJob.State.PENDING}
+    )
     assert got is not None and got.state is QueuedJob.State.PENDING
     assert await chancy.wait_for_job(Reference(uuid.uuid4()), interval=0.01) is None
 
@@ -289,7 +315,9 @@ async def test_retry_jobs_resets_attempts_and_keeps_errors(chancy: Chancy) -> No
     assert len(stored.errors) == 1
 
 
-async def test_explicit_pool_usage_without_context_manager(chancy_dsn: str, chancy: Chancy) -> None:
+async def test_explicit_pool_usage_without_context_manager(
+    chancy_dsn: str, chancy: Chancy
+) -> None:
     app = Chancy(chancy_dsn, no_default_plugins=True)
     try:
         await app.declare(Queue("lazy"))
@@ -331,7 +359,10 @@ def test_bad_configuration_is_rejected(kwargs: dict, message: str) -> None:
 
 
 async def test_unreachable_server_gives_a_clear_error() -> None:
-    app = Chancy("postgresql://postgres@127.0.0.1:1/nope?connect_timeout=1", no_default_plugins=True)
+    app = Chancy(
+        "postgresql://postgres@127.0.0.1:1/nope?connect_timeout=1",
+        no_default_plugins=True,
+    )
     with pytest.raises(ConnectionError, match="cannot connect to PostgreSQL"):
         await asyncio.wait_for(app.push(Job(func="m.f")), 60)
 
@@ -362,7 +393,14 @@ async def test_get_all_workers_reports_leader_flag(chancy: Chancy) -> None:
     workers = {w["worker_id"]: w for w in await chancy.get_all_workers()}
     assert workers["w1"]["is_leader"] is False
     assert workers["w2"]["is_leader"] is True
-    assert set(workers["w1"]) == {"worker_id", "tags", "queues", "last_seen", "expires_at", "is_leader"}
+    assert set(workers["w1"]) == {
+        "worker_id",
+        "tags",
+        "queues",
+        "last_seen",
+        "expires_at",
+        "is_leader",
+    }
 
 
 async def test_bulk_push_round_trips_every_field_and_notifies_once_per_queue(
@@ -382,7 +420,10 @@ async def test_bulk_push_round_trips_every_field_and_notifies_once_per_queue(
         )
         for i in range(300)
     ]
-    jobs += [Job(func="m.f", queue="q0", unique_key="u1"), Job(func="m.f", queue="q0", unique_key="u1")]
+    jobs += [
+        Job(func="m.f", queue="q0", unique_key="u1"),
+        Job(func="m.f", queue="q0", unique_key="u1"),
+    ]
     refs = [r async for batch in chancy.push_many(jobs, batch_size=1000) for r in batch]
     assert len(refs) == 302 and refs[300] == refs[301]
     stored = {j.id: j for j in await chancy.get_jobs(refs)}
@@ -395,4 +436,7 @@ async def test_bulk_push_round_trips_every_field_and_notifies_once_per_queue(
         assert (job_.queue, job_.priority) == (f"q{i % 2}", i % 3)
     notes = [n.payload async for n in listener.notifies(timeout=1)]
     await listener.close()
-    assert sorted(notes) == ['{"t":"queue.pushed","q":"q0"}', '{"t":"queue.pushed","q":"q1"}']
+    assert sorted(notes) == [
+        '{"t":"queue.pushed","q":"q0"}',
+        '{"t":"queue.pushed","q":"q1"}',
+    ]

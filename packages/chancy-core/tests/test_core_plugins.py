@@ -10,8 +10,7 @@ import attrs
 import pytest
 
 import chancy
-from chancy import Chancy, Job, Queue, QueuedJob, Worker
-from chancy import _plugins
+from chancy import Chancy, Job, Queue, QueuedJob, Worker, _plugins
 from chancy.errors import PluginDependencyError
 from chancy.plugin import Plugin, PluginScope
 
@@ -37,7 +36,9 @@ class Recorder(Plugin):
         CALLS.append(f"{self.tag}:starting")
         return attrs.evolve(job, meta={**job.meta, "started_by": self.tag})
 
-    def on_job_completed(self, *, worker: Worker, job: QueuedJob, exc: Any = None, result: Any = None) -> QueuedJob:  # type: ignore[override]
+    def on_job_completed(
+        self, *, worker: Worker, job: QueuedJob, exc: Any = None, result: Any = None
+    ) -> QueuedJob:  # type: ignore[override]
         CALLS.append(f"{self.tag}:completed")
         return attrs.evolve(job, meta={**job.meta, "completed_by": self.tag})
 
@@ -50,7 +51,9 @@ class Second(Plugin):
     def get_identifier() -> str:
         return "test.second"
 
-    async def on_job_completed(self, *, worker: Worker, job: QueuedJob, exc: Any = None, result: Any = None) -> QueuedJob:
+    async def on_job_completed(
+        self, *, worker: Worker, job: QueuedJob, exc: Any = None, result: Any = None
+    ) -> QueuedJob:
         CALLS.append("second:completed")
         assert job.meta.get("completed_by") == "r"  # chained after Recorder
         return job
@@ -120,10 +123,16 @@ def fn(f: Any) -> str:
 
 
 @pytest.mark.parametrize(
-    "chancy", [{"plugins": [Recorder(), Second()], "no_default_plugins": True}], indirect=True
+    "chancy",
+    [{"plugins": [Recorder(), Second()], "no_default_plugins": True}],
+    indirect=True,
 )
-async def test_job_hooks_are_called_in_plugin_order_and_chained(chancy: Chancy, worker: Worker) -> None:
-    await chancy.declare(Queue("h", executor=Chancy.Executor.Async, polling_interval=0.1), upsert=True)
+async def test_job_hooks_are_called_in_plugin_order_and_chained(
+    chancy: Chancy, worker: Worker
+) -> None:
+    await chancy.declare(
+        Queue("h", executor=Chancy.Executor.Async, polling_interval=0.1), upsert=True
+    )
     ref = await chancy.push(Job(func=fn(noop), queue="h"))
     done = await chancy.wait_for_job(ref, interval=0.02, timeout=5)
     assert done is not None and done.state is QueuedJob.State.SUCCEEDED
@@ -132,7 +141,13 @@ async def test_job_hooks_are_called_in_plugin_order_and_chained(chancy: Chancy, 
         if "r:updated:succeeded" in CALLS:
             break
         await asyncio.sleep(0.01)
-    assert CALLS == ["r:starting", "ran", "r:completed", "second:completed", "r:updated:succeeded"]
+    assert CALLS == [
+        "r:starting",
+        "ran",
+        "r:completed",
+        "second:completed",
+        "r:updated:succeeded",
+    ]
 
 
 def test_unimplemented_hooks_are_not_registered(chancy_just_app: Chancy) -> None:
@@ -142,14 +157,18 @@ def test_unimplemented_hooks_are_not_registered(chancy_just_app: Chancy) -> None
     assert not pm.has_job_completed
     assert not pm.has_job_updated
     assert not pm.has_jobs_updated_in_transaction
-    assert Chancy(chancy_just_app.dsn, plugins=[Recorder()], no_default_plugins=True).plugin_manager.has_job_completed
+    assert Chancy(
+        chancy_just_app.dsn, plugins=[Recorder()], no_default_plugins=True
+    ).plugin_manager.has_job_completed
 
 
 def test_plain_hookimpl_module_is_a_plugin(chancy_just_app: Chancy) -> None:
     module = types.ModuleType("my_hooks")
 
     @chancy.hookimpl
-    def chancy_job_completed(worker: Any, job: QueuedJob, exc: Any, result: Any) -> QueuedJob:
+    def chancy_job_completed(
+        worker: Any, job: QueuedJob, exc: Any, result: Any
+    ) -> QueuedJob:
         return attrs.evolve(job, meta={"plain": True})
 
     module.chancy_job_completed = chancy_job_completed  # type: ignore[attr-defined]
@@ -171,7 +190,9 @@ def test_duplicate_identifiers_are_rejected(chancy_just_app: Chancy) -> None:
         Chancy(chancy_just_app.dsn, plugins=[Recorder(), Impostor()])
 
 
-def test_missing_dependency_names_distribution_and_pip_install(chancy_just_app: Chancy) -> None:
+def test_missing_dependency_names_distribution_and_pip_install(
+    chancy_just_app: Chancy,
+) -> None:
     app = Chancy(chancy_just_app.dsn, plugins=[NeedsLeader()], no_default_plugins=True)
     with pytest.raises(PluginDependencyError) as info:
         app.check_plugin_dependencies()
@@ -181,7 +202,9 @@ def test_missing_dependency_names_distribution_and_pip_install(chancy_just_app: 
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("chancy", [{"plugins": [Flaky()], "no_default_plugins": True}], indirect=True)
+@pytest.mark.parametrize(
+    "chancy", [{"plugins": [Flaky()], "no_default_plugins": True}], indirect=True
+)
 @pytest.mark.parametrize("worker", [{"backoff_initial": 0.05}], indirect=True)
 async def test_crashing_plugin_loop_is_logged_and_restarted(
     chancy: Chancy, worker: Worker, caplog: pytest.LogCaptureFixture
@@ -193,8 +216,12 @@ async def test_crashing_plugin_loop_is_logged_and_restarted(
     assert any("plugin:test.flaky crashed" in r.getMessage() for r in records)
 
 
-@pytest.mark.parametrize("chancy", [{"plugins": [LeaderOnly()], "no_default_plugins": True}], indirect=True)
-async def test_leader_scoped_loop_runs_only_while_leading(chancy: Chancy, worker: Worker) -> None:
+@pytest.mark.parametrize(
+    "chancy", [{"plugins": [LeaderOnly()], "no_default_plugins": True}], indirect=True
+)
+async def test_leader_scoped_loop_runs_only_while_leading(
+    chancy: Chancy, worker: Worker
+) -> None:
     plugin = chancy.plugins["test.leader_only"]
     await asyncio.sleep(0.3)
     assert not plugin.running.is_set()  # type: ignore[attr-defined]

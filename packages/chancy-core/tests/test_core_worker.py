@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -71,9 +71,13 @@ def fn(f: Any) -> str:
     return f"{f.__module__}.{f.__qualname__}"
 
 
-async def test_job_runs_and_its_meta_change_is_saved(chancy: Chancy, worker: Worker) -> None:
+async def test_job_runs_and_its_meta_change_is_saved(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy)
-    ref = await chancy.push(Job(func=fn(with_context), queue="fast", kwargs={"note": "hi"}))
+    ref = await chancy.push(
+        Job(func=fn(with_context), queue="fast", kwargs={"note": "hi"})
+    )
     done = await chancy.wait_for_job(ref, interval=0.02, timeout=10)
     assert done is not None
     assert done.state is QueuedJob.State.SUCCEEDED
@@ -83,9 +87,13 @@ async def test_job_runs_and_its_meta_change_is_saved(chancy: Chancy, worker: Wor
     assert done.completed_at >= done.started_at
 
 
-async def test_failures_retry_until_max_attempts_with_tracebacks(chancy: Chancy, worker: Worker) -> None:
+async def test_failures_retry_until_max_attempts_with_tracebacks(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy)
-    ref = await chancy.push(Job(func=fn(fail), queue="fast", max_attempts=3, kwargs={"message": "kaput"}))
+    ref = await chancy.push(
+        Job(func=fn(fail), queue="fast", max_attempts=3, kwargs={"message": "kaput"})
+    )
     done = await chancy.wait_for_job(ref, interval=0.02, timeout=10)
     assert done is not None and done.state is QueuedJob.State.FAILED
     assert done.attempts == 3
@@ -94,24 +102,35 @@ async def test_failures_retry_until_max_attempts_with_tracebacks(chancy: Chancy,
     assert done.completed_at is not None
 
 
-async def test_unknown_function_fails_the_job_not_the_worker(chancy: Chancy, worker: Worker) -> None:
+async def test_unknown_function_fails_the_job_not_the_worker(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy)
     bad = await chancy.push(Job(func="no_such_module.nope", queue="fast"))
     sync = await chancy.push(Job(func=fn(sync_function), queue="fast"))
     good = await chancy.push(record.job.with_kwargs(value=1))
-    results = {j.id: j for j in await chancy.wait_for_jobs([bad, sync, good], interval=0.02, timeout=10)}
+    results = {
+        j.id: j
+        for j in await chancy.wait_for_jobs(
+            [bad, sync, good], interval=0.02, timeout=10
+        )
+    }
     assert results[bad.identifier].state is QueuedJob.State.FAILED
     assert "no_such_module" in results[bad.identifier].errors[0]["traceback"]
     assert "only runs 'async def'" in results[sync.identifier].errors[0]["traceback"]
     assert results[good.identifier].state is QueuedJob.State.SUCCEEDED
 
 
-async def test_fifo_within_priority_and_priority_first(chancy: Chancy, worker: Worker) -> None:
+async def test_fifo_within_priority_and_priority_first(
+    chancy: Chancy, worker: Worker
+) -> None:
     await chancy.pause_queue("default")
     await declare(chancy, concurrency=1)
     await chancy.pause_queue("fast")
     refs = [await chancy.push(record.job.with_kwargs(value=i)) for i in range(5)]
-    refs.append(await chancy.push(record.job.with_kwargs(value="urgent").with_priority(10)))
+    refs.append(
+        await chancy.push(record.job.with_kwargs(value="urgent").with_priority(10))
+    )
     await chancy.resume_queue("fast")
     await chancy.wait_for_jobs(refs, interval=0.02, timeout=10)
     assert RUNS == ["urgent", 0, 1, 2, 3, 4]
@@ -119,7 +138,7 @@ async def test_fifo_within_priority_and_priority_first(chancy: Chancy, worker: W
 
 async def test_scheduled_job_waits_for_its_time(chancy: Chancy, worker: Worker) -> None:
     await declare(chancy)
-    at = datetime.now(timezone.utc) + timedelta(seconds=1)
+    at = datetime.now(UTC) + timedelta(seconds=1)
     ref = await chancy.push(record.job.with_kwargs(value="later").with_scheduled_at(at))
     await asyncio.sleep(0.5)
     assert RUNS == []
@@ -128,7 +147,9 @@ async def test_scheduled_job_waits_for_its_time(chancy: Chancy, worker: Worker) 
     assert done.started_at is not None and done.started_at >= at
 
 
-async def test_paused_queue_runs_nothing_until_resumed(chancy: Chancy, worker: Worker) -> None:
+async def test_paused_queue_runs_nothing_until_resumed(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy)
     await wait_served(worker, "fast")
     await chancy.pause_queue("fast")
@@ -136,10 +157,14 @@ async def test_paused_queue_runs_nothing_until_resumed(chancy: Chancy, worker: W
     await asyncio.sleep(0.4)
     assert (await chancy.get_job(ref)).state is QueuedJob.State.PENDING  # type: ignore[union-attr]
     await chancy.resume_queue("fast")
-    assert (await chancy.wait_for_job(ref, interval=0.02, timeout=5)).state is QueuedJob.State.SUCCEEDED  # type: ignore[union-attr]
+    assert (
+        await chancy.wait_for_job(ref, interval=0.02, timeout=5)
+    ).state is QueuedJob.State.SUCCEEDED  # type: ignore[union-attr]
 
 
-async def test_paused_queue_resumes_itself_at_resume_at(chancy: Chancy, worker: Worker) -> None:
+async def test_paused_queue_resumes_itself_at_resume_at(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy)
     await wait_served(worker, "fast")
     await chancy.pause_queue("fast", resume_at=timedelta(seconds=0.5))
@@ -149,7 +174,9 @@ async def test_paused_queue_resumes_itself_at_resume_at(chancy: Chancy, worker: 
     assert (await chancy.get_queue("fast")).state is Queue.State.ACTIVE
 
 
-async def test_rate_limit_caps_starts_per_window(chancy: Chancy, worker: Worker) -> None:
+async def test_rate_limit_caps_starts_per_window(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy, rate_limit=3, rate_limit_window=86400)
     refs = [await chancy.push(record.job.with_kwargs(value=i)) for i in range(8)]
     await asyncio.sleep(1.0)
@@ -158,7 +185,9 @@ async def test_rate_limit_caps_starts_per_window(chancy: Chancy, worker: Worker)
     assert sum(j.state is QueuedJob.State.PENDING for j in jobs) == 5
 
 
-async def test_notification_wakes_a_slow_polling_queue(chancy: Chancy, worker: Worker) -> None:
+async def test_notification_wakes_a_slow_polling_queue(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy, polling_interval=60)
     await wait_served(worker, "fast")
     await asyncio.sleep(0.2)  # let the first (immediate) poll pass
@@ -171,32 +200,52 @@ async def test_notification_wakes_a_slow_polling_queue(chancy: Chancy, worker: W
 
 @pytest.mark.parametrize("chancy", [{"notifications": False}], indirect=True)
 @pytest.mark.parametrize("worker", [{"queue_change_poll_interval": 0.2}], indirect=True)
-async def test_polling_alone_works_without_notifications(chancy: Chancy, worker: Worker) -> None:
+async def test_polling_alone_works_without_notifications(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy, polling_interval=0.1)
     ref = await chancy.push(record.job.with_kwargs(value=1))
     done = await chancy.wait_for_job(ref, interval=0.02, timeout=10)
     assert done is not None and done.state is QueuedJob.State.SUCCEEDED
 
 
-async def test_eager_polling_drains_a_low_concurrency_queue(chancy: Chancy, worker: Worker) -> None:
+async def test_eager_polling_drains_a_low_concurrency_queue(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy, concurrency=1, polling_interval=30, eager_polling=True)
     await wait_served(worker, "fast")
     refs = [
-        await chancy.push(Job(func=fn(slow), queue="fast", kwargs={"seconds": 0.05, "value": i}))
+        await chancy.push(
+            Job(func=fn(slow), queue="fast", kwargs={"seconds": 0.05, "value": i})
+        )
         for i in range(5)
     ]
     jobs = await chancy.wait_for_jobs(refs, interval=0.02, timeout=5)
     assert len(jobs) == 5
 
 
-async def test_queue_reconfiguration_is_picked_up_at_runtime(chancy: Chancy, worker: Worker) -> None:
+async def test_queue_reconfiguration_is_picked_up_at_runtime(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy, concurrency=2)
     await wait_served(worker, "fast")
-    updated = asyncio.ensure_future(worker.hub.wait_for("worker.queue.updated", timeout=5))
-    running = await chancy.push(Job(func=fn(slow), queue="fast", kwargs={"seconds": 0.5, "value": "old"}))
-    await chancy.wait_for_job(running, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING})
+    updated = asyncio.ensure_future(
+        worker.hub.wait_for("worker.queue.updated", timeout=5)
+    )
+    running = await chancy.push(
+        Job(func=fn(slow), queue="fast", kwargs={"seconds": 0.5, "value": "old"})
+    )
+    await chancy.wait_for_job(
+        running, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING}
+    )
     await chancy.declare(
-        Queue("fast", executor=Chancy.Executor.Threaded, concurrency=3, polling_interval=0.1), upsert=True
+        Queue(
+            "fast",
+            executor=Chancy.Executor.Threaded,
+            concurrency=3,
+            polling_interval=0.1,
+        ),
+        upsert=True,
     )
     assert await updated  # the old executor drained first
     assert (await chancy.get_job(running)).state is QueuedJob.State.SUCCEEDED  # type: ignore[union-attr]
@@ -209,7 +258,9 @@ async def test_queue_reconfiguration_is_picked_up_at_runtime(chancy: Chancy, wor
 async def test_deleted_queue_is_dropped(chancy: Chancy, worker: Worker) -> None:
     await declare(chancy)
     await wait_served(worker, "fast")
-    removed = asyncio.ensure_future(worker.hub.wait_for("worker.queue.removed", timeout=5))
+    removed = asyncio.ensure_future(
+        worker.hub.wait_for("worker.queue.removed", timeout=5)
+    )
     await chancy.delete_queue("fast")
     events = await removed
     assert events and events[0].body["queue"].name == "fast"
@@ -217,7 +268,9 @@ async def test_deleted_queue_is_dropped(chancy: Chancy, worker: Worker) -> None:
 
 
 @pytest.mark.parametrize("worker", [{"tags": {"gpu=1"}}], indirect=True)
-async def test_queue_tags_match_worker_tags_fully(chancy: Chancy, worker: Worker) -> None:
+async def test_queue_tags_match_worker_tags_fully(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy, name="gpu", tags={"gpu=1"})
     await declare(chancy, name="gpu-prefix", tags={"gpu"})
     await declare(chancy, name="other", tags={"region=eu"})
@@ -229,10 +282,21 @@ async def test_queue_tags_match_worker_tags_fully(chancy: Chancy, worker: Worker
     assert {"*", "gpu=1", f"worker_id={worker.worker_id}"} <= worker.worker_tags()
 
 
-async def test_cancel_running_job_interrupts_it_and_stays_final(chancy: Chancy, worker: Worker) -> None:
+async def test_cancel_running_job_interrupts_it_and_stays_final(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy)
-    ref = await chancy.push(Job(func=fn(slow), queue="fast", kwargs={"seconds": 2, "value": "end"}, max_attempts=3))
-    await chancy.wait_for_job(ref, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING})
+    ref = await chancy.push(
+        Job(
+            func=fn(slow),
+            queue="fast",
+            kwargs={"seconds": 2, "value": "end"},
+            max_attempts=3,
+        )
+    )
+    await chancy.wait_for_job(
+        ref, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING}
+    )
     await chancy.cancel_job(ref)
     await asyncio.sleep(0.3)
     await worker.flush()
@@ -242,7 +306,9 @@ async def test_cancel_running_job_interrupts_it_and_stays_final(chancy: Chancy, 
     assert not worker.executors["fast"].get_running_jobs()
 
 
-async def test_late_outcome_of_a_lost_claim_is_discarded(chancy: Chancy, worker_no_start: Worker) -> None:
+async def test_late_outcome_of_a_lost_claim_is_discarded(
+    chancy: Chancy, worker_no_start: Worker
+) -> None:
     await declare(chancy)
     ref = await chancy.push(record.job)
     async with chancy.pool.connection() as conn:
@@ -251,13 +317,17 @@ async def test_late_outcome_of_a_lost_claim_is_discarded(chancy: Chancy, worker_
     await chancy.cancel_job(ref)  # clears the claim
     import attrs
 
-    worker_no_start.queue_update(attrs.evolve(claimed, state=QueuedJob.State.SUCCEEDED, attempts=1))
+    worker_no_start.queue_update(
+        attrs.evolve(claimed, state=QueuedJob.State.SUCCEEDED, attempts=1)
+    )
     await worker_no_start.flush()
     assert (await chancy.get_job(ref)).state is QueuedJob.State.FAILED  # type: ignore[union-attr]
 
 
 async def test_fetch_hands_each_job_to_one_worker(chancy: Chancy) -> None:
-    refs = [r async for batch in chancy.push_many([Job(func="m.f")] * 50) for r in batch]
+    refs = [
+        r async for batch in chancy.push_many([Job(func="m.f")] * 50) for r in batch
+    ]
     workers = [Worker(chancy, worker_id=f"w{i}") for i in range(4)]
 
     async def grab(w: Worker) -> list[QueuedJob]:
@@ -290,7 +360,9 @@ async def test_worker_events_heartbeat_and_clean_stop(chancy: Chancy) -> None:
     assert any(row["worker_id"] == "events" for row in await chancy.get_all_workers())
     assert await w.stop() is True
     assert "worker.stopped" in seen
-    assert not any(row["worker_id"] == "events" for row in await chancy.get_all_workers())
+    assert not any(
+        row["worker_id"] == "events" for row in await chancy.get_all_workers()
+    )
     assert await w.stop() is True  # idempotent
 
 
@@ -298,11 +370,17 @@ async def test_stop_waits_for_running_jobs_and_saves_them(chancy: Chancy) -> Non
     w = Worker(chancy, register_signal_handlers=False, shutdown_timeout=5)
     await w.start()
     await declare(chancy)
-    ref = await chancy.push(Job(func=fn(slow), queue="fast", kwargs={"seconds": 0.5, "value": 1}))
-    await chancy.wait_for_job(ref, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING})
+    ref = await chancy.push(
+        Job(func=fn(slow), queue="fast", kwargs={"seconds": 0.5, "value": 1})
+    )
+    await chancy.wait_for_job(
+        ref, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING}
+    )
     assert await w.stop() is True
     done = await chancy.get_job(ref)
-    assert done is not None and done.state is QueuedJob.State.SUCCEEDED  # saved before stop returned
+    assert (
+        done is not None and done.state is QueuedJob.State.SUCCEEDED
+    )  # saved before stop returned
 
 
 async def test_stop_timeout_puts_interrupted_jobs_back(chancy: Chancy) -> None:
@@ -310,16 +388,24 @@ async def test_stop_timeout_puts_interrupted_jobs_back(chancy: Chancy) -> None:
     await w.start()
     await declare(chancy)
     ref = await chancy.push(Job(func=fn(slow), queue="fast", kwargs={"seconds": 30}))
-    await chancy.wait_for_job(ref, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING})
+    await chancy.wait_for_job(
+        ref, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING}
+    )
     timed_out: list[Event] = []
     w.hub.on("worker.shutdown_timeout", timed_out.append)
     assert await w.stop() is False
     assert timed_out
     job_ = await chancy.get_job(ref)
-    assert job_ is not None and job_.state is QueuedJob.State.PENDING and job_.attempts == 0
+    assert (
+        job_ is not None
+        and job_.state is QueuedJob.State.PENDING
+        and job_.attempts == 0
+    )
 
 
-async def test_listener_reconnects_after_its_connection_dies(chancy: Chancy, worker: Worker) -> None:
+async def test_listener_reconnects_after_its_connection_dies(
+    chancy: Chancy, worker: Worker
+) -> None:
     await declare(chancy, polling_interval=60)
     await wait_served(worker, "fast")
     async with chancy.pool.connection() as conn:
@@ -333,7 +419,9 @@ async def test_listener_reconnects_after_its_connection_dies(chancy: Chancy, wor
     assert done is not None and done.state is QueuedJob.State.SUCCEEDED
 
 
-async def test_executor_that_cannot_honour_memory_limits_fails_fast(chancy: Chancy, worker: Worker) -> None:
+async def test_executor_that_cannot_honour_memory_limits_fails_fast(
+    chancy: Chancy, worker: Worker
+) -> None:
     from chancy import Limit
 
     await declare(chancy)
@@ -374,7 +462,9 @@ SIGTERM_SCRIPT = textwrap.dedent(
 )
 
 
-async def test_sigterm_stops_gracefully_and_finishes_running_jobs(chancy: Chancy, chancy_dsn: str) -> None:
+async def test_sigterm_stops_gracefully_and_finishes_running_jobs(
+    chancy: Chancy, chancy_dsn: str
+) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(
         [sys.executable, "-c", SIGTERM_SCRIPT, chancy_dsn],
@@ -390,8 +480,12 @@ async def test_sigterm_stops_gracefully_and_finishes_running_jobs(chancy: Chancy
             line = await asyncio.to_thread(proc.stdout.readline)
             assert line, seen
             seen += line
-        ref = await chancy.push(Job(func="asyncio.sleep", queue="sig", kwargs={"delay": 1}))
-        await chancy.wait_for_job(ref, interval=0.01, timeout=10, states={QueuedJob.State.RUNNING})
+        ref = await chancy.push(
+            Job(func="asyncio.sleep", queue="sig", kwargs={"delay": 1})
+        )
+        await chancy.wait_for_job(
+            ref, interval=0.01, timeout=10, states={QueuedJob.State.RUNNING}
+        )
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.to_thread(proc.communicate, timeout=30)
         assert proc.returncode == 0, out
@@ -403,7 +497,9 @@ async def test_sigterm_stops_gracefully_and_finishes_running_jobs(chancy: Chancy
             proc.kill()
 
 
-@pytest.mark.parametrize("worker", [{"backoff_initial": 0.1, "backoff_max": 0.5}], indirect=True)
+@pytest.mark.parametrize(
+    "worker", [{"backoff_initial": 0.1, "backoff_max": 0.5}], indirect=True
+)
 async def test_worker_heals_after_every_connection_is_killed(
     chancy: Chancy, worker: Worker, chancy_dsn: str
 ) -> None:

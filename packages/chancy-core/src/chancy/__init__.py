@@ -62,5 +62,6 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
-__all__ = ["Chancy", "Job", "Limit", "QueuedJob", "Queue", "Reference", "Worker", "job"]
+
+__all__ = ["Chancy", "Job", "Limit", "Queue", "QueuedJob", "Reference", "Worker", "job"]
 __version__ = "0.1.0"

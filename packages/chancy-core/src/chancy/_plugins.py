@@ -72,7 +72,12 @@ def _load_entry_points() -> list[tuple[str, str, str, types.ModuleType]]:
             module = ep.load()
             dist = ep.dist
             found.append(
-                (ep.name, dist.name if dist else "?", dist.version if dist else "?", module)
+                (
+                    ep.name,
+                    dist.name if dist else "?",
+                    dist.version if dist else "?",
+                    module,
+                )
             )
         _entry_point_cache = found
     return _entry_point_cache
@@ -86,7 +91,9 @@ def installed_plugins() -> list[dict[str, Any]]:
         register = getattr(module, "chancy_register_plugins", None)
         if register is not None:
             classes = _as_list(register())
-        rows.append({"name": name, "distribution": dist, "version": version, "plugins": classes})
+        rows.append(
+            {"name": name, "distribution": dist, "version": version, "plugins": classes}
+        )
     return rows
 
 
@@ -129,13 +136,18 @@ class PluginBridge:
                     WorkerTask(
                         name=f"plugin:{p.get_identifier()}",
                         factory=lambda: p.run(worker, chancy),
-                        scope=scope if isinstance(scope, PluginScope) else PluginScope.WORKER,
+                        scope=scope
+                        if isinstance(scope, PluginScope)
+                        else PluginScope.WORKER,
                     )
                 ]
 
             add("chancy_worker_tasks", chancy_worker_tasks)
         if overrides(p, "on_job_starting"):
-            add("chancy_job_starting", lambda worker, job: p.on_job_starting(job=job, worker=worker))
+            add(
+                "chancy_job_starting",
+                lambda worker, job: p.on_job_starting(job=job, worker=worker),
+            )
         if overrides(p, "on_job_completed"):
             add(
                 "chancy_job_completed",
@@ -144,7 +156,10 @@ class PluginBridge:
                 ),
             )
         if overrides(p, "on_job_updated"):
-            add("chancy_job_updated", lambda worker, job: p.on_job_updated(worker=worker, job=job))
+            add(
+                "chancy_job_updated",
+                lambda worker, job: p.on_job_updated(worker=worker, job=job),
+            )
         if overrides(p, "on_jobs_updated_in_transaction"):
             add(
                 "chancy_jobs_updated_in_transaction",
@@ -153,9 +168,15 @@ class PluginBridge:
                 ),
             )
         if overrides(p, "on_worker_started"):
-            add("chancy_worker_started", lambda worker: p.on_worker_started(worker=worker))
+            add(
+                "chancy_worker_started",
+                lambda worker: p.on_worker_started(worker=worker),
+            )
         if overrides(p, "on_worker_stopped"):
-            add("chancy_worker_stopped", lambda worker: p.on_worker_stopped(worker=worker))
+            add(
+                "chancy_worker_stopped",
+                lambda worker: p.on_worker_stopped(worker=worker),
+            )
 
 
 class PluginManager:
@@ -202,7 +223,9 @@ class PluginManager:
         # pluggy calls the most recently registered implementation first.
         for plugin in reversed(list(plugins)):
             if isinstance(plugin, Plugin):
-                self.pm.register(PluginBridge(plugin, chancy), name=f"bridge:{id(plugin)}")
+                self.pm.register(
+                    PluginBridge(plugin, chancy), name=f"bridge:{id(plugin)}"
+                )
             else:
                 self.pm.register(plugin)
         self.pm.check_pending()
@@ -261,7 +284,9 @@ class PluginManager:
     ) -> QueuedJob:
         for impl in self._chain("chancy_job_completed"):
             try:
-                new = await await_me_maybe(impl(worker=worker, job=job, exc=exc, result=result))
+                new = await await_me_maybe(
+                    impl(worker=worker, job=job, exc=exc, result=result)
+                )
             except NotImplementedError:
                 continue
             if new is not None:
@@ -329,5 +354,7 @@ def plugin_distribution(identifier: str, cls: type[Plugin] | None = None) -> str
     return KNOWN_DISTRIBUTIONS.get(identifier)
 
 
-def call_sync_or_async(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
+def call_sync_or_async(
+    fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Awaitable[Any]:
     return await_me_maybe(fn(*args, **kwargs))

@@ -6,14 +6,13 @@ import asyncio
 import enum
 import json
 import logging
-
-import attrs
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus, urlencode
 
+import attrs
 from psycopg import AsyncConnection, AsyncCursor, Connection, Cursor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
@@ -43,7 +42,17 @@ _FINISHED = {QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED}
 
 #: Batches of plain (non-unique) jobs at least this large are written with COPY.
 COPY_THRESHOLD = 64
-COPY_TYPES = ["uuid", "text", "text", "jsonb", "jsonb", "jsonb", "int4", "int4", "timestamptz"]
+COPY_TYPES = [
+    "uuid",
+    "text",
+    "text",
+    "jsonb",
+    "jsonb",
+    "jsonb",
+    "int4",
+    "int4",
+    "timestamptz",
+]
 
 
 @attrs.define(slots=True)
@@ -59,7 +68,9 @@ class _InsertPlan:
     @property
     def single_statement(self) -> bool:
         """Whether :meth:`Chancy._insert` writes everything in one statement."""
-        return (not self.plain) != (not self.unique) and len(self.plain) < COPY_THRESHOLD
+        return (not self.plain) != (not self.unique) and len(
+            self.plain
+        ) < COPY_THRESHOLD
 
 
 def _raw(text: str) -> str:
@@ -68,7 +79,9 @@ def _raw(text: str) -> str:
 
 def _copy_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """A plain-job row for binary COPY: the JSON columns are already serialised."""
-    job_id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at = row
+    job_id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at = (
+        row
+    )
     return (
         job_id,
         queue,
@@ -121,7 +134,9 @@ def _default_logger() -> logging.Logger:
         except ImportError:
             handler = logging.StreamHandler()
             handler.setFormatter(
-                logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+                logging.Formatter(
+                    "[%(asctime)s][%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S"
+                )
             )
         log.addHandler(handler)
     return log
@@ -184,7 +199,9 @@ class Chancy:
             conninfo_to_dict(dsn)
         except Exception as exc:
             raise ConfigurationError(f"invalid PostgreSQL DSN: {exc}") from None
-        if min_connection_pool_size < 0 or max_connection_pool_size < max(1, min_connection_pool_size):
+        if min_connection_pool_size < 0 or max_connection_pool_size < max(
+            1, min_connection_pool_size
+        ):
             raise ConfigurationError(
                 "connection pool sizes must satisfy 0 <= min <= max and max >= 1, got "
                 f"min={min_connection_pool_size}, max={max_connection_pool_size}"
@@ -210,7 +227,10 @@ class Chancy:
         for plugin in plugins or []:
             identifier = plugin.get_identifier() if isinstance(plugin, Plugin) else None
             if identifier is None:
-                identifier = getattr(plugin, "__name__", None) or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+                identifier = (
+                    getattr(plugin, "__name__", None)
+                    or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+                )
             if identifier in self.plugins:
                 existing = self.plugins[identifier]
                 if type(existing) is type(plugin):
@@ -225,7 +245,12 @@ class Chancy:
         if not no_default_plugins:
             defaults = [cls for cls in discovered if cls.is_default()]
             order = {ident: i for i, ident in enumerate(_plugins.DEFAULT_ORDER)}
-            defaults.sort(key=lambda c: (order.get(c.get_identifier(), len(order)), c.get_identifier()))
+            defaults.sort(
+                key=lambda c: (
+                    order.get(c.get_identifier(), len(order)),
+                    c.get_identifier(),
+                )
+            )
             for cls in defaults:
                 identifier = cls.get_identifier()
                 if identifier not in self.plugins:
@@ -282,7 +307,9 @@ class Chancy:
                     conn = await AsyncConnection.connect(self.dsn)
                     await conn.close()
                 except Exception as exc:
-                    raise ConnectionError(f"cannot connect to PostgreSQL: {exc}") from exc
+                    raise ConnectionError(
+                        f"cannot connect to PostgreSQL: {exc}"
+                    ) from exc
                 await pool.open(wait=True, timeout=30)
         return self.pool
 
@@ -403,7 +430,10 @@ class Chancy:
         Returns the queue as stored. Running workers pick the change up at once.
         """
         await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        async with (
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             stored = await self.declare_ex(cursor, queue, upsert=upsert)
             await self.notify(cursor, "queue.declared", {"q": queue.name})
         return stored
@@ -413,33 +443,48 @@ class Chancy:
     ) -> Queue:
         """:meth:`declare` on the caller's cursor (no notification, no commit)."""
         params = self._queue_params(queue)
-        await cursor.execute(self.sql.upsert_queue if upsert else self.sql.declare_queue, params)
+        await cursor.execute(
+            self.sql.upsert_queue if upsert else self.sql.declare_queue, params
+        )
         row = await cursor.fetchone()
         return Queue.unpack(row)
 
     def sync_declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
         self.sync_ensure_open()
-        with self.sync_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        with (
+            self.sync_pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             stored = self.sync_declare_ex(cursor, queue, upsert=upsert)
             self.sync_notify(cursor, "queue.declared", {"q": queue.name})
         return stored
 
-    def sync_declare_ex(self, cursor: Cursor[Any], queue: Queue, *, upsert: bool = False) -> Queue:
+    def sync_declare_ex(
+        self, cursor: Cursor[Any], queue: Queue, *, upsert: bool = False
+    ) -> Queue:
         params = self._queue_params(queue)
-        cursor.execute(self.sql.upsert_queue if upsert else self.sql.declare_queue, params)
+        cursor.execute(
+            self.sql.upsert_queue if upsert else self.sql.declare_queue, params
+        )
         return Queue.unpack(cursor.fetchone())
 
     async def get_all_queues(self) -> list[Queue]:
         """Every declared queue, whatever its state."""
         await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        async with (
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             await cursor.execute(self.sql.get_all_queues)
             return [Queue.unpack(row) for row in await cursor.fetchall()]
 
     async def get_queue(self, name: str) -> Queue:
         """The queue named ``name``. :raises KeyError: no such queue."""
         await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        async with (
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             await cursor.execute(self.sql.get_queue, (name,))
             row = await cursor.fetchone()
         if row is None:
@@ -449,7 +494,10 @@ class Chancy:
     async def delete_queue(self, name: str, *, purge_jobs: bool = True) -> None:
         """Delete the queue (and by default every job in it)."""
         await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        async with (
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             await self.delete_queue_ex(cursor, name, purge_jobs=purge_jobs)
 
     async def delete_queue_ex(
@@ -465,7 +513,10 @@ class Chancy:
     ) -> None:
         """Stop fetching from the queue (running jobs continue), optionally until ``resume_at``."""
         await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        async with (
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             await self.pause_queue_ex(cursor, name, resume_at=resume_at)
 
     async def pause_queue_ex(
@@ -476,7 +527,7 @@ class Chancy:
         resume_at: datetime | timedelta | None = None,
     ) -> None:
         if isinstance(resume_at, timedelta):
-            resume_at = datetime.now(timezone.utc) + resume_at
+            resume_at = datetime.now(UTC) + resume_at
         await cursor.execute(self.sql.pause_queue, (resume_at, name))
         if await cursor.fetchone() is None:
             raise KeyError(f"no queue named {name!r}")
@@ -485,7 +536,10 @@ class Chancy:
     async def resume_queue(self, name: str) -> None:
         """Make a paused queue active again."""
         await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        async with (
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             await self.resume_queue_ex(cursor, name)
 
     async def resume_queue_ex(self, cursor: AsyncCursor[Any], name: str) -> None:
@@ -510,37 +564,67 @@ class Chancy:
             job = obj if type(obj) is Job else as_job(obj)
             func = job.func
             if not isinstance(func, str) or "." not in func:
-                raise ValueError(f"job func must be an import path like 'module.function', got {func!r}")
+                raise ValueError(
+                    f"job func must be an import path like 'module.function', got {func!r}"
+                )
             queue = job.queue
             if not isinstance(queue, str) or not queue:
-                raise ValueError(f"job {func!r}: queue must be a non-empty string, got {queue!r}")
+                raise ValueError(
+                    f"job {func!r}: queue must be a non-empty string, got {queue!r}"
+                )
             kwargs = job.kwargs
             if type(kwargs) is not dict:
                 raise TypeError(f"cannot store job {func!r}: kwargs must be a dict")
             priority, max_attempts = job.priority, job.max_attempts
             if type(priority) is not int:
-                raise TypeError(f"job {func!r}: priority must be an int, got {priority!r}")
+                raise TypeError(
+                    f"job {func!r}: priority must be an int, got {priority!r}"
+                )
             if type(max_attempts) is not int or max_attempts < 1:
-                raise ValueError(f"job {func!r}: max_attempts must be an int >= 1, got {max_attempts!r}")
+                raise ValueError(
+                    f"job {func!r}: max_attempts must be an int >= 1, got {max_attempts!r}"
+                )
             if not isinstance(job.scheduled_at, datetime):
                 raise TypeError(f"job {func!r}: scheduled_at must be a datetime")
             try:
-                kw = dumps(kwargs, allow_nan=False, separators=(",", ":")) if kwargs else "{}"
-                meta = dumps(job.meta, allow_nan=False, separators=(",", ":")) if job.meta else "{}"
+                kw = (
+                    dumps(kwargs, allow_nan=False, separators=(",", ":"))
+                    if kwargs
+                    else "{}"
+                )
+                meta = (
+                    dumps(job.meta, allow_nan=False, separators=(",", ":"))
+                    if job.meta
+                    else "{}"
+                )
             except (TypeError, ValueError) as exc:
                 what = "kwargs" if kwargs and not _is_json(kwargs) else "meta"
                 raise TypeError(
                     f"cannot store job {func!r}: its {what} is not JSON-serialisable ({exc})"
                 ) from None
             if kwargs and not all(type(k) is str for k in kwargs):
-                raise TypeError(f"cannot store job {func!r}: kwargs must have string keys")
+                raise TypeError(
+                    f"cannot store job {func!r}: kwargs must have string keys"
+                )
             limits = (
-                dumps([limit.serialize() for limit in job.limits], separators=(",", ":"))
+                dumps(
+                    [limit.serialize() for limit in job.limits], separators=(",", ":")
+                )
                 if job.limits
                 else "[]"
             )
             key = job.unique_key
-            row = (queue, func, kw, limits, meta, priority, max_attempts, job.scheduled_at, key)
+            row = (
+                queue,
+                func,
+                kw,
+                limits,
+                meta,
+                priority,
+                max_attempts,
+                job.scheduled_at,
+                key,
+            )
             queues[queue] = None
             refs.append(None)
             if key is None:
@@ -559,9 +643,14 @@ class Chancy:
         for (index, *row), job_id in zip(plain, ids, strict=False):
             refs[index] = Reference(job_id)
             plain_rows.append((job_id, *row[:-1]))
-        unique_rows = [(job_id, *row) for (_, *row), job_id in zip(unique, ids[len(plain) :], strict=True)]
+        unique_rows = [
+            (job_id, *row)
+            for (_, *row), job_id in zip(unique, ids[len(plain) :], strict=True)
+        ]
         payloads = (
-            [json_dumps({"t": "queue.pushed", "q": q}) for q in queues] if self.notifications else []
+            [json_dumps({"t": "queue.pushed", "q": q}) for q in queues]
+            if self.notifications
+            else []
         )
         return _InsertPlan(plain_rows, unique_rows, refs, by_key, payloads)
 
@@ -574,7 +663,9 @@ class Chancy:
         refs = plan.refs
         if plan.by_key:
             for row in rows:
-                job_id, key = (row["id"], row["unique_key"]) if isinstance(row, dict) else row
+                job_id, key = (
+                    (row["id"], row["unique_key"]) if isinstance(row, dict) else row
+                )
                 for index in plan.by_key.get(key, ()):
                     refs[index] = Reference(job_id)
         return refs  # type: ignore[return-value]
@@ -617,7 +708,9 @@ class Chancy:
             yield self.sync_push_many_ex(None, jobs[start : start + batch_size])
 
     async def push_many_ex(
-        self, cursor: AsyncCursor[Any] | AsyncConnection[Any] | None, jobs: list[Job | IsAJob]
+        self,
+        cursor: AsyncCursor[Any] | AsyncConnection[Any] | None,
+        jobs: list[Job | IsAJob],
     ) -> list[Reference]:
         """Insert every job on the caller's cursor (or connection), in one round trip
         for small batches and with ``COPY`` for large ones.
@@ -662,14 +755,18 @@ class Chancy:
         elif plan.plain:
             params = self._unique_params([(*r, None) for r in plan.plain])
             if plan.payloads and not plan.unique:
-                await cur.execute(sql.insert_jobs_notify, (*params, sql.channel, plan.payloads))
+                await cur.execute(
+                    sql.insert_jobs_notify, (*params, sql.channel, plan.payloads)
+                )
                 notified = True
             else:
                 await cur.execute(sql.insert_jobs, params)
         if plan.unique:
             params = self._unique_params(plan.unique)
             if plan.payloads and not notified:
-                await cur.execute(sql.insert_jobs_notify, (*params, sql.channel, plan.payloads))
+                await cur.execute(
+                    sql.insert_jobs_notify, (*params, sql.channel, plan.payloads)
+                )
                 notified = True
             else:
                 await cur.execute(sql.insert_jobs, params)
@@ -717,14 +814,20 @@ class Chancy:
     async def get_job(self, ref: Reference | uuid.UUID | str) -> QueuedJob | None:
         """The job, or ``None`` if it no longer exists (e.g. pruned)."""
         await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        async with (
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             await cursor.execute(self.sql.get_job, (_ref_id(ref),))
             row = await cursor.fetchone()
         return QueuedJob.unpack(row) if row is not None else None
 
     def sync_get_job(self, ref: Reference | uuid.UUID | str) -> QueuedJob | None:
         self.sync_ensure_open()
-        with self.sync_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        with (
+            self.sync_pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             cursor.execute(self.sql.get_job, (_ref_id(ref),))
             row = cursor.fetchone()
         return QueuedJob.unpack(row) if row is not None else None
@@ -734,7 +837,10 @@ class Chancy:
         if not refs:
             return []
         await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        async with (
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             await cursor.execute(self.sql.get_jobs, ([_ref_id(r) for r in refs],))
             return [QueuedJob.unpack(row) for row in await cursor.fetchall()]
 
@@ -786,7 +892,10 @@ class Chancy:
             while pending:
                 jobs = await self.get_jobs([Reference(i) for i in pending])
                 seen = set()
-                for job in sorted(jobs, key=lambda j: j.completed_at or datetime.max.replace(tzinfo=timezone.utc)):
+                for job in sorted(
+                    jobs,
+                    key=lambda j: j.completed_at or datetime.max.replace(tzinfo=UTC),
+                ):
                     seen.add(job.id)
                     if job.state in wanted:
                         done.append(job)
@@ -812,7 +921,10 @@ class Chancy:
         a late result of the interrupted run is discarded.
         """
         await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        async with (
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             await self.cancel_job_ex(cursor, ref)
 
     async def cancel_job_ex(self, cursor: AsyncCursor[Any], ref: Reference) -> None:
@@ -823,10 +935,15 @@ class Chancy:
     async def purge_jobs(self, refs: list[Reference]) -> list[Reference]:
         """Delete jobs outright; returns the references that existed."""
         await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        async with (
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             return await self.purge_jobs_ex(cursor, refs)
 
-    async def purge_jobs_ex(self, cursor: AsyncCursor[Any], refs: list[Reference]) -> list[Reference]:
+    async def purge_jobs_ex(
+        self, cursor: AsyncCursor[Any], refs: list[Reference]
+    ) -> list[Reference]:
         await cursor.execute(self.sql.purge_jobs, ([_ref_id(r) for r in refs],))
         return [Reference(row["id"]) for row in await cursor.fetchall()]
 
@@ -836,14 +953,23 @@ class Chancy:
         Attempts are reset to 0; the error history is kept.
         """
         await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        async with (
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             return await self.retry_jobs_ex(cursor, refs)
 
-    async def retry_jobs_ex(self, cursor: AsyncCursor[Any], refs: list[Reference]) -> list[Reference]:
+    async def retry_jobs_ex(
+        self, cursor: AsyncCursor[Any], refs: list[Reference]
+    ) -> list[Reference]:
         await cursor.execute(self.sql.retry_jobs, ([_ref_id(r) for r in refs],))
         rows = await cursor.fetchall()
         await self.notify_many(
-            cursor, [("queue.pushed", {"q": q}) for q in dict.fromkeys(r["queue"] for r in rows)]
+            cursor,
+            [
+                ("queue.pushed", {"q": q})
+                for q in dict.fromkeys(r["queue"] for r in rows)
+            ],
         )
         return [Reference(row["id"]) for row in rows]
 
@@ -854,23 +980,34 @@ class Chancy:
     async def get_all_workers(self) -> list[dict[str, Any]]:
         """Rows of the workers table, each with an ``is_leader`` flag."""
         await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        async with (
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             await cursor.execute(self.sql.get_all_workers)
             return [
                 {**row, "tags": row["tags"] or [], "queues": row["queues"] or []}
                 for row in await cursor.fetchall()
             ]
 
-    async def notify(self, cursor: AsyncCursor[Any], event: str, payload: dict[str, Any]) -> None:
+    async def notify(
+        self, cursor: AsyncCursor[Any], event: str, payload: dict[str, Any]
+    ) -> None:
         """Send ``event`` to every worker when the cursor's transaction commits."""
         if not self.notifications:
             return
-        await cursor.execute(self.sql.notify, (self.sql.channel, json_dumps({"t": event, **payload})))
+        await cursor.execute(
+            self.sql.notify, (self.sql.channel, json_dumps({"t": event, **payload}))
+        )
 
-    def sync_notify(self, cursor: Cursor[Any], event: str, payload: dict[str, Any]) -> None:
+    def sync_notify(
+        self, cursor: Cursor[Any], event: str, payload: dict[str, Any]
+    ) -> None:
         if not self.notifications:
             return
-        cursor.execute(self.sql.notify, (self.sql.channel, json_dumps({"t": event, **payload})))
+        cursor.execute(
+            self.sql.notify, (self.sql.channel, json_dumps({"t": event, **payload}))
+        )
 
     async def notify_many(
         self, cursor: AsyncCursor[Any], events: list[tuple[str, dict[str, Any]]]
@@ -899,7 +1036,11 @@ class Chancy:
                 dist = _plugins.plugin_distribution(dependency)
                 hint = (
                     f" Install it with `pip install {dist}`"
-                    + (" (or enable it in Chancy(plugins=[...]))" if self.no_default_plugins else "")
+                    + (
+                        " (or enable it in Chancy(plugins=[...]))"
+                        if self.no_default_plugins
+                        else ""
+                    )
                     if dist
                     else ""
                 )
@@ -916,4 +1057,3 @@ def _ref_id(ref: Reference | uuid.UUID | str) -> uuid.UUID:
     if isinstance(ref, uuid.UUID):
         return ref
     return uuid.UUID(str(ref))
-

@@ -95,7 +95,9 @@ class Hub:
             self._waiters[name].append(fut)
             futures.append(fut)
         try:
-            done, _ = await asyncio.wait(futures, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                futures, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for name, fut in zip(names, futures, strict=True):
                 if not fut.done():

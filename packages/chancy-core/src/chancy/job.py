@@ -8,7 +8,7 @@ import enum
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
@@ -17,12 +17,12 @@ __all__ = ["IsAJob", "Job", "Limit", "QueuedJob", "Reference", "job"]
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -99,7 +99,9 @@ class Job:
     #: Name of the queue the job runs on.
     queue: str = "default"
     #: Keyword arguments; must be JSON-serialisable.
-    kwargs: dict[str, Any] = attrs.field(factory=dict, converter=lambda v: {} if v is None else v)
+    kwargs: dict[str, Any] = attrs.field(
+        factory=dict, converter=lambda v: {} if v is None else v
+    )
     #: Higher runs first.
     priority: int = 0
     #: Total number of runs allowed (1 = no retry).
@@ -166,7 +168,7 @@ class Job:
             priority=data.get("p", 0),
             max_attempts=data.get("a", 1),
             scheduled_at=(
-                datetime.fromtimestamp(scheduled, tz=timezone.utc)
+                datetime.fromtimestamp(scheduled, tz=UTC)
                 if scheduled is not None
                 else _utcnow()
             ),
@@ -193,12 +195,16 @@ class QueuedJob(Job):
         RETRYING = "retrying"
         SUCCEEDED = "succeeded"
 
-    id: uuid.UUID = attrs.field(converter=lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)))
+    id: uuid.UUID = attrs.field(
+        converter=lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v))
+    )
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
     attempts: int = 0
-    state: QueuedJob.State = attrs.field(default="pending", converter=lambda v: QueuedJob.State(v))
+    state: QueuedJob.State = attrs.field(
+        default="pending", converter=lambda v: QueuedJob.State(v)
+    )
     errors: list[dict[str, Any]] = attrs.field(factory=list)
     #: The execution claim this instance was fetched with; the worker's update
     #: applies only while the row still carries it (fencing). Not user data.

@@ -89,7 +89,9 @@ class Migrator:
             if not match:
                 continue
             version = int(match.group(1))
-            module = importlib.import_module(f"{self.migrations_package}.{entry.name[:-3]}")
+            module = importlib.import_module(
+                f"{self.migrations_package}.{entry.name[:-3]}"
+            )
             classes = [
                 obj
                 for obj in vars(module).values()
@@ -104,7 +106,9 @@ class Migrator:
                     f"Migration subclass, found {len(classes)}"
                 )
             if version in found:
-                raise ValueError(f"{self.key!r} has two migrations with version {version}")
+                raise ValueError(
+                    f"{self.key!r} has two migrations with version {version}"
+                )
             found[version] = classes[0]()
         versions = sorted(found)
         if versions != list(range(1, len(versions) + 1)):
@@ -160,7 +164,9 @@ class Migrator:
 
     # -- applying -------------------------------------------------------------------
 
-    async def migrate(self, conn: AsyncConnection[Any], to_version: int | None = None) -> bool:
+    async def migrate(
+        self, conn: AsyncConnection[Any], to_version: int | None = None
+    ) -> bool:
         """Move the line to ``to_version`` (latest when ``None``) in one transaction.
 
         Returns ``False`` if it was already there.
@@ -174,29 +180,28 @@ class Migrator:
                 f"cannot migrate {self.key!r} to version {target}: "
                 f"versions 0..{len(migrations)} exist"
             )
-        async with conn.transaction():
-            async with conn.cursor() as cursor:
-                await self.upsert_version_table(cursor)
-                # Serialise concurrent migrators of the same prefix.
-                await cursor.execute(
-                    sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
-                        self.table("schema_version")
-                    )
+        async with conn.transaction(), conn.cursor() as cursor:
+            await self.upsert_version_table(cursor)
+            # Serialise concurrent migrators of the same prefix.
+            await cursor.execute(
+                sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
+                    self.table("schema_version")
                 )
-                current = await self.get_current_version(cursor)
-                if current > len(migrations):
-                    raise MigrationError(
-                        f"the database has {self.key!r} at version {current}, newer than "
-                        f"this code knows ({len(migrations)}); upgrade the package"
-                    )
-                if current == target:
-                    return False
-                if current < target:
-                    for version in range(current + 1, target + 1):
-                        await migrations[version - 1].up(self, cursor)
-                        await self.set_current_version(cursor, version)
-                else:
-                    for version in range(current, target, -1):
-                        await migrations[version - 1].down(self, cursor)
-                        await self.set_current_version(cursor, version - 1)
+            )
+            current = await self.get_current_version(cursor)
+            if current > len(migrations):
+                raise MigrationError(
+                    f"the database has {self.key!r} at version {current}, newer than "
+                    f"this code knows ({len(migrations)}); upgrade the package"
+                )
+            if current == target:
+                return False
+            if current < target:
+                for version in range(current + 1, target + 1):
+                    await migrations[version - 1].up(self, cursor)
+                    await self.set_current_version(cursor, version)
+            else:
+                for version in range(current, target, -1):
+                    await migrations[version - 1].down(self, cursor)
+                    await self.set_current_version(cursor, version - 1)
         return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -23,18 +23,22 @@ def _tags(value: Any) -> set[str]:
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
 def _validate_concurrency(_: Any, __: Any, value: int | None) -> None:
     if value is not None and (not isinstance(value, int) or value < 1):
-        raise ValueError(f"Queue concurrency must be a positive integer or None, got {value!r}")
+        raise ValueError(
+            f"Queue concurrency must be a positive integer or None, got {value!r}"
+        )
 
 
 def _validate_positive(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-        raise ValueError(f"Queue {attribute.name} must be a positive number, got {value!r}")
+        raise ValueError(
+            f"Queue {attribute.name} must be a positive number, got {value!r}"
+        )
 
 
 @attrs.frozen(slots=True)
@@ -52,7 +56,9 @@ class Queue:
     #: The queue's globally unique name.
     name: str = attrs.field()
     #: Maximum simultaneous jobs *per worker*; ``None`` uses the executor's default.
-    concurrency: int | None = attrs.field(default=None, kw_only=True, validator=_validate_concurrency)
+    concurrency: int | None = attrs.field(
+        default=None, kw_only=True, validator=_validate_concurrency
+    )
     #: Regular expressions; a worker serves the queue when any matches any worker tag.
     tags: set[str] = attrs.field(factory=lambda: {".*"}, kw_only=True, converter=_tags)
     #: ``active`` or ``paused``.
@@ -66,19 +72,29 @@ class Queue:
         factory=dict, kw_only=True, converter=lambda v: {} if v is None else dict(v)
     )
     #: Seconds between polls when nothing wakes the queue.
-    polling_interval: int | float = attrs.field(default=5, kw_only=True, validator=_validate_positive)
+    polling_interval: int | float = attrs.field(
+        default=5, kw_only=True, validator=_validate_positive
+    )
     #: Maximum jobs started per ``rate_limit_window`` across all workers.
-    rate_limit: int | None = attrs.field(default=None, kw_only=True, validator=_validate_positive)
+    rate_limit: int | None = attrs.field(
+        default=None, kw_only=True, validator=_validate_positive
+    )
     #: Length of the rate-limit window in seconds.
-    rate_limit_window: int | None = attrs.field(default=None, kw_only=True, validator=_validate_positive)
+    rate_limit_window: int | None = attrs.field(
+        default=None, kw_only=True, validator=_validate_positive
+    )
     #: A paused queue becomes active again after this time.
-    resume_at: datetime | None = attrs.field(default=None, kw_only=True, converter=_aware)
+    resume_at: datetime | None = attrs.field(
+        default=None, kw_only=True, converter=_aware
+    )
     #: Poll again as soon as a job of this queue finishes.
     eager_polling: bool = attrs.field(default=False, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"Queue name must be a non-empty string, got {self.name!r}")
+            raise ValueError(
+                f"Queue name must be a non-empty string, got {self.name!r}"
+            )
         if (self.rate_limit is None) != (self.rate_limit_window is None):
             raise ValueError(
                 f"Queue {self.name!r}: rate_limit and rate_limit_window must be set together"

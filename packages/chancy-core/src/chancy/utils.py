@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import importlib
@@ -11,21 +12,19 @@ import secrets
 import threading
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
-
-import asyncio
 
 import attrs
 
 __all__ = [
     "chancy_uuid",
-    "uuid7_many",
-    "wait_event",
     "chunked",
     "import_string",
     "json_dumps",
     "uuid7",
+    "uuid7_many",
+    "wait_event",
 ]
 
 _uuid7_lock = threading.Lock()
@@ -68,7 +67,9 @@ def uuid7_many(count: int) -> list[uuid.UUID]:
         ms = time.time_ns() // 1_000_000
         last = _uuid7_last
         for i in range(count):
-            candidate = (ms << 74) | (int.from_bytes(randomness[10 * i : 10 * i + 10], "big") >> 7)
+            candidate = (ms << 74) | (
+                int.from_bytes(randomness[10 * i : 10 * i + 10], "big") >> 7
+            )
             if candidate <= last:
                 candidate = last + 1
             last = candidate
@@ -104,7 +105,11 @@ def import_string(name: str) -> Any:
         obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         # ``package.Class.method``: import the longest importable prefix.
-        if exc.name is None or not module_name.startswith(exc.name) or "." not in module_name:
+        if (
+            exc.name is None
+            or not module_name.startswith(exc.name)
+            or "." not in module_name
+        ):
             raise ImportError(f"cannot import {name!r}: {exc}") from exc
         parent, _, first = module_name.rpartition(".")
         obj = import_string(f"{parent}.{first}")
@@ -112,7 +117,9 @@ def import_string(name: str) -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise ImportError(f"cannot import {name!r}: no attribute {part!r}") from None
+            raise ImportError(
+                f"cannot import {name!r}: no attribute {part!r}"
+            ) from None
     return obj
 
 
@@ -121,7 +128,7 @@ def _default(o: Any) -> Any:
         return str(o)
     if isinstance(o, datetime):
         if o.tzinfo is None:
-            o = o.replace(tzinfo=timezone.utc)
+            o = o.replace(tzinfo=UTC)
         return o.isoformat()
     if isinstance(o, date):
         return o.isoformat()

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection, OperationalError
@@ -43,7 +43,7 @@ _EMPTY_LIST = "[]"
 class _QueueRunner:
     """The polling loop of one served queue."""
 
-    __slots__ = ("executor", "queue", "removed", "stopping", "task", "update", "wake")
+    __slots__ = ("executor", "held", "queue", "removed", "stopping", "task", "update", "wake")
 
     def __init__(self, queue: Queue) -> None:
         self.queue = queue
@@ -54,6 +54,8 @@ class _QueueRunner:
         self.update: Queue | None = None
         self.removed = False
         self.stopping = False
+        #: A pause was announced; fetch nothing until the next scan confirms.
+        self.held = False
 
 
 class Worker:
@@ -103,7 +105,9 @@ class Worker:
             if value <= 0:
                 raise ValueError(f"Worker {name} must be positive, got {value!r}")
         if shutdown_timeout < 0:
-            raise ValueError(f"Worker shutdown_timeout must be >= 0, got {shutdown_timeout!r}")
+            raise ValueError(
+                f"Worker shutdown_timeout must be >= 0, got {shutdown_timeout!r}"
+            )
         if heartbeat_timeout < heartbeat_poll_interval:
             raise ValueError(
                 "Worker heartbeat_timeout must be at least heartbeat_poll_interval "
@@ -138,6 +142,7 @@ class Worker:
         self._stopping: asyncio.Future[bool] | None = None
         self._stopped = asyncio.Event()
         self._signals_installed: list[int] = []
+        self._stop_task: asyncio.Future[bool] | None = None
         self._worker_tags = self._compute_tags()
         self._tag_cache: dict[frozenset[str], bool] = {}
 
@@ -202,7 +207,9 @@ class Worker:
                 try:
                     regex = re.compile(pattern)
                 except re.error:
-                    self.log.warning("Queue %r has an invalid tag regex %r", queue.name, pattern)
+                    self.log.warning(
+                        "Queue %r has an invalid tag regex %r", queue.name, pattern
+                    )
                     continue
                 if any(regex.fullmatch(tag) for tag in self._worker_tags):
                     cached = True
@@ -240,7 +247,12 @@ class Worker:
         self.hub.on("job.cancelled", self._on_job_cancelled)
         self.hub.on("job.recovered", self._on_job_cancelled)
         self.hub.on("queue.pushed", self._on_queue_pushed)
-        for event in ("queue.declared", "queue.paused", "queue.resumed", "queue.deleted"):
+        for event in (
+            "queue.declared",
+            "queue.paused",
+            "queue.resumed",
+            "queue.deleted",
+        ):
             self.hub.on(event, self._on_queue_changed)
 
         self.manager.add("chancy:flush", self._flush_loop)
@@ -259,7 +271,9 @@ class Worker:
         self.manager.add("chancy:queues", self._queue_scan_loop)
         await chancy.plugin_manager.worker_started(self)
         self.log.info(
-            "Worker %s started (queues: %s)", self.worker_id, ", ".join(sorted(self._runners)) or "none"
+            "Worker %s started (queues: %s)",
+            self.worker_id,
+            ", ".join(sorted(self._runners)) or "none",
         )
         await self.hub.emit("worker.started", {"worker": self})
 
@@ -279,7 +293,9 @@ class Worker:
             return await asyncio.shield(self._stopping)
         self._stopping = asyncio.get_running_loop().create_future()
         try:
-            result = await self._stop(self.shutdown_timeout if timeout is None else timeout)
+            result = await self._stop(
+                self.shutdown_timeout if timeout is None else timeout
+            )
         except BaseException as exc:
             self._stopping.set_exception(exc)
             self._stopped.set()
@@ -301,11 +317,15 @@ class Worker:
         runner_tasks = [r.task for r in self._runners.values() if r.task is not None]
         clean = True
         if runner_tasks:
-            _, pending = await asyncio.wait(runner_tasks, timeout=max(0.0, deadline - time.monotonic()))
+            _, pending = await asyncio.wait(
+                runner_tasks, timeout=max(0.0, deadline - time.monotonic())
+            )
             if pending:
                 clean = False
                 self.log.warning(
-                    "Worker %s: jobs still running after %ss; interrupting them", self.worker_id, timeout
+                    "Worker %s: jobs still running after %ss; interrupting them",
+                    self.worker_id,
+                    timeout,
                 )
                 await _TaskManager._cancel_and_wait(list(pending))
         # Plugins and the heartbeat stop; the flusher saves what remains.
@@ -316,7 +336,8 @@ class Worker:
         except TimeoutError:
             self.log.error(
                 "Worker %s: %d job update(s) could not be saved; those jobs will be recovered",
-                self.worker_id, len(self.outgoing),
+                self.worker_id,
+                len(self.outgoing),
             )
         await self.manager.cancel_all()
         await self._release()
@@ -349,13 +370,21 @@ class Worker:
                 await cursor.execute(sql.remove_worker, (self.worker_id,))
                 if rows:
                     self.log.info(
-                        "Worker %s put %d interrupted job(s) back", self.worker_id, len(rows)
+                        "Worker %s put %d interrupted job(s) back",
+                        self.worker_id,
+                        len(rows),
                     )
                     await self.chancy.notify_many(
-                        cursor, [("queue.pushed", {"q": q}) for q in dict.fromkeys(r[0] for r in rows)]
+                        cursor,
+                        [
+                            ("queue.pushed", {"q": q})
+                            for q in dict.fromkeys(r[0] for r in rows)
+                        ],
                     )
         except Exception:
-            self.log.exception("Worker %s could not release its jobs; Recovery will", self.worker_id)
+            self.log.exception(
+                "Worker %s could not release its jobs; Recovery will", self.worker_id
+            )
 
     # ------------------------------------------------------------------
     # Signals
@@ -383,11 +412,14 @@ class Worker:
     def _on_signal(self, signum: int) -> None:
         if self._stopping is None:
             self.log.info(
-                "Received %s: stopping gracefully (again to exit at once)", signal.Signals(signum).name
+                "Received %s: stopping gracefully (again to exit at once)",
+                signal.Signals(signum).name,
             )
-            asyncio.ensure_future(self.stop())
+            self._stop_task = asyncio.ensure_future(self.stop())
         else:
-            self.log.warning("Received %s again: exiting now", signal.Signals(signum).name)
+            self.log.warning(
+                "Received %s again: exiting now", signal.Signals(signum).name
+            )
             os._exit(1)
 
     # ------------------------------------------------------------------
@@ -412,6 +444,11 @@ class Worker:
             runner.wake.set()
 
     def _on_queue_changed(self, event: Event) -> None:
+        if event.name == "queue.paused":
+            # Stop fetching at once; the scan then applies the new settings.
+            runner = self._runners.get(event.body.get("q", ""))
+            if runner is not None:
+                runner.held = True
         self._scan_wake.set()
 
     # ------------------------------------------------------------------
@@ -425,7 +462,9 @@ class Worker:
             await self._scan_queues()
 
     async def _scan_queues(self) -> None:
-        queues = {q.name: q for q in await self.chancy.get_all_queues() if self.matches(q)}
+        queues = {
+            q.name: q for q in await self.chancy.get_all_queues() if self.matches(q)
+        }
         for name, runner in list(self._runners.items()):
             if runner.stopping:
                 continue
@@ -437,11 +476,14 @@ class Worker:
             elif new != runner.queue and new != runner.update:
                 runner.update = new
                 runner.wake.set()
+            runner.held = False
         for name, queue in queues.items():
             if name not in self._runners and not self.shutdown_event.is_set():
                 runner = _QueueRunner(queue)
                 self._runners[name] = runner
-                runner.task = asyncio.create_task(self._run_queue(runner), name=f"queue:{name}")
+                runner.task = asyncio.create_task(
+                    self._run_queue(runner), name=f"queue:{name}"
+                )
 
     async def _run_queue(self, runner: _QueueRunner) -> None:
         failures = 0
@@ -454,9 +496,13 @@ class Worker:
                     if runner.stopping:
                         raise
                     failures += 1
-                    delay = min(self.backoff_initial * 2 ** (failures - 1), self.backoff_max)
+                    delay = min(
+                        self.backoff_initial * 2 ** (failures - 1), self.backoff_max
+                    )
                     self.log.exception(
-                        "Queue %r: its loop crashed; restarting it in %.1fs", runner.queue.name, delay
+                        "Queue %r: its loop crashed; restarting it in %.1fs",
+                        runner.queue.name,
+                        delay,
                     )
                     await asyncio.sleep(delay)
                     continue
@@ -478,7 +524,10 @@ class Worker:
             except Exception as exc:
                 self.log.error(
                     "Queue %r: cannot start executor %r (%s); retrying in %.0fs",
-                    queue.name, queue.executor, exc, delay,
+                    queue.name,
+                    queue.executor,
+                    exc,
+                    delay,
                 )
                 await wait_event(runner.wake, delay)
                 runner.wake.clear()
@@ -493,9 +542,15 @@ class Worker:
             runner.executor = executor
             concurrency = executor.concurrency
             self.log.info(
-                "Serving queue %r (%s, concurrency %d)", queue.name, queue.executor.rsplit(".", 1)[-1], concurrency
+                "Serving queue %r (%s, concurrency %d)",
+                queue.name,
+                queue.executor.rsplit(".", 1)[-1],
+                concurrency,
             )
-            await self.hub.emit("worker.queue.started", {"queue": queue, "executor": executor, "worker": self})
+            await self.hub.emit(
+                "worker.queue.started",
+                {"queue": queue, "executor": executor, "worker": self},
+            )
         runner.wake.set()
         failures = 0
         try:
@@ -509,36 +564,55 @@ class Worker:
                         return False
                     await self.flush()  # drained jobs are saved before we move on
                     if runner.removed:
-                        self.log.info("Queue %r removed; no longer serving it", queue.name)
+                        self.log.info(
+                            "Queue %r removed; no longer serving it", queue.name
+                        )
                         await self.hub.emit(
-                            "worker.queue.removed", {"queue": queue, "executor": executor, "worker": self}
+                            "worker.queue.removed",
+                            {"queue": queue, "executor": executor, "worker": self},
                         )
                         return False
-                    self.log.info("Queue %r changed; restarting its executor", queue.name)
+                    self.log.info(
+                        "Queue %r changed; restarting its executor", queue.name
+                    )
                     await self.hub.emit(
-                        "worker.queue.updated", {"queue": queue, "executor": executor, "worker": self}
+                        "worker.queue.updated",
+                        {"queue": queue, "executor": executor, "worker": self},
                     )
                     runner.queue, runner.update = runner.update, None  # type: ignore[assignment]
                     return True
                 if executor is None:
                     return True
+                if runner.held:
+                    continue
                 if queue.state is Queue.State.PAUSED:
-                    if queue.resume_at is not None and queue.resume_at <= datetime.now(timezone.utc):
-                        self.log.info("Queue %r: resume_at passed, resuming", queue.name)
+                    if queue.resume_at is not None and queue.resume_at <= datetime.now(
+                        UTC
+                    ):
+                        self.log.info(
+                            "Queue %r: resume_at passed, resuming", queue.name
+                        )
                         try:
                             await self.chancy.resume_queue(queue.name)
                         except KeyError:
                             pass
                         except _TRANSIENT as exc:
-                            self.log.warning("Queue %r: could not resume (%s)", queue.name, exc)
+                            self.log.warning(
+                                "Queue %r: could not resume (%s)", queue.name, exc
+                            )
                             continue
-                        queue = Queue.unpack({**queue.pack(), "state": "active", "resume_at": None})
+                        queue = Queue.unpack(
+                            {**queue.pack(), "state": "active", "resume_at": None}
+                        )
                         runner.queue = queue
                     else:
                         continue
                 free = executor.concurrency - len(executor)
                 if free <= 0:
-                    await self.hub.emit("worker.queue.full", {"queue": queue, "executor": executor, "worker": self})
+                    await self.hub.emit(
+                        "worker.queue.full",
+                        {"queue": queue, "executor": executor, "worker": self},
+                    )
                     continue
                 try:
                     async with self.chancy.pool.connection() as conn:
@@ -546,9 +620,14 @@ class Worker:
                     failures = 0
                 except _TRANSIENT as exc:
                     failures += 1
-                    delay = min(self.backoff_initial * 2 ** (failures - 1), self.backoff_max)
+                    delay = min(
+                        self.backoff_initial * 2 ** (failures - 1), self.backoff_max
+                    )
                     self.log.warning(
-                        "Queue %r: fetching failed (%s); retrying in %.1fs", queue.name, exc, delay
+                        "Queue %r: fetching failed (%s); retrying in %.1fs",
+                        queue.name,
+                        exc,
+                        delay,
                     )
                     await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                     runner.wake.set()
@@ -566,7 +645,9 @@ class Worker:
                 try:
                     await executor.stop()
                 except Exception:
-                    self.log.exception("Queue %r: stopping its executor failed", queue.name)
+                    self.log.exception(
+                        "Queue %r: stopping its executor failed", queue.name
+                    )
 
     async def fetch_jobs(
         self, queue: Queue, conn: AsyncConnection[Any], *, up_to: int = 1
@@ -581,7 +662,8 @@ class Worker:
         async with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
             if queue.rate_limit:
                 await cursor.execute(
-                    sql.rate_limit_take, {"queue": queue.name, "window": queue.rate_limit_window}
+                    sql.rate_limit_take,
+                    {"queue": queue.name, "window": queue.rate_limit_window},
                 )
                 row = await cursor.fetchone()
                 used = row["count"] if row else 0
@@ -589,7 +671,8 @@ class Worker:
                 if up_to <= 0:
                     return []
             await cursor.execute(
-                sql.fetch_jobs, {"queue": queue.name, "limit": up_to, "worker_id": self.worker_id}
+                sql.fetch_jobs,
+                {"queue": queue.name, "limit": up_to, "worker_id": self.worker_id},
             )
             rows = await cursor.fetchall()
             if queue.rate_limit and rows:
@@ -613,7 +696,10 @@ class Worker:
         """Called by executors after each run: wakes the queue when it should fetch."""
         runner = self._runners.get(queue.name)
         if runner is not None and (
-            runner.queue.eager_polling or runner.stopping or runner.removed or runner.update is not None
+            runner.queue.eager_polling
+            or runner.stopping
+            or runner.removed
+            or runner.update is not None
         ):
             runner.wake.set()
 
@@ -639,9 +725,14 @@ class Worker:
                 failures = 0
             except _TRANSIENT as exc:
                 failures += 1
-                delay = min(self.backoff_initial * 2 ** (failures - 1), self.backoff_max)
+                delay = min(
+                    self.backoff_initial * 2 ** (failures - 1), self.backoff_max
+                )
                 self.log.warning(
-                    "Saving %d job update(s) failed (%s); retrying in %.1fs", len(self.outgoing), exc, delay
+                    "Saving %d job update(s) failed (%s); retrying in %.1fs",
+                    len(self.outgoing),
+                    exc,
+                    delay,
                 )
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
@@ -662,7 +753,9 @@ class Worker:
                 try:
                     await plugins.job_updated(self, job)
                 except Exception:
-                    self.log.exception("A plugin's on_job_updated failed for job %s", job.id)
+                    self.log.exception(
+                        "A plugin's on_job_updated failed for job %s", job.id
+                    )
 
     async def _save(self, batch: list[QueuedJob]) -> list[QueuedJob]:
         batch.sort(key=lambda j: j.id)  # a stable lock order
@@ -685,7 +778,18 @@ class Worker:
             async with conn.transaction(), conn.cursor() as cursor:
                 await cursor.execute(
                     self.chancy.sql.update_jobs,
-                    (ids, claims, states, started, completed, scheduled, attempts, errors, metas, max_attempts),
+                    (
+                        ids,
+                        claims,
+                        states,
+                        started,
+                        completed,
+                        scheduled,
+                        attempts,
+                        errors,
+                        metas,
+                        max_attempts,
+                    ),
                 )
                 applied_ids = {row[0] for row in await cursor.fetchall()}
                 if len(applied_ids) == len(batch):
@@ -697,7 +801,8 @@ class Worker:
                             self.log.warning(
                                 "Discarded the outcome (%s) of job %s: it was cancelled, recovered"
                                 " or retried while it ran here",
-                                job.state.value, job.id,
+                                job.state.value,
+                                job.id,
                             )
                 if applied and plugins.has_jobs_updated_in_transaction:
                     await plugins.jobs_updated_in_transaction(self, applied, cursor)
@@ -719,9 +824,16 @@ class Worker:
             await cursor.execute(sql.heartbeat_expire)
             await cursor.execute(
                 sql.heartbeat,
-                (self.worker_id, sorted(self._worker_tags), sorted(self._runners), self.heartbeat_timeout),
+                (
+                    self.worker_id,
+                    sorted(self._worker_tags),
+                    sorted(self._runners),
+                    self.heartbeat_timeout,
+                ),
             )
-            await self.chancy.notify(cursor, "worker.announced", {"worker_id": self.worker_id})
+            await self.chancy.notify(
+                cursor, "worker.announced", {"worker_id": self.worker_id}
+            )
 
     async def _listen_loop(self) -> None:
         chancy = self.chancy
@@ -731,8 +843,12 @@ class Worker:
                 conn = await AsyncConnection.connect(chancy.dsn, autocommit=True)
             except _TRANSIENT as exc:
                 failures += 1
-                delay = min(self.backoff_initial * 2 ** (failures - 1), self.backoff_max)
-                self.log.warning("LISTEN: cannot connect (%s); retrying in %.1fs", exc, delay)
+                delay = min(
+                    self.backoff_initial * 2 ** (failures - 1), self.backoff_max
+                )
+                self.log.warning(
+                    "LISTEN: cannot connect (%s); retrying in %.1fs", exc, delay
+                )
                 await asyncio.sleep(delay)
                 continue
             try:
@@ -750,13 +866,19 @@ class Worker:
                         body = json.loads(notify.payload)
                         name = body.pop("t")
                     except (ValueError, KeyError, AttributeError):
-                        self.log.debug("Ignoring malformed notification %r", notify.payload)
+                        self.log.debug(
+                            "Ignoring malformed notification %r", notify.payload
+                        )
                         continue
                     await self.hub.emit(name, body)
             except _TRANSIENT as exc:
                 failures += 1
-                delay = min(self.backoff_initial * 2 ** (failures - 1), self.backoff_max)
-                self.log.warning("LISTEN: connection lost (%s); reconnecting in %.1fs", exc, delay)
+                delay = min(
+                    self.backoff_initial * 2 ** (failures - 1), self.backoff_max
+                )
+                self.log.warning(
+                    "LISTEN: connection lost (%s); reconnecting in %.1fs", exc, delay
+                )
                 await asyncio.sleep(delay)
             finally:
                 with contextlib.suppress(Exception):
@@ -773,7 +895,9 @@ class Worker:
         await self.hub.emit("metrics.record_gauge", {"key": key, "value": value})
 
     async def record_histogram_value(self, key: str, value: float) -> None:
-        await self.hub.emit("metrics.record_histogram_value", {"key": key, "value": value})
+        await self.hub.emit(
+            "metrics.record_histogram_value", {"key": key, "value": value}
+        )
 
 
 class _TaskManager:
@@ -822,16 +946,27 @@ class _TaskManager:
                 if time.monotonic() - started > worker.backoff_max:
                     failures = 0
                 failures += 1
-                if worker.backoff_max_retries is not None and failures > worker.backoff_max_retries:
-                    log.critical("Task %s failed %d times in a row; stopping the worker", name, failures)
-                    asyncio.ensure_future(worker.stop())
+                if (
+                    worker.backoff_max_retries is not None
+                    and failures > worker.backoff_max_retries
+                ):
+                    log.critical(
+                        "Task %s failed %d times in a row; stopping the worker",
+                        name,
+                        failures,
+                    )
+                    worker._stop_task = asyncio.ensure_future(worker.stop())
                     return
-                delay = min(worker.backoff_initial * 2 ** (failures - 1), worker.backoff_max)
+                delay = min(
+                    worker.backoff_initial * 2 ** (failures - 1), worker.backoff_max
+                )
                 delay *= random.uniform(0.5, 1.0)
                 log.exception("Task %s crashed; restarting it in %.1fs", name, delay)
                 await asyncio.sleep(delay)
 
-    async def _run_while_leader(self, name: str, factory: Callable[[], Awaitable[Any]]) -> None:
+    async def _run_while_leader(
+        self, name: str, factory: Callable[[], Awaitable[Any]]
+    ) -> None:
         worker = self.worker
         inner = asyncio.ensure_future(factory())
         try:
@@ -872,7 +1007,8 @@ class _TaskManager:
         if task is not None:
             await self._cancel_and_wait([task])
 
-    async def cancel_all(self, *, except_names: set[str] | frozenset[str] = frozenset()) -> None:
+    async def cancel_all(
+        self, *, except_names: set[str] | frozenset[str] = frozenset()
+    ) -> None:
         names = [n for n in self.tasks if n not in except_names]
         await self._cancel_and_wait([self.tasks.pop(name) for name in names])
-

@@ -11,7 +11,7 @@ import time
 import traceback
 import typing
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -52,7 +52,7 @@ def _context_parameter(func: Callable[..., Any]) -> str | None:
         if isinstance(annotation, str):
             module = sys.modules.get(getattr(func, "__module__", ""), None)
             try:
-                annotation = eval(annotation, vars(module) if module else {})  # noqa: S307
+                annotation = eval(annotation, vars(module) if module else {})
             except Exception:
                 continue
         if isinstance(annotation, type) and issubclass(annotation, QueuedJob):
@@ -60,7 +60,9 @@ def _context_parameter(func: Callable[..., Any]) -> str | None:
     return None
 
 
-def get_function_and_kwargs(job: QueuedJob) -> tuple[Callable[..., Any], dict[str, Any]]:
+def get_function_and_kwargs(
+    job: QueuedJob,
+) -> tuple[Callable[..., Any], dict[str, Any]]:
     """Import the job's function and build its keyword arguments.
 
     The current job is passed to a keyword-only parameter annotated
@@ -103,7 +105,7 @@ def memory_limit_of(job: QueuedJob) -> int | None:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Executor(abc.ABC):
@@ -191,7 +193,10 @@ class Executor(abc.ABC):
     def check_supported(self, job: QueuedJob) -> None:
         """Raise ``ValueError`` if the job needs a limit this executor cannot honour."""
         caps = self.get_capabilities()
-        if memory_limit_of(job) is not None and self.Capability.MEMORY_LIMITS not in caps:
+        if (
+            memory_limit_of(job) is not None
+            and self.Capability.MEMORY_LIMITS not in caps
+        ):
             raise ValueError(
                 f"{type(self).__name__} cannot enforce memory limits; run job {job.func!r}"
                 " on a queue using the process executor"

@@ -27,7 +27,12 @@ class TestPlugin(Plugin):
     def get_tables(self) -> list[str]:
         return ["testplugin_events"]
 
-    async def on_jobs_updated_in_transaction(self, *, worker: Any, jobs: list[Any], cursor: Any) -> None:
+    async def on_jobs_updated_in_transaction(
+        self, *, worker: Any, jobs: list[Any], cursor: Any
+    ) -> None:
         table = f'"{worker.chancy.prefix}testplugin_events"'
         for job in jobs:
-            await cursor.execute(f"INSERT INTO {table} (job_id, state) VALUES (%s, %s)", (job.id, job.state.value))
+            await cursor.execute(
+                f"INSERT INTO {table} (job_id, state) VALUES (%s, %s)",
+                (job.id, job.state.value),
+            )
