@@ -7,7 +7,7 @@ import enum
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus, urlencode
@@ -686,7 +686,7 @@ class Chancy:
         return self.sync_push_many_ex(None, [job])[0]
 
     async def push_many(
-        self, jobs: list[Job | IsAJob], *, batch_size: int = 1000
+        self, jobs: Iterable[Job | IsAJob], *, batch_size: int = 1000
     ) -> AsyncIterator[list[Reference]]:
         """Push jobs in batches, each in its own transaction, yielding each batch's references.
 
@@ -699,7 +699,7 @@ class Chancy:
             yield await self.push_many_ex(None, jobs[start : start + batch_size])
 
     def sync_push_many(
-        self, jobs: list[Job | IsAJob], *, batch_size: int = 1000
+        self, jobs: Iterable[Job | IsAJob], *, batch_size: int = 1000
     ) -> Iterator[list[Reference]]:
         jobs = list(jobs)
         if batch_size < 1:
@@ -710,7 +710,7 @@ class Chancy:
     async def push_many_ex(
         self,
         cursor: AsyncCursor[Any] | AsyncConnection[Any] | None,
-        jobs: list[Job | IsAJob],
+        jobs: Sequence[Job | IsAJob],
     ) -> list[Reference]:
         """Insert every job on the caller's cursor (or connection), in one round trip
         for small batches and with ``COPY`` for large ones.
@@ -776,7 +776,7 @@ class Chancy:
         return rows
 
     def sync_push_many_ex(
-        self, cursor: Cursor[Any] | Connection[Any] | None, jobs: list[Job | IsAJob]
+        self, cursor: Cursor[Any] | Connection[Any] | None, jobs: Sequence[Job | IsAJob]
     ) -> list[Reference]:
         if not jobs:
             return []
