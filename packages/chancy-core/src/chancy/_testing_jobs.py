@@ -1,0 +1,118 @@
+"""Job functions for Chancy's own test suites.
+
+They live inside the package (not in a test directory) because executors
+that start fresh interpreters (``spawn`` child processes, sub-interpreters)
+must be able to import them by name, and test directories are not on
+``sys.path`` in pytest's importlib mode. Not part of the public API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from chancy.job import QueuedJob
+
+__all__: list[str] = []
+
+
+def noop() -> None:
+    """Do nothing."""
+
+
+async def async_noop() -> None:
+    """Do nothing, asynchronously."""
+
+
+def add(*, a: int, b: int) -> int:
+    return a + b
+
+
+def fail(*, message: str = "this job failed on purpose") -> None:
+    raise ValueError(message)
+
+
+async def async_fail(*, message: str = "this job failed on purpose") -> None:
+    raise ValueError(message)
+
+
+def set_meta(*, key: str, value: Any, context: QueuedJob) -> None:
+    """Store ``value`` under ``key`` in the job's meta (persisted on completion)."""
+    context.meta[key] = value
+
+
+async def async_set_meta(*, key: str, value: Any, context: QueuedJob) -> None:
+    await asyncio.sleep(0)
+    context.meta[key] = value
+
+
+def set_meta_then_fail(*, key: str, value: Any, context: QueuedJob) -> None:
+    context.meta[key] = value
+    raise ValueError("failed after setting meta")
+
+
+def record_pid(*, context: QueuedJob) -> None:
+    """Store the id of the process that ran the job in its meta."""
+    context.meta["pid"] = os.getpid()
+
+
+def record_thread(*, context: QueuedJob) -> None:
+    context.meta["thread"] = threading.get_ident()
+
+
+def unpicklable() -> Any:
+    """Return a value that cannot be pickled."""
+    return threading.Lock()
+
+
+def allocate(*, size: int) -> int:
+    """Allocate ``size`` bytes (to trip a memory limit)."""
+    block = bytearray(size)
+    return len(block)
+
+
+def kill_self() -> None:
+    """Kill the process running the job, as the OOM killer would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def busy_loop(*, seconds: float, context: QueuedJob) -> None:
+    """Burn CPU for ``seconds`` without sleeping or calling ``checkpoint()``."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    context.meta["finished"] = True
+
+
+def stubborn_loop(*, seconds: float, context: QueuedJob) -> None:
+    """Like :func:`busy_loop`, with SIGALRM and SIGUSR1 blocked (a job stuck in C code)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGUSR1})
+    busy_loop(seconds=seconds, context=context)
+
+
+def sleep_loop(*, seconds: float, context: QueuedJob, step: float = 0.05) -> None:
+    """Sleep in short steps for ``seconds``; marks ``meta["finished"]`` at the end."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(step)
+    context.meta["finished"] = True
+
+
+async def async_sleep(*, seconds: float, context: QueuedJob) -> None:
+    """Sleep for ``seconds``; marks ``meta["finished"]`` at the end."""
+    await asyncio.sleep(seconds)
+    context.meta["finished"] = True
+
+
+def cooperative_loop(*, seconds: float, context: QueuedJob) -> None:
+    """Work in small steps for ``seconds``, calling ``context.checkpoint()`` between them."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        context.checkpoint()
+        time.sleep(0.02)
+    context.meta["finished"] = True

@@ -1,0 +1,454 @@
+"""Run jobs in a pool of threads inside the worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import enum
+import functools
+import inspect
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from chancy.errors import JobCancelledError
+from chancy.executors.base import Executor, time_limit_of
+from chancy.job import QueuedJob, Reference
+
+if TYPE_CHECKING:
+    from chancy.queue import Queue
+    from chancy.worker import Worker
+
+__all__ = ["ThreadedExecutor"]
+
+log = logging.getLogger("chancy.executors.thread")
+
+#: Seconds between repeated interruptions of a job that swallowed one.
+_REINTERRUPT_INTERVAL = 1.0
+#: Seconds the watchdog lets an async job's own ``asyncio.timeout`` act first.
+_ASYNC_GRACE = 0.5
+#: Seconds an interrupted shutdown waits for the interrupted threads.
+_INTERRUPT_WAIT = 5.0
+
+
+class _WorkerInterrupted(BaseException):
+    """Raised inside a job's thread when the worker stops without waiting for it.
+
+    A ``BaseException`` so that ``except Exception`` in job code does not
+    swallow it; it is never recorded (the worker puts the job back).
+    """
+
+
+class _Reason(enum.Enum):
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+_INJECTED: dict[_Reason, type[BaseException]] = {
+    # PyThreadState_SetAsyncExc raises a class (instantiated without arguments);
+    # the thread replaces it with a properly worded exception afterwards.
+    _Reason.TIMEOUT: TimeoutError,
+    _Reason.CANCELLED: JobCancelledError,
+    _Reason.INTERRUPTED: _WorkerInterrupted,
+}
+
+
+def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> int:
+    """Raise ``exc`` in the thread at its next bytecode (``None`` clears a pending one)."""
+    return int(
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread_id), None if exc is None else ctypes.py_object(exc)
+        )
+    )
+
+
+def _wake() -> None:
+    """Scheduled on a job's event loop only to make its ``select()`` return."""
+
+
+class _State(enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+
+
+class _Run:
+    """One run of a job: the token that interruptions are checked against.
+
+    ``state``, ``thread_id`` and ``reason`` change only under the executor's
+    lock, so an interruption can never reach a thread that has already moved
+    on to another job.
+    """
+
+    __slots__ = (
+        "deferred",
+        "future",
+        "job",
+        "loop",
+        "reason",
+        "seconds",
+        "state",
+        "thread_id",
+        "timer",
+    )
+
+    def __init__(self, job: QueuedJob, seconds: float | None) -> None:
+        self.job = job
+        self.seconds = seconds
+        self.state = _State.PENDING
+        self.thread_id: int | None = None
+        self.reason: _Reason | None = None
+        self.future: Future[_Outcome] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        #: The event loop of an ``async def`` job, running in its thread.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.deferred = False
+
+
+@attrs.define(slots=True)
+class _Outcome:
+    job: QueuedJob
+    result: Any = None
+    exc: BaseException | None = None
+    #: The run never started because the job was cancelled: nothing to record.
+    skipped: bool = False
+    #: Interrupted by an interrupted shutdown: nothing to record.
+    interrupted: bool = False
+
+
+def _timeout_error(job: QueuedJob, seconds: float | None) -> TimeoutError:
+    limit = f" of {seconds:g}s" if seconds is not None else ""
+    return TimeoutError(f"job {job.func} exceeded its time limit{limit}")
+
+
+class ThreadedExecutor(Executor):
+    """Runs jobs in a :class:`~concurrent.futures.ThreadPoolExecutor`.
+
+    Suited to I/O-bound synchronous code. ``async def`` jobs run in a fresh
+    event loop inside their thread. Threads share the GIL, so CPU-bound jobs
+    do not run in parallel (use the process executor for those).
+
+    Time limits are enforced twice: the job's ``context.deadline`` makes
+    :meth:`QueuedJob.checkpoint` raise ``TimeoutError`` for jobs that check,
+    and a watchdog on the worker's event loop raises ``TimeoutError`` inside
+    the job's thread when the deadline passes (through
+    ``PyThreadState_SetAsyncExc``). That asynchronous exception is delivered
+    at the next Python bytecode: a thread blocked in a long C call (a single
+    ``time.sleep(60)``, a socket read without timeout) is only interrupted
+    when the call returns. Cancelling a running job uses the same mechanism
+    with :class:`~chancy.errors.JobCancelledError`. No memory limits.
+
+    Default concurrency: ``min(32, cpu_count + 4)``.
+    """
+
+    capabilities = (
+        Executor.Capability.SYNC_JOBS
+        | Executor.Capability.ASYNC_JOBS
+        | Executor.Capability.CANCELLATION
+        | Executor.Capability.AUTOMATIC_TIME_LIMITS
+        | Executor.Capability.COOPERATIVE_TIME_LIMITS
+    )
+
+    def __init__(self, worker: Worker, queue: Queue, **options: Any) -> None:
+        super().__init__(worker, queue, **options)
+        self.pool = ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix=f"chancy-{queue.name}"
+        )
+        self._loop = asyncio.get_running_loop()
+        self._lock = threading.Lock()
+        self._runs: dict[Any, _Run] = {}
+        self._reporting: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def get_default_concurrency(self) -> int:
+        return min(32, (os.cpu_count() or 1) + 4)
+
+    def get_running_jobs(self) -> list[QueuedJob]:
+        return [run.job for run in self._runs.values()]
+
+    # ------------------------------------------------------------------
+    # Starting
+    # ------------------------------------------------------------------
+
+    async def push(self, job: QueuedJob) -> None:
+        if self._stopped:
+            raise RuntimeError(
+                f"{type(self).__name__} for queue {self.queue.name!r} is stopped"
+            )
+        run = _Run(job, None)
+        self._runs[job.id] = run
+        try:
+            job = await self.on_job_starting(job)
+            seconds = time_limit_of(job)
+            if seconds is not None:
+                job = attrs.evolve(job, deadline=time.monotonic() + seconds)
+            run.job, run.seconds = job, seconds
+            if run.reason is not None:  # cancelled while plugins ran
+                self._finish(run, self._outcome_before_start(run))
+                return
+            run.future = self.pool.submit(self._call, run)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                self._runs.pop(job.id, None)
+                raise
+            self._finish(run, _Outcome(run.job, exc=exc))
+            return
+        if seconds is not None:
+            run.timer = self._loop.call_later(seconds, self._on_deadline, run)
+        run.future.add_done_callback(functools.partial(self._on_future_done, run))
+
+    # ------------------------------------------------------------------
+    # Inside the thread
+    # ------------------------------------------------------------------
+
+    def _call(self, run: _Run) -> _Outcome:
+        """Run the job in this pool thread; never raises."""
+        thread_id = threading.get_ident()
+        with self._lock:
+            if run.reason is not None:
+                run.state = _State.DONE
+                return self._outcome_before_start(run)
+            run.thread_id = thread_id
+            run.state = _State.RUNNING
+        outcome: _Outcome | None = None
+        while True:
+            # An interruption may be delivered anywhere until the run is
+            # marked done under the lock, including in this bookkeeping: keep
+            # the first outcome and retry until the run is disarmed.
+            try:
+                if outcome is None:
+                    outcome = self._execute(run)
+                with self._lock:
+                    run.state = _State.DONE
+                    run.thread_id = None
+                    _set_async_exc(thread_id, None)  # drop one not yet delivered
+                return outcome
+            except BaseException as late:
+                if outcome is None:
+                    outcome = self._failure(run, late)
+
+    def _execute(self, run: _Run) -> _Outcome:
+        job = run.job
+        try:
+            func, kwargs = self.get_function_and_kwargs(job)
+            if inspect.iscoroutinefunction(func):
+                result = self._run_coroutine(run, func, kwargs)
+            else:
+                result = func(**kwargs)
+        except BaseException as exc:
+            return self._failure(run, exc)
+        return _Outcome(job, result=result)
+
+    def _run_coroutine(self, run: _Run, func: Any, kwargs: dict[str, Any]) -> Any:
+        """Run an ``async def`` job in a fresh event loop in this thread.
+
+        The time limit also applies as ``asyncio.timeout`` inside that loop,
+        and :meth:`_interrupt` wakes the loop so that an injected exception
+        is not held up by a long ``select()``.
+        """
+        job = run.job
+
+        async def main() -> Any:
+            remaining = job.time_remaining
+            if remaining is None:
+                return await func(**kwargs)
+            try:
+                async with asyncio.timeout(remaining):
+                    return await func(**kwargs)
+            except TimeoutError as exc:
+                if exc.args:
+                    raise
+                raise _timeout_error(job, run.seconds) from None
+
+        with asyncio.Runner() as runner:
+            run.loop = runner.get_loop()
+            try:
+                return runner.run(main())
+            finally:
+                run.loop = None
+
+    def _failure(self, run: _Run, exc: BaseException) -> _Outcome:
+        """Turn what the job raised into an outcome, rewording our interruptions."""
+        job = run.job
+        reason = run.reason
+        if reason is _Reason.INTERRUPTED and isinstance(exc, _WorkerInterrupted):
+            return _Outcome(job, exc=exc, interrupted=True)
+        if reason is _Reason.TIMEOUT and type(exc) is TimeoutError and not exc.args:
+            exc = _timeout_error(job, run.seconds).with_traceback(exc.__traceback__)
+        elif (
+            reason is _Reason.CANCELLED
+            and type(exc) is JobCancelledError
+            and not exc.args
+        ):
+            exc = JobCancelledError(
+                f"job {job.func} was cancelled while it ran"
+            ).with_traceback(exc.__traceback__)
+        elif not isinstance(exc, Exception):
+            # KeyboardInterrupt, SystemExit, a stray _WorkerInterrupted...:
+            # record it as the run's error rather than killing the pool thread.
+            pass
+        return _Outcome(job, exc=exc)
+
+    def _outcome_before_start(self, run: _Run) -> _Outcome:
+        if run.reason is _Reason.TIMEOUT:
+            return _Outcome(
+                run.job,
+                exc=TimeoutError(
+                    f"job {run.job.func} exceeded its time limit of {run.seconds:g}s"
+                    " before it could start"
+                ),
+            )
+        if run.reason is _Reason.INTERRUPTED:
+            return _Outcome(run.job, interrupted=True)
+        return _Outcome(run.job, skipped=True)
+
+    # ------------------------------------------------------------------
+    # Back on the worker's event loop
+    # ------------------------------------------------------------------
+
+    def _on_future_done(self, run: _Run, future: Future[_Outcome]) -> None:
+        """Done callback: runs in the pool thread (or wherever the future was cancelled)."""
+        try:
+            self._loop.call_soon_threadsafe(self._collect, run, future)
+        except RuntimeError:  # the loop is closed: nobody is left to record it
+            log.warning(
+                "Job %s finished after its worker's event loop closed", run.job.id
+            )
+
+    def _collect(self, run: _Run, future: Future[_Outcome]) -> None:
+        if future.cancelled():
+            # Cancelled before a thread picked it up: there is no result or
+            # exception to ask the future for (spec §17.9).
+            with self._lock:
+                run.state = _State.DONE
+            outcome = self._outcome_before_start(run)
+        else:
+            try:
+                outcome = future.result()
+            except BaseException as exc:  # _call never raises; be defensive
+                outcome = _Outcome(run.job, exc=exc)
+        self._finish(run, outcome)
+
+    def _finish(self, run: _Run, outcome: _Outcome) -> None:
+        if run.timer is not None:
+            run.timer.cancel()
+            run.timer = None
+        task = self._loop.create_task(
+            self._report(run, outcome), name=f"job-done:{run.job.id}"
+        )
+        self._reporting.add(task)
+        task.add_done_callback(self._reporting.discard)
+
+    async def _report(self, run: _Run, outcome: _Outcome) -> None:
+        try:
+            if outcome.interrupted:
+                return  # the worker puts the job back to pending
+            if outcome.skipped:
+                # Cancelled before it started: the database already holds the outcome.
+                self.worker.on_job_completed(queue=self.queue, job=outcome.job)
+                return
+            await self.on_job_completed(
+                job=outcome.job, exc=outcome.exc, result=outcome.result
+            )
+        finally:
+            if self._runs.get(run.job.id) is run:
+                del self._runs[run.job.id]
+
+    def _interrupt(self, run: _Run, reason: _Reason) -> None:
+        """Stop a run for ``reason``: drop it if not started, else raise inside its thread."""
+        with self._lock:
+            if run.state is _State.DONE:
+                return
+            if run.reason is None:
+                run.reason = reason
+            if run.state is _State.RUNNING and run.thread_id is not None:
+                _set_async_exc(run.thread_id, _INJECTED[run.reason])
+                loop = run.loop
+                if loop is not None:
+                    # Wake the job's own loop so the exception is delivered now.
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(_wake)
+                return
+        # Not started: a future that is cancelled never runs; one that a thread
+        # already took sees ``reason`` in _call and does not run the job.
+        if run.future is not None:
+            run.future.cancel()
+
+    def _on_deadline(self, run: _Run) -> None:
+        run.timer = None
+        if run.state is _State.DONE or self._runs.get(run.job.id) is not run:
+            return
+        if run.loop is not None and not run.deferred:
+            # An async job: give its own asyncio.timeout the first go.
+            run.deferred = True
+            run.timer = self._loop.call_later(_ASYNC_GRACE, self._on_deadline, run)
+            return
+        self._interrupt(run, _Reason.TIMEOUT)
+        # Code that swallows the exception (``except BaseException``) is
+        # interrupted again until it gives up.
+        run.timer = self._loop.call_later(_REINTERRUPT_INTERVAL, self._on_deadline, run)
+
+    async def cancel(self, ref: Reference) -> None:
+        run = self._runs.get(ref.identifier)
+        if run is not None:
+            self._interrupt(run, _Reason.CANCELLED)
+
+    # ------------------------------------------------------------------
+    # Stopping
+    # ------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Wait for running jobs (without blocking the event loop), then shut the pool.
+
+        When the worker interrupts its shutdown (the task calling this is
+        being cancelled), running jobs are interrupted instead and no
+        outcome is recorded for them: the worker puts them back to pending.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        task = asyncio.current_task()
+        interrupted = task is not None and task.cancelling() > 0
+        try:
+            if interrupted:
+                await self._interrupt_all()
+            else:
+                await asyncio.to_thread(self.pool.shutdown, wait=True)
+        except asyncio.CancelledError:
+            # Interrupted while waiting for the running jobs.
+            await self._interrupt_all()
+            raise
+        finally:
+            # Completions reach the loop through call_soon_threadsafe; let the
+            # queued ones run, then wait until they are recorded.
+            await asyncio.sleep(0)
+            while self._reporting:
+                await asyncio.gather(*list(self._reporting), return_exceptions=True)
+
+    async def _interrupt_all(self) -> None:
+        for run in list(self._runs.values()):
+            self._interrupt(run, _Reason.INTERRUPTED)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        waiter = asyncio.ensure_future(asyncio.to_thread(self.pool.shutdown, wait=True))
+        done, _ = await asyncio.wait({waiter}, timeout=_INTERRUPT_WAIT)
+        if not done:
+            stuck = [
+                run.job.id for run in self._runs.values() if run.state is _State.RUNNING
+            ]
+            log.warning(
+                "Queue %r: %d job thread(s) did not stop when interrupted (blocked in C"
+                " code?): %s; abandoning them",
+                self.queue.name,
+                len(stuck),
+                ", ".join(map(str, stuck)),
+            )

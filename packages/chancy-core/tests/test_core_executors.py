@@ -1,0 +1,601 @@
+"""The built-in executors against a real worker and database: outcomes,
+context injection, retries, time limits, cancellation, and the process
+executor's own pool (crashes, memory limits, recycling, no idle children).
+
+Job functions live in :mod:`chancy._testing_jobs` so that spawned child
+processes can import them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import sys
+import time
+import types
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from chancy import Job, Limit, Queue, QueuedJob
+from chancy import _testing_jobs as jobs
+from chancy.app import Chancy
+from chancy.executors.base import Executor
+from chancy.worker import Worker
+
+PROCESS = "chancy.executors.process.ProcessExecutor"
+THREADED = "chancy.executors.thread.ThreadedExecutor"
+ASYNC = "chancy.executors.asyncex.AsyncExecutor"
+SUB = "chancy.executors.sub.SubInterpreterExecutor"
+
+
+def _sub_available() -> bool:
+    try:
+        import chancy.executors.sub  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+ALL = [
+    pytest.param(PROCESS, id="process"),
+    pytest.param(THREADED, id="threaded"),
+    pytest.param(ASYNC, id="async"),
+    pytest.param(
+        SUB,
+        id="sub",
+        marks=pytest.mark.skipif(
+            not _sub_available(), reason="no sub-interpreters here"
+        ),
+    ),
+]
+SYNC = [p for p in ALL if p.id != "async"]
+INTERRUPTIBLE = [p for p in ALL if p.id != "sub"]
+INTERRUPTIBLE_SYNC = [p for p in INTERRUPTIBLE if p.id != "async"]
+
+
+def _name(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+async def _serve(
+    chancy: Chancy, worker: Worker, executor: str, **options: Any
+) -> tuple[str, Executor]:
+    """Declare a fresh queue served by ``executor``; return it once the worker serves it."""
+    name = f"q_{uuid.uuid4().hex[:8]}"
+    options.setdefault("polling_interval", 0.1)
+    await chancy.declare(Queue(name, executor=executor, **options), upsert=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        served = worker.executors.get(name)
+        if served is not None:
+            return name, served
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the worker never served queue {name!r}")
+
+
+async def _push(
+    chancy: Chancy, queue: str, func: Callable[..., Any], **fields: Any
+) -> Any:
+    return await chancy.push(Job(func=_name(func), queue=queue, **fields))
+
+
+async def _wait(
+    chancy: Chancy, ref: Any, timeout: float = 20, **kwargs: Any
+) -> QueuedJob:
+    job = await chancy.wait_for_job(ref, interval=0.05, timeout=timeout, **kwargs)
+    assert job is not None
+    return job
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def _sync_or_async(
+    executor: str, sync: Callable[..., Any], coro: Callable[..., Any]
+) -> Any:
+    return coro if executor == ASYNC else sync
+
+
+# ---------------------------------------------------------------------------
+# Every executor
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("executor", SYNC)
+async def test_sync_job_succeeds(chancy: Chancy, worker: Worker, executor: str) -> None:
+    queue, _ = await _serve(chancy, worker, executor)
+    ref = await _push(chancy, queue, jobs.add, kwargs={"a": 1, "b": 2})
+    job = await _wait(chancy, ref)
+    assert job.state is QueuedJob.State.SUCCEEDED
+    assert job.attempts == 1
+    assert job.errors == []
+    assert job.completed_at is not None
+
+
+@pytest.mark.parametrize("executor", ALL)
+async def test_async_job_succeeds(
+    chancy: Chancy, worker: Worker, executor: str
+) -> None:
+    queue, _ = await _serve(chancy, worker, executor)
+    ref = await _push(chancy, queue, jobs.async_noop)
+    job = await _wait(chancy, ref)
+    assert job.state is QueuedJob.State.SUCCEEDED, job.errors
+
+
+async def test_async_executor_rejects_sync_jobs(chancy: Chancy, worker: Worker) -> None:
+    queue, _ = await _serve(chancy, worker, ASYNC)
+    job = await _wait(chancy, await _push(chancy, queue, jobs.noop))
+    assert job.state is QueuedJob.State.FAILED
+    assert "ValueError" in job.errors[0]["traceback"]
+
+
+@pytest.mark.parametrize("executor", ALL)
+async def test_context_meta_is_saved(
+    chancy: Chancy, worker: Worker, executor: str
+) -> None:
+    queue, _ = await _serve(chancy, worker, executor)
+    func = _sync_or_async(executor, jobs.set_meta, jobs.async_set_meta)
+    ref = await _push(
+        chancy, queue, func, kwargs={"key": "answer", "value": 42}, meta={"kept": True}
+    )
+    job = await _wait(chancy, ref)
+    assert job.state is QueuedJob.State.SUCCEEDED, job.errors
+    assert job.meta == {"kept": True, "answer": 42}
+
+
+@pytest.mark.parametrize("executor", ALL)
+async def test_failing_job_records_traceback(
+    chancy: Chancy, worker: Worker, executor: str
+) -> None:
+    queue, _ = await _serve(chancy, worker, executor)
+    func = _sync_or_async(executor, jobs.fail, jobs.async_fail)
+    ref = await _push(chancy, queue, func, kwargs={"message": "boom-1234"})
+    job = await _wait(chancy, ref)
+    assert job.state is QueuedJob.State.FAILED
+    assert job.attempts == 1
+    assert len(job.errors) == 1
+    assert job.errors[0]["attempt"] == 0
+    tb = job.errors[0]["traceback"]
+    assert "ValueError: boom-1234" in tb
+    assert "Traceback" in tb  # the job's own frames, not just a summary
+
+
+@pytest.mark.parametrize("executor", ALL)
+async def test_retries_until_max_attempts(
+    chancy: Chancy, worker: Worker, executor: str
+) -> None:
+    queue, _ = await _serve(chancy, worker, executor)
+    func = _sync_or_async(executor, jobs.fail, jobs.async_fail)
+    ref = await _push(chancy, queue, func, max_attempts=3)
+    job = await _wait(chancy, ref)
+    assert job.state is QueuedJob.State.FAILED
+    assert job.attempts == 3
+    assert [e["attempt"] for e in job.errors] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("executor", INTERRUPTIBLE)
+async def test_time_limit_interrupts_the_job(
+    chancy: Chancy, worker: Worker, executor: str, kind: str
+) -> None:
+    if executor == ASYNC and kind == "sync":
+        pytest.skip("the async executor runs only async jobs")
+    queue, _ = await _serve(chancy, worker, executor)
+    if kind == "async":
+        func = jobs.async_sleep
+    else:
+        # Never sleeps, never calls checkpoint(): only a real interruption stops it.
+        func = jobs.busy_loop
+    started = time.monotonic()
+    ref = await _push(
+        chancy, queue, func, kwargs={"seconds": 30}, limits=[Limit(Limit.Type.TIME, 1)]
+    )
+    job = await _wait(chancy, ref, timeout=15)
+    assert time.monotonic() - started < 10
+    assert job.state is QueuedJob.State.FAILED
+    assert "finished" not in job.meta
+    tb = job.errors[0]["traceback"]
+    assert "TimeoutError" in tb
+    assert "exceeded its time limit of 1s" in tb
+
+
+@pytest.mark.parametrize("executor", [p for p in SYNC if p.id != "process"])
+async def test_cooperative_time_limit(
+    chancy: Chancy, worker: Worker, executor: str
+) -> None:
+    queue, _ = await _serve(chancy, worker, executor)
+    ref = await _push(
+        chancy,
+        queue,
+        jobs.cooperative_loop,
+        kwargs={"seconds": 30},
+        limits=[Limit(Limit.Type.TIME, 1)],
+    )
+    job = await _wait(chancy, ref, timeout=15)
+    assert job.state is QueuedJob.State.FAILED
+    assert "TimeoutError" in job.errors[0]["traceback"]
+    assert "exceeded its time limit" in job.errors[0]["traceback"]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("executor", INTERRUPTIBLE)
+async def test_cancel_running_job(
+    chancy: Chancy, worker: Worker, executor: str, kind: str
+) -> None:
+    if executor == ASYNC and kind == "sync":
+        pytest.skip("the async executor runs only async jobs")
+    queue, served = await _serve(chancy, worker, executor)
+    func = jobs.async_sleep if kind == "async" else jobs.sleep_loop
+    ref = await _push(chancy, queue, func, kwargs={"seconds": 30}, max_attempts=3)
+    await _wait(chancy, ref, states={QueuedJob.State.RUNNING})
+    await _until(lambda: len(served) == 1)
+    await asyncio.sleep(0.3)  # let it really start (a child may still be booting)
+    await _cancel_and_check(chancy, worker, served, ref)
+
+
+async def _cancel_and_check(
+    chancy: Chancy, worker: Worker, served: Executor, ref: Any
+) -> None:
+    await chancy.cancel_job(ref)
+    job = await _wait(chancy, ref, timeout=5)
+    assert job.state is QueuedJob.State.FAILED
+    # The run is interrupted, not left to finish its 30 seconds.
+    await _until(lambda: len(served) == 0, timeout=10)
+    await worker.flush()
+    job = await _wait(chancy, ref)
+    assert job.state is QueuedJob.State.FAILED  # not overwritten by the late outcome
+    assert "finished" not in job.meta
+    assert len(job.errors) == 1 and job.errors[0].get("cancelled") is True
+    assert job.attempts == 0
+
+
+async def test_process_cancel_while_the_child_boots(
+    chancy: Chancy, worker: Worker
+) -> None:
+    """Cancelled before the child said "started": signalled as soon as it does."""
+    queue, served = await _serve(chancy, worker, PROCESS)
+    ref = await _push(chancy, queue, jobs.sleep_loop, kwargs={"seconds": 30})
+    await _until(lambda: len(served) == 1)
+    await _cancel_and_check(chancy, worker, served, ref)
+
+
+@pytest.mark.parametrize("executor", INTERRUPTIBLE_SYNC)
+async def test_unpicklable_result_still_succeeds(
+    chancy: Chancy, worker: Worker, executor: str
+) -> None:
+    queue, _ = await _serve(chancy, worker, executor)
+    job = await _wait(chancy, await _push(chancy, queue, jobs.unpicklable))
+    assert job.state is QueuedJob.State.SUCCEEDED, job.errors
+
+
+@pytest.mark.parametrize("executor", INTERRUPTIBLE_SYNC)
+async def test_interrupted_shutdown_puts_running_jobs_back(
+    chancy: Chancy, worker: Worker, executor: str
+) -> None:
+    queue, served = await _serve(chancy, worker, executor)
+    ref = await _push(chancy, queue, jobs.sleep_loop, kwargs={"seconds": 30})
+    await _wait(chancy, ref, states={QueuedJob.State.RUNNING})
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    assert await worker.stop(timeout=0.3) is False
+    assert time.monotonic() - started < 10
+    job = await _wait(chancy, ref, states={QueuedJob.State.PENDING}, timeout=5)
+    assert job.errors == []
+    assert job.attempts == 0
+    assert len(served) == 0
+    if executor == PROCESS:
+        assert served.pids == []  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------
+# Process executor
+# ---------------------------------------------------------------------------
+
+
+async def test_process_child_crash_fails_only_its_job(
+    chancy: Chancy, worker: Worker
+) -> None:
+    queue, served = await _serve(chancy, worker, PROCESS, concurrency=1)
+    crashed = await _wait(
+        chancy, await _push(chancy, queue, jobs.kill_self, max_attempts=2)
+    )
+    assert crashed.state is QueuedJob.State.FAILED
+    assert crashed.attempts == 2  # the crash is a normal failed attempt, retried
+    tb = crashed.errors[0]["traceback"]
+    assert "WorkerLostError" in tb
+    assert "the worker process running this job died" in tb
+    assert "SIGKILL" in tb
+    # The executor keeps working with a fresh child.
+    ok = await _wait(chancy, await _push(chancy, queue, jobs.record_pid))
+    assert ok.state is QueuedJob.State.SUCCEEDED, ok.errors
+    assert served.pids == [ok.meta["pid"]]  # type: ignore[attr-defined]
+
+
+async def test_process_kills_a_child_that_ignores_its_time_limit(
+    chancy: Chancy, worker: Worker
+) -> None:
+    queue, _ = await _serve(chancy, worker, PROCESS, concurrency=1)
+    started = time.monotonic()
+    ref = await _push(
+        chancy,
+        queue,
+        jobs.stubborn_loop,
+        kwargs={"seconds": 30},
+        limits=[Limit(Limit.Type.TIME, 1)],
+    )
+    job = await _wait(chancy, ref, timeout=15)
+    assert time.monotonic() - started < 10
+    assert job.state is QueuedJob.State.FAILED
+    tb = job.errors[0]["traceback"]
+    assert "TimeoutError" in tb and "exceeded its time limit of 1s" in tb
+    assert "worker process was killed" in tb
+    ok = await _wait(chancy, await _push(chancy, queue, jobs.noop))
+    assert ok.state is QueuedJob.State.SUCCEEDED
+
+
+async def test_process_memory_limit(chancy: Chancy, worker: Worker) -> None:
+    queue, _ = await _serve(chancy, worker, PROCESS, concurrency=1)
+    limit = Limit(Limit.Type.MEMORY, 512 * 1024**2)
+    job = await _wait(
+        chancy,
+        await _push(
+            chancy, queue, jobs.allocate, kwargs={"size": 1024**3}, limits=[limit]
+        ),
+    )
+    assert job.state is QueuedJob.State.FAILED
+    assert "MemoryError" in job.errors[0]["traceback"]
+    # The limit applied to that run only.
+    job = await _wait(
+        chancy,
+        await _push(chancy, queue, jobs.allocate, kwargs={"size": 600 * 1024**2}),
+    )
+    assert job.state is QueuedJob.State.SUCCEEDED, job.errors
+
+
+async def test_process_children_are_recycled(chancy: Chancy, worker: Worker) -> None:
+    queue, _ = await _serve(
+        chancy,
+        worker,
+        PROCESS,
+        concurrency=1,
+        executor_options={"maximum_jobs_per_worker": 2},
+    )
+    pids = []
+    for _ in range(4):
+        job = await _wait(chancy, await _push(chancy, queue, jobs.record_pid))
+        assert job.state is QueuedJob.State.SUCCEEDED, job.errors
+        pids.append(job.meta["pid"])
+    assert pids[0] == pids[1] != pids[2] == pids[3]
+
+
+async def test_process_no_children_while_idle(chancy: Chancy, worker: Worker) -> None:
+    queue, served = await _serve(
+        chancy, worker, PROCESS, concurrency=2, executor_options={"idle_timeout": 0.3}
+    )
+    assert served.pids == []  # type: ignore[attr-defined]
+    before = {p.pid for p in multiprocessing.active_children()}
+    job = await _wait(chancy, await _push(chancy, queue, jobs.record_pid))
+    assert job.state is QueuedJob.State.SUCCEEDED
+    assert job.meta["pid"] not in before
+    await _until(lambda: served.pids == [], timeout=5)  # type: ignore[attr-defined]
+    await _until(
+        lambda: (
+            job.meta["pid"] not in {p.pid for p in multiprocessing.active_children()}
+        ),
+        timeout=5,
+    )
+
+
+async def test_process_meta_survives_a_failure(chancy: Chancy, worker: Worker) -> None:
+    queue, _ = await _serve(chancy, worker, PROCESS, concurrency=1)
+    ref = await _push(
+        chancy, queue, jobs.set_meta_then_fail, kwargs={"key": "step", "value": 3}
+    )
+    job = await _wait(chancy, ref)
+    assert job.state is QueuedJob.State.FAILED
+    assert job.meta == {"step": 3}
+
+
+async def test_process_executor_options_are_validated(
+    chancy: Chancy, worker: Worker
+) -> None:
+    from chancy.executors.process import ProcessExecutor
+
+    queue = Queue("validated", executor=PROCESS)
+    with pytest.raises(ValueError, match="maximum_jobs_per_worker"):
+        ProcessExecutor(worker, queue, maximum_jobs_per_worker=0)
+    with pytest.raises(TypeError, match="no executor options"):
+        ProcessExecutor(worker, queue, unknown=1)
+
+
+# ---------------------------------------------------------------------------
+# Threaded executor without a database
+# ---------------------------------------------------------------------------
+
+
+def _fake_worker() -> Any:
+    updates: list[QueuedJob] = []
+    completed: list[QueuedJob] = []
+    plugins = types.SimpleNamespace(has_job_starting=False, has_job_completed=False)
+    return types.SimpleNamespace(
+        chancy=types.SimpleNamespace(plugin_manager=plugins),
+        queue_update=updates.append,
+        on_job_completed=lambda *, queue, job: completed.append(job),
+        updates=updates,
+        completed=completed,
+    )
+
+
+def _queued(func: Callable[..., Any], **kwargs: Any) -> QueuedJob:
+    return QueuedJob(id=uuid.uuid4(), func=_name(func), queue="t", kwargs=kwargs)
+
+
+async def test_threaded_cancel_before_start_does_not_break_completion() -> None:
+    """Spec §17.9: a cancelled, never-started future must not crash the callback."""
+    from chancy.executors.thread import ThreadedExecutor
+
+    fake = _fake_worker()
+    executor = ThreadedExecutor(fake, Queue("t", executor=THREADED, concurrency=1))
+    first = _queued(jobs.sleep_loop, seconds=0.3)
+    second = _queued(jobs.noop)
+    await executor.push(first)
+    await executor.push(second)  # waits for the only thread
+    await executor.cancel(_ref(second))
+    await executor.stop()
+    assert [j.id for j in fake.updates] == [first.id]
+    assert fake.updates[0].state is QueuedJob.State.SUCCEEDED
+    assert second.id in {j.id for j in fake.completed}
+    assert len(executor) == 0
+
+
+def _ref(job: QueuedJob) -> Any:
+    from chancy.job import Reference
+
+    return Reference(job.id)
+
+
+async def test_threaded_stop_does_not_block_the_loop() -> None:
+    from chancy.executors.thread import ThreadedExecutor
+
+    fake = _fake_worker()
+    executor = ThreadedExecutor(fake, Queue("t", executor=THREADED, concurrency=1))
+    await executor.push(_queued(jobs.sleep_loop, seconds=0.5))
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    await executor.stop()
+    ticker.cancel()
+    assert ticks > 10
+    assert fake.updates[0].state is QueuedJob.State.SUCCEEDED
+
+
+# ---------------------------------------------------------------------------
+# Sub-interpreters
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(_sub_available(), reason="sub-interpreters are available here")
+def test_sub_interpreter_import_error_is_explicit() -> None:
+    sys.modules.pop("chancy.executors.sub", None)
+    with pytest.raises(ImportError, match=r"Python 3\.14.*interpreters-pep-734"):
+        import chancy.executors.sub  # noqa: F401
+
+
+class _PicklingThreadPool:
+    """Stands in for InterpreterPoolExecutor where there is none: a thread
+    pool that pickles calls and results across the boundary, as it does."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        from concurrent.futures import ThreadPoolExecutor
+
+        class Pool(ThreadPoolExecutor):
+            def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+                import pickle
+
+                call = pickle.dumps((fn, args, kwargs))
+
+                def run() -> Any:
+                    fn, args, kwargs = pickle.loads(call)
+                    return pickle.loads(pickle.dumps(fn(*args, **kwargs)))
+
+                return super().submit(run)
+
+        return Pool(*args, **kwargs)
+
+
+@pytest.fixture
+def fake_sub(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """chancy.executors.sub imported over a stand-in InterpreterPoolExecutor."""
+    if _sub_available():
+        pytest.skip("real sub-interpreters are available and tested above")
+    package = types.ModuleType("interpreters_backports")
+    concurrent = types.ModuleType("interpreters_backports.concurrent")
+    futures = types.ModuleType("interpreters_backports.concurrent.futures")
+    futures.InterpreterPoolExecutor = _PicklingThreadPool  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "interpreters_backports", package)
+    monkeypatch.setitem(sys.modules, "interpreters_backports.concurrent", concurrent)
+    monkeypatch.setitem(
+        sys.modules, "interpreters_backports.concurrent.futures", futures
+    )
+    monkeypatch.delitem(sys.modules, "chancy.executors.sub", raising=False)
+    import chancy.executors
+    from chancy.executors import sub
+
+    yield sub
+    # Forget the module built over the stand-in.
+    sys.modules.pop("chancy.executors.sub", None)
+    if getattr(chancy.executors, "sub", None) is sub:
+        delattr(chancy.executors, "sub")
+
+
+async def test_sub_interpreter_executor_with_a_stand_in_pool(
+    chancy: Chancy, worker: Worker, fake_sub: Any
+) -> None:
+    queue, _ = await _serve(chancy, worker, SUB, concurrency=2)
+    refs = {
+        "ok": await _push(chancy, queue, jobs.add, kwargs={"a": 1, "b": 2}),
+        "async": await _push(chancy, queue, jobs.async_noop),
+        "meta": await _push(
+            chancy, queue, jobs.set_meta, kwargs={"key": "k", "value": "v"}
+        ),
+        "fail": await _push(chancy, queue, jobs.fail, kwargs={"message": "sub-boom"}),
+        "unpicklable": await _push(chancy, queue, jobs.unpicklable),
+        "cooperative": await _push(
+            chancy,
+            queue,
+            jobs.cooperative_loop,
+            kwargs={"seconds": 30},
+            limits=[Limit(Limit.Type.TIME, 1)],
+        ),
+    }
+    done = {key: await _wait(chancy, ref) for key, ref in refs.items()}
+    for key in ("ok", "async", "meta", "unpicklable"):
+        assert done[key].state is QueuedJob.State.SUCCEEDED, done[key].errors
+    assert done["meta"].meta == {"k": "v"}
+    assert done["fail"].state is QueuedJob.State.FAILED
+    assert "ValueError: sub-boom" in done["fail"].errors[0]["traceback"]
+    assert done["cooperative"].state is QueuedJob.State.FAILED
+    assert "exceeded its time limit" in done["cooperative"].errors[0]["traceback"]
+
+
+async def test_sub_interpreter_memory_limits_fail_fast(
+    chancy: Chancy, worker: Worker, fake_sub: Any
+) -> None:
+    queue, _ = await _serve(chancy, worker, SUB)
+    ref = await _push(
+        chancy, queue, jobs.noop, limits=[Limit(Limit.Type.MEMORY, 1024**3)]
+    )
+    job = await _wait(chancy, ref)
+    assert job.state is QueuedJob.State.FAILED
+    assert "cannot enforce memory limits" in job.errors[0]["traceback"]
+
+
+def test_capabilities() -> None:
+    from chancy.executors.process import ProcessExecutor
+    from chancy.executors.thread import ThreadedExecutor
+
+    cap = Executor.Capability
+    assert ThreadedExecutor.get_capabilities() == (
+        cap.SYNC_JOBS
+        | cap.ASYNC_JOBS
+        | cap.CANCELLATION
+        | cap.AUTOMATIC_TIME_LIMITS
+        | cap.COOPERATIVE_TIME_LIMITS
+    )
+    assert ProcessExecutor.supports(cap.MEMORY_LIMITS)
+    assert ProcessExecutor.supports(cap.AUTOMATIC_TIME_LIMITS)
+    assert not ThreadedExecutor.supports(cap.MEMORY_LIMITS)
