@@ -1,0 +1,1 @@
+"""Schema migrations of ``chancy-cron`` (migration line ``cron``)."""
