@@ -322,7 +322,11 @@ class PluginManager:
                 if isinstance(plugin, PluginBridge)
                 else impl.plugin_name
             )
-            out.append((name, await await_me_maybe(impl.function(chancy=chancy))))
+            try:
+                out.append((name, await await_me_maybe(impl.function(chancy=chancy))))
+            except Exception:
+                chancy.log.exception("The clean-up of plugin %s failed", name)
+                out.append((name, None))
         return out
 
     def cli_commands(self) -> list[Any]:

@@ -245,7 +245,7 @@ class Worker:
             )
         self._started = True
         self.hub.on("job.cancelled", self._on_job_cancelled)
-        self.hub.on("job.recovered", self._on_job_cancelled)
+        self.hub.on("job.recovered", self._on_job_recovered)
         self.hub.on("queue.pushed", self._on_queue_pushed)
         for event in (
             "queue.declared",
@@ -437,6 +437,22 @@ class Worker:
         for executor in self.executors.values():
             with contextlib.suppress(Exception):
                 await executor.cancel(ref)
+
+    async def _on_job_recovered(self, event: Event) -> None:
+        """Stop the abandoned run of a recovered job, if it still runs here.
+
+        Only the execution holding the recovered claim is interrupted: this
+        worker may already run the job again under a new claim.
+        """
+        job_id, claim = event.body.get("j"), event.body.get("c")
+        if not job_id:
+            return
+        ref = Reference(job_id)
+        for executor in self.executors.values():
+            for job in executor.get_running_jobs():
+                if job.id == ref.identifier and (claim is None or str(job.claim_id) == str(claim)):
+                    with contextlib.suppress(Exception):
+                        await executor.cancel(ref)
 
     def _on_queue_pushed(self, event: Event) -> None:
         runner = self._runners.get(event.body.get("q", ""))

@@ -1,0 +1,235 @@
+"""Recovery of the jobs held by workers that stopped sending heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import psycopg
+
+from chancy.plugin import Plugin, PluginScope
+
+if TYPE_CHECKING:
+    from chancy.app import Chancy
+    from chancy.worker import Worker
+
+__all__ = ["Recovery"]
+
+IDENTIFIER: Final = "chancy.recovery"
+DISTRIBUTION: Final = "chancy-recovery"
+
+#: The error recorded on a recovered job, after ``worker <id>``.
+LOST_MESSAGE: Final = "stopped sending heartbeats while running this job"
+
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+
+
+def _recover_sql(jobs: str, workers: str) -> str:
+    """One statement: find, lock and reset the jobs of lost workers.
+
+    ``jobs`` and ``workers`` are core's quoted, validated table names; the
+    heartbeat threshold is a bind parameter.
+    """
+    return (
+        f"WITH lost AS ("
+        f" SELECT j.id, j.claim_id, j.taken_by FROM {jobs} j"
+        f" WHERE j.state = 'running' AND NOT EXISTS ("
+        f"  SELECT 1 FROM {workers} w WHERE w.worker_id = j.taken_by"
+        f"  AND w.last_seen >= NOW() - make_interval(secs => %(threshold)s))"
+        f" FOR UPDATE OF j SKIP LOCKED)"
+        f" UPDATE {jobs} j SET"
+        f" attempts = j.attempts + 1,"
+        f" errors = j.errors || jsonb_build_array(jsonb_build_object("
+        f"  'attempt', j.attempts,"
+        f"  'traceback', 'chancy.errors.WorkerLostError: worker '"
+        f"  || COALESCE(lost.taken_by, '(unknown)') || ' {LOST_MESSAGE}')),"
+        f" state = CASE WHEN j.attempts + 1 < j.max_attempts"
+        f"  THEN 'retrying' ELSE 'failed' END,"
+        f" completed_at = CASE WHEN j.attempts + 1 < j.max_attempts"
+        f"  THEN NULL ELSE NOW() END,"
+        f" claim_id = NULL, taken_by = NULL"
+        f" FROM lost WHERE j.id = lost.id"
+        f" RETURNING j.id, lost.claim_id, lost.taken_by, j.queue, j.state"
+    )
+
+
+class Recovery(Plugin):
+    """Gives back the jobs of workers that died while running them.
+
+    A worker writes a heartbeat to the ``{prefix}workers`` table every
+    ``heartbeat_poll_interval`` seconds. On the leader, every ``poll_interval``
+    seconds, Recovery takes every ``running`` job whose worker has not been
+    seen for ``heartbeat_timeout`` seconds (the leader worker's own setting
+    unless given here) and, in one statement, locked with
+    ``FOR UPDATE SKIP LOCKED``:
+
+    * counts the lost run as an attempt and records it in ``errors``
+      (``chancy.errors.WorkerLostError: worker <id> stopped sending heartbeats
+      while running this job``);
+    * makes the job ``retrying`` if it has attempts left, ``failed`` (with
+      ``completed_at``) otherwise, so a job that kills its worker every time
+      is not retried forever;
+    * clears its execution claim and ``taken_by``: if the presumed-dead worker
+      was only cut off and finishes the job later, its update no longer
+      matches the claim and is discarded.
+
+    Then it deletes expired worker rows and sends ``job.recovered``
+    (``{"j": job id, "c": the cleared claim}``) for each job, so that a worker
+    still running it stops, ``queue.pushed`` for the queues with jobs to run
+    again, and ``recovery.recovered`` (``{"elapsed", "rows_recovered"}``).
+
+    :param poll_interval: seconds between passes.
+    :param heartbeat_timeout: seconds without a heartbeat after which a
+        worker is presumed dead; ``None`` uses the leader's
+        ``Worker.heartbeat_timeout``. Keep it well above every worker's
+        ``heartbeat_poll_interval``.
+    """
+
+    def __init__(
+        self, *, poll_interval: float = 60, heartbeat_timeout: float | None = None
+    ) -> None:
+        super().__init__()
+        if poll_interval <= 0:
+            raise ValueError(
+                f"Recovery poll_interval must be positive, got {poll_interval!r}"
+            )
+        if heartbeat_timeout is not None and heartbeat_timeout <= 0:
+            raise ValueError(
+                f"Recovery heartbeat_timeout must be positive, got {heartbeat_timeout!r}"
+            )
+        #: Seconds between passes.
+        self.poll_interval = poll_interval
+        #: Heartbeat threshold; ``None`` means the leader worker's setting.
+        self.heartbeat_timeout = heartbeat_timeout
+        #: Test signals: passes done, jobs recovered by the last pass and in
+        #: total, and an event set after every pass.
+        self.passes = 0
+        self.last_recovered = 0
+        self.rows_recovered = 0
+        self.recovered_event = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._sql: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"<Recovery(poll_interval={self.poll_interval!r},"
+            f" heartbeat_timeout={self.heartbeat_timeout!r})>"
+        )
+
+    @staticmethod
+    def get_identifier() -> str:
+        return IDENTIFIER
+
+    @staticmethod
+    def get_dependencies() -> list[str]:
+        return ["chancy.leadership"]
+
+    @classmethod
+    def get_scope(cls) -> PluginScope:
+        return PluginScope.LEADER
+
+    @classmethod
+    def is_default(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_distribution(cls) -> str | None:
+        return DISTRIBUTION
+
+    def wake_up(self) -> None:
+        """Run a pass now (on the leader)."""
+        super().wake_up()
+        self._wake.set()
+
+    async def run(self, worker: Worker, chancy: Chancy) -> None:
+        """On the leader: a pass at once, then one every ``poll_interval``."""
+        while True:
+            await self.wait_for_leader(worker)
+            try:
+                await self.recover(worker, chancy)
+            except _TRANSIENT as exc:
+                worker.log.warning(
+                    "Recovery: the pass failed (%s); trying again later", exc
+                )
+            # asyncio.timeout rather than wait_for, which on Python 3.11 can
+            # swallow a cancellation arriving together with a wake-up.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    def _statement(self, chancy: Chancy) -> str:
+        statement = self._sql.get(chancy.prefix)
+        if statement is None:
+            statement = self._sql[chancy.prefix] = _recover_sql(
+                chancy.sql.jobs, chancy.sql.workers
+            )
+        return statement
+
+    async def recover(self, worker: Worker, chancy: Chancy) -> int:
+        """One pass; returns the number of jobs recovered.
+
+        Callable directly (from any worker, leader or not): the row locks make
+        concurrent passes safe.
+        """
+        threshold = (
+            self.heartbeat_timeout
+            if self.heartbeat_timeout is not None
+            else worker.heartbeat_timeout
+        )
+        started = time.monotonic()
+        await chancy.ensure_open()
+        async with chancy.pool.connection() as conn:
+            async with conn.transaction(), conn.cursor() as cursor:
+                await cursor.execute(self._statement(chancy), {"threshold": threshold})
+                rows: list[tuple[Any, ...]] = await cursor.fetchall()
+                await cursor.execute(chancy.sql.heartbeat_expire)
+                elapsed = round(time.monotonic() - started, 6)
+                events: list[tuple[str, dict[str, Any]]] = [
+                    (
+                        "job.recovered",
+                        {"j": str(job_id), "c": str(claim) if claim else None},
+                    )
+                    for job_id, claim, _by, _queue, _state in rows
+                ]
+                retry_queues = dict.fromkeys(
+                    q for *_, q, state in rows if state == "retrying"
+                )
+                events.extend(("queue.pushed", {"q": q}) for q in retry_queues)
+                events.append(
+                    (
+                        "recovery.recovered",
+                        {"elapsed": elapsed, "rows_recovered": len(rows)},
+                    )
+                )
+                await chancy.notify_many(cursor, events)
+        if rows:
+            lost_workers = sorted({str(by) for _id, _claim, by, _q, _s in rows})
+            failed = sum(1 for *_, state in rows if state == "failed")
+            worker.log.warning(
+                "Recovery: %d job(s) of lost worker(s) %s recovered (%d to retry, %d out of"
+                " attempts and failed)",
+                len(rows),
+                ", ".join(lost_workers),
+                len(rows) - failed,
+                failed,
+            )
+        else:
+            worker.log.debug("Recovery: no lost jobs (%.3fs)", elapsed)
+        self.passes += 1
+        self.last_recovered = len(rows)
+        self.rows_recovered += len(rows)
+        self.recovered_event.set()
+        return len(rows)
+
+    async def wait_for_passes(
+        self, count: int = 1, *, timeout: float | None = None
+    ) -> None:
+        """Wait until ``count`` more passes are done (a test signal)."""
+        target = self.passes + count
+        async with asyncio.timeout(timeout):
+            while self.passes < target:
+                self.recovered_event.clear()
+                await self.recovered_event.wait()
