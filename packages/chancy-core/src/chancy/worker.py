@@ -16,11 +16,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection, OperationalError
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from chancy.errors import MigrationsNeededError
@@ -43,7 +44,16 @@ _EMPTY_LIST = "[]"
 class _QueueRunner:
     """The polling loop of one served queue."""
 
-    __slots__ = ("executor", "held", "queue", "removed", "stopping", "task", "update", "wake")
+    __slots__ = (
+        "executor",
+        "held",
+        "queue",
+        "removed",
+        "stopping",
+        "task",
+        "update",
+        "wake",
+    )
 
     def __init__(self, queue: Queue) -> None:
         self.queue = queue
@@ -450,7 +460,9 @@ class Worker:
         ref = Reference(job_id)
         for executor in self.executors.values():
             for job in executor.get_running_jobs():
-                if job.id == ref.identifier and (claim is None or str(job.claim_id) == str(claim)):
+                if job.id == ref.identifier and (
+                    claim is None or str(job.claim_id) == str(claim)
+                ):
                     with contextlib.suppress(Exception):
                         await executor.cancel(ref)
 
@@ -675,7 +687,8 @@ class Worker:
         Public so that subclasses can change how jobs are picked.
         """
         sql = self.chancy.sql
-        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+        scope = _statement_scope(conn, single=not queue.rate_limit)
+        async with scope, conn.cursor(row_factory=dict_row) as cursor:
             if queue.rate_limit:
                 await cursor.execute(
                     sql.rate_limit_take,
@@ -791,7 +804,10 @@ class Worker:
             max_attempts.append(job.max_attempts)
         plugins = self.chancy.plugin_manager
         async with self.chancy.pool.connection() as conn:
-            async with conn.transaction(), conn.cursor() as cursor:
+            scope = _statement_scope(
+                conn, single=not plugins.has_jobs_updated_in_transaction
+            )
+            async with scope, conn.cursor() as cursor:
                 await cursor.execute(
                     self.chancy.sql.update_jobs,
                     (
@@ -914,6 +930,28 @@ class Worker:
         await self.hub.emit(
             "metrics.record_histogram_value", {"key": key, "value": value}
         )
+
+
+@contextlib.asynccontextmanager
+async def _statement_scope(
+    conn: AsyncConnection[Any], *, single: bool
+) -> AsyncIterator[None]:
+    """A transaction, or, for one statement on an idle pooled connection,
+    autocommit: a single statement is atomic by itself and skipping BEGIN and
+    COMMIT saves two round trips on the hot path."""
+    if (
+        single
+        and not conn.autocommit
+        and conn.info.transaction_status == TransactionStatus.IDLE
+    ):
+        await conn.set_autocommit(True)
+        try:
+            yield
+        finally:
+            await conn.set_autocommit(False)
+    else:
+        async with conn.transaction():
+            yield
 
 
 class _TaskManager:
