@@ -1,0 +1,2 @@
+"""Schema migrations of the ``workflow`` line (tables ``{prefix}workflows`` and
+``{prefix}workflow_steps``)."""
