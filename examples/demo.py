@@ -51,6 +51,63 @@ async def show_progress(chancy: Chancy, refs: list, every: float = 0.5) -> None:
         await asyncio.sleep(every)
 
 
+async def demo_workflow(chancy: Chancy) -> None:
+    """A diamond of dependent jobs, when chancy-workflow is installed."""
+    try:
+        from chancy.plugins.workflow import Workflow, WorkflowPlugin
+    except ImportError:
+        print("(pip install chancy-workflow to see a workflow here)")
+        return
+    if "chancy.workflow_plugin" not in chancy.plugins:
+        return
+    page = fetch_page.job.with_max_attempts(5)
+    workflow = (
+        Workflow("demo-diamond")
+        .add("download", page.with_kwargs(url="https://example.com/a"))
+        .add_group(
+            [
+                ("thumbnail", resize_image.job.with_kwargs(name="a")),
+                ("preview", resize_image.job.with_kwargs(name="b")),
+            ],
+            dependencies=["download"],
+        )
+        .add(
+            "publish",
+            page.with_kwargs(url="https://example.com/done"),
+            dependencies=["thumbnail", "preview"],
+        )
+    )
+    started = time.monotonic()
+    workflow_id = await WorkflowPlugin.push(chancy, workflow)
+    done = await WorkflowPlugin.wait_for_workflow(
+        chancy, workflow_id, interval=0.1, timeout=60
+    )
+    print(
+        f"Workflow {done.name!r}: {done.state.value} in {time.monotonic() - started:.2f}s"
+    )
+    print("  " + WorkflowPlugin.generate_mermaid(done).replace("\n", "\n  "))
+
+
+async def demo_cron(chancy: Chancy) -> None:
+    """A schedule firing every second, when chancy-cron is installed."""
+    try:
+        from chancy.plugins.cron import Cron
+    except ImportError:
+        print("(pip install chancy-cron to see a schedule here)")
+        return
+    if "chancy.cron" not in chancy.plugins:
+        return
+    tick = fetch_page.job.with_kwargs(url="https://example.com/tick")
+    await Cron.schedule(chancy, "* * * * * *", tick.with_unique_key("demo-tick"))
+    await asyncio.sleep(3.5)
+    schedule = (await Cron.get_schedules(chancy))["demo-tick"]
+    print(
+        f"Cron 'demo-tick' (every second): last run {schedule['last_run']:%H:%M:%S},"
+        f" next {schedule['next_run']:%H:%M:%S}"
+    )
+    await Cron.unschedule(chancy, "demo-tick")
+
+
 async def run(dsn: str, count: int) -> None:
     async with Chancy(dsn) as chancy:
         await chancy.migrate()
@@ -88,6 +145,8 @@ async def run(dsn: str, count: int) -> None:
             print(
                 f"All done in {time.monotonic() - started:.2f}s on worker {worker.worker_id}"
             )
+            await demo_workflow(chancy)
+            await demo_cron(chancy)
         failed = [
             j for j in await chancy.get_jobs(refs) if j.state is QueuedJob.State.FAILED
         ]
