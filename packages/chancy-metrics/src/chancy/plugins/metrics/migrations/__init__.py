@@ -1,0 +1,1 @@
+"""Schema migrations of ``chancy-metrics`` (migration line ``metrics``)."""
