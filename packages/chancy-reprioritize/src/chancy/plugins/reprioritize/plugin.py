@@ -1,0 +1,271 @@
+"""Periodic priority increases of waiting jobs that match a rule."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+import psycopg
+from psycopg import sql
+
+from chancy.plugin import Plugin, PluginScope
+from chancy.rule import JobRules, SQLAble, compile_rule
+
+if TYPE_CHECKING:
+    from chancy.app import Chancy
+    from chancy.worker import Worker
+
+__all__ = ["Reprioritize"]
+
+IDENTIFIER: Final = "chancy.reprioritize"
+DISTRIBUTION: Final = "chancy-reprioritize"
+
+#: Only jobs in these states are ever reprioritized.
+WAITING_STATES: Final = ("pending", "retrying")
+
+# The jobs table's priority is an INTEGER: saturate rather than overflow.
+_INT_MIN: Final = -(2**31)
+_INT_MAX: Final = 2**31 - 1
+
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class Reprioritize(Plugin):
+    """Raises the priority of waiting jobs that match a rule, on the leader.
+
+    Age-based anti-starvation: with ``rule=Age() > 600``, a job still waiting
+    ten minutes after it was pushed gains ``priority_increase`` every
+    ``check_interval`` seconds until a worker takes it.
+
+    Every ``check_interval`` seconds (the first pass one interval after the
+    worker starts leading), a pass walks the ``pending`` and ``retrying`` jobs
+    that match ``rule`` in id order, in batches of ``batch_size`` rows, each
+    batch its own short transaction that locks its rows with ``FOR UPDATE
+    SKIP LOCKED`` and adds ``priority_increase`` to their priority. Each
+    batch starts after the last id of the previous one, so a pass raises
+    every matching job **once** even though the jobs still match the rule
+    afterwards; rows locked by someone else are skipped until the next pass.
+    The pass ends with an empty batch and sends ``reprioritize.done``
+    (``{"elapsed", "rows"}``).
+
+    ::
+
+        from chancy.plugins.reprioritize import Reprioritize
+
+        Reprioritize(
+            (Reprioritize.Rules.Age() > 600) & (Reprioritize.Rules.Queue() == "reports"),
+            check_interval=300,
+            priority_increase=1,
+        )
+
+    :param rule: which waiting jobs to raise (see :mod:`chancy.rule`).
+    :param check_interval: seconds between passes.
+    :param priority_increase: added to each matching job's priority per pass
+        (higher runs first). Priorities saturate at the limits of a 32-bit
+        integer.
+    :param batch_size: rows updated per transaction.
+    """
+
+    #: The rules for the jobs table (:class:`chancy.rule.JobRules`).
+    Rules: ClassVar[type[JobRules]] = JobRules
+
+    def __init__(
+        self,
+        rule: SQLAble,
+        *,
+        check_interval: float = 300,
+        priority_increase: int = 1,
+        batch_size: int = 1000,
+    ) -> None:
+        super().__init__()
+        compile_rule(rule)  # a bare column or a non-rule fails here, not at 3 a.m.
+        if (
+            isinstance(check_interval, bool)
+            or not isinstance(check_interval, int | float)
+            or not check_interval > 0
+        ):
+            raise ValueError(
+                "Reprioritize check_interval must be a positive number of seconds,"
+                f" got {check_interval!r}"
+            )
+        if not _is_int(priority_increase) or priority_increase == 0:
+            raise ValueError(
+                "Reprioritize priority_increase must be a non-zero integer,"
+                f" got {priority_increase!r}"
+            )
+        if not _is_int(batch_size) or batch_size < 1:
+            raise ValueError(
+                f"Reprioritize batch_size must be an integer of at least 1,"
+                f" got {batch_size!r}"
+            )
+        #: Which waiting jobs to raise.
+        self.rule = rule
+        #: Seconds between passes.
+        self.check_interval = check_interval
+        #: Added to each matching job's priority per pass.
+        self.priority_increase = priority_increase
+        #: Rows updated per transaction.
+        self.batch_size = batch_size
+        #: Test signals: passes done, rows raised by the last pass and in
+        #: total, and an event set after every pass.
+        self.passes = 0
+        self.last_updated = 0
+        self.rows_updated = 0
+        self.reprioritized_event = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Reprioritize(rule={self.rule!r}, check_interval={self.check_interval!r},"
+            f" priority_increase={self.priority_increase!r},"
+            f" batch_size={self.batch_size!r})>"
+        )
+
+    @staticmethod
+    def get_identifier() -> str:
+        return IDENTIFIER
+
+    @staticmethod
+    def get_dependencies() -> list[str]:
+        return ["chancy.leadership"]
+
+    @classmethod
+    def get_scope(cls) -> PluginScope:
+        return PluginScope.LEADER
+
+    @classmethod
+    def get_distribution(cls) -> str | None:
+        return DISTRIBUTION
+
+    # -- the loop ---------------------------------------------------------------
+
+    async def run(self, worker: Worker, chancy: Chancy) -> None:
+        """On the leader: a pass every ``check_interval`` seconds.
+
+        The first pass waits one interval, so that a change of leader does
+        not raise priorities early. :meth:`wake_up` runs a pass now.
+        """
+        while await self.sleep(self.check_interval):
+            await self.wait_for_leader(worker)
+            try:
+                await self.reprioritize(chancy, log=worker.log)
+            except _TRANSIENT as exc:
+                worker.log.warning(
+                    "Reprioritize: the pass failed (%s); trying again later", exc
+                )
+
+    # -- a pass -----------------------------------------------------------------
+
+    def _batch(self, chancy: Chancy, *, after: bool) -> tuple[sql.Composed, list[Any]]:
+        """The statement raising one batch and its rule parameters.
+
+        Parameters, in order: the states, the rule's values, the last id of
+        the previous batch (when ``after``), the batch size, the increase.
+        """
+        rule, params = compile_rule(self.rule)
+        query = sql.SQL(
+            "WITH batch AS ("
+            "SELECT id FROM {jobs} WHERE state = ANY(%s) AND ({rule}){after}"
+            " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " UPDATE {jobs} j SET priority ="
+            " LEAST(GREATEST(j.priority::bigint + %s, {low}), {high})::integer"
+            " FROM batch WHERE j.id = batch.id RETURNING j.id"
+        ).format(
+            jobs=sql.Identifier(f"{chancy.prefix}jobs"),
+            rule=rule,
+            after=sql.SQL(" AND id > %s" if after else ""),
+            low=sql.Literal(_INT_MIN),
+            high=sql.Literal(_INT_MAX),
+        )
+        return query, params
+
+    async def reprioritize(
+        self, chancy: Chancy, *, log: logging.Logger | None = None
+    ) -> int:
+        """One pass: raise every matching waiting job once; returns how many.
+
+        Batches of ``batch_size`` rows, each its own transaction, walk the
+        matching jobs by id until one comes back empty. Then
+        ``reprioritize.done`` is sent and the test signals are updated.
+        Callable directly, from any worker: the row locks make concurrent
+        passes safe (a job locked by one pass is skipped by the other).
+        """
+        log = log or chancy.log
+        started = time.monotonic()
+        first, params = self._batch(chancy, after=False)
+        following, _ = self._batch(chancy, after=True)
+        states = list(WAITING_STATES)
+        updated = 0
+        last_id: uuid.UUID | None = None
+        await chancy.ensure_open()
+        async with chancy.pool.connection() as conn:
+            async with conn.cursor() as cursor:
+                while True:
+                    async with conn.transaction():
+                        if last_id is None:
+                            await cursor.execute(
+                                first,
+                                [
+                                    states,
+                                    *params,
+                                    self.batch_size,
+                                    self.priority_increase,
+                                ],
+                            )
+                        else:
+                            await cursor.execute(
+                                following,
+                                [
+                                    states,
+                                    *params,
+                                    last_id,
+                                    self.batch_size,
+                                    self.priority_increase,
+                                ],
+                            )
+                        ids: list[uuid.UUID] = [
+                            row[0] for row in await cursor.fetchall()
+                        ]
+                    if not ids:
+                        break
+                    updated += len(ids)
+                    # PostgreSQL and Python order UUIDs the same way (by bytes).
+                    last_id = max(ids)
+            elapsed = round(time.monotonic() - started, 6)
+            async with conn.transaction(), conn.cursor() as cursor:
+                await chancy.notify(
+                    cursor, "reprioritize.done", {"elapsed": elapsed, "rows": updated}
+                )
+        if updated:
+            log.info(
+                "Reprioritize: raised the priority of %d job(s) by %d in %.3fs",
+                updated,
+                self.priority_increase,
+                elapsed,
+            )
+        else:
+            log.debug("Reprioritize: no job to raise (%.3fs)", elapsed)
+        self.passes += 1
+        self.last_updated = updated
+        self.rows_updated += updated
+        self.reprioritized_event.set()
+        return updated
+
+    #: The original's name for :meth:`reprioritize`.
+    reprioritize_jobs = reprioritize
+
+    async def wait_for_passes(
+        self, count: int = 1, *, timeout: float | None = None
+    ) -> None:
+        """Wait until ``count`` more passes are done (a test signal)."""
+        target = self.passes + count
+        async with asyncio.timeout(timeout):
+            while self.passes < target:
+                self.reprioritized_event.clear()
+                await self.reprioritized_event.wait()
