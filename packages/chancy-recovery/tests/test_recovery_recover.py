@@ -282,7 +282,9 @@ async def test_the_leader_recovers_without_being_asked(
     plugin = chancy.plugins["chancy.recovery"]
     assert isinstance(plugin, Recovery)
     await plugin.wait_for_passes(1, timeout=5)
-    job_id, _ = await insert_job(chancy)
+    # A queue no worker serves: the live worker must not run the job again
+    # before we look at it.
+    job_id, _ = await insert_job(chancy, queue="unserved")
     async with asyncio.timeout(5):
         while plugin.rows_recovered < 1:
             await plugin.wait_for_passes(1)
