@@ -43,8 +43,9 @@ DSN = os.environ.get(
 
 NOW = datetime.now(UTC)
 
+
 # label -> (queue, func, state, priority, attempts, created, scheduled, completed)
-def _rows(NOW: datetime) -> dict[str, tuple[Any, ...]]:  # noqa: N803
+def _rows(NOW: datetime) -> dict[str, tuple[Any, ...]]:
     return {
         "a": (
             "default",

@@ -158,7 +158,7 @@ def _import_module(path: str, name: str) -> Any:
                 " package, importable?)",
             ) from None
         raise _app_error(path, f"importing {name!r} failed: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - user code: report, don't crash
+    except Exception as exc:
         raise _app_error(
             path, f"importing {name!r} failed: {type(exc).__name__}: {exc}"
         ) from None
@@ -194,7 +194,7 @@ def _import_object(path: str) -> Any:
                 missing = missing or exc
                 continue
             raise _app_error(path, f"importing {module_name!r} failed: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - user code
+        except Exception as exc:
             raise _app_error(
                 path, f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
             ) from None
@@ -235,7 +235,7 @@ def load_app(path: str) -> Chancy:
         )
     try:
         app = obj()
-    except Exception as exc:  # noqa: BLE001 - user code  # noqa: BLE001 - user code: report, don't crash
+    except Exception as exc:
         raise _app_error(
             path, f"calling the factory failed: {type(exc).__name__}: {exc}"
         ) from None
@@ -507,7 +507,7 @@ def _load_plugin_commands(taken: set[str]) -> dict[str, click.Command]:
         manager = _plugins.PluginManager()
         manager.discover()
         found = manager.cli_commands()
-    except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+    except Exception as exc:
         click.echo(
             f"Warning: the plugins' commands could not be loaded:"
             f" {type(exc).__name__}: {exc}",
@@ -1320,7 +1320,7 @@ def plugins_command(ctx: click.Context) -> None:
 
     try:
         installed = _plugins.installed_plugins()
-    except Exception as exc:  # noqa: BLE001 - a broken plugin
+    except Exception as exc:
         raise click.ClickException(
             f"loading the plugin entry points failed: {type(exc).__name__}: {exc}"
         ) from None
