@@ -654,7 +654,7 @@ class Chancy:
         )
         return _InsertPlan(plain_rows, unique_rows, refs, by_key, payloads)
 
-    def _unique_params(self, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    def _columns(self, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
         columns = list(zip(*rows, strict=True))
         return tuple(list(c) for c in columns)
 
@@ -753,7 +753,7 @@ class Chancy:
                 for row in plan.plain:
                     await copy.write_row(_copy_row(row))
         elif plan.plain:
-            params = self._unique_params([(*r, None) for r in plan.plain])
+            params = self._columns([(*r, None) for r in plan.plain])
             if plan.payloads and not plan.unique:
                 await cur.execute(
                     sql.insert_jobs_notify, (*params, sql.channel, plan.payloads)
@@ -762,7 +762,7 @@ class Chancy:
             else:
                 await cur.execute(sql.insert_jobs, params)
         if plan.unique:
-            params = self._unique_params(plan.unique)
+            params = self._columns(plan.unique)
             if plan.payloads and not notified:
                 await cur.execute(
                     sql.insert_jobs_notify, (*params, sql.channel, plan.payloads)
@@ -801,7 +801,7 @@ class Chancy:
                     copy.write_row(_copy_row(row))
         rows: list[Any] = []
         if plan.unique:
-            cur.execute(sql.insert_jobs, self._unique_params(plan.unique))
+            cur.execute(sql.insert_jobs, self._columns(plan.unique))
             rows = cur.fetchall()
         if plan.payloads:
             cur.execute(sql.notify_many, (sql.channel, plan.payloads))

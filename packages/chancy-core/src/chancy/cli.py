@@ -90,9 +90,11 @@ from chancy.worker import Worker
 __all__ = [
     "CliState",
     "cli",
+    "format_table",
     "get_app",
     "load_app",
     "main",
+    "parse_kwargs_option",
     "run_async",
     "run_with_app",
 ]
@@ -431,9 +433,10 @@ class ExecutorType(_StrParam):
         )
 
 
-def _parse_kwargs(
+def parse_kwargs_option(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> dict[str, Any]:
+    """click callback: a ``--kwargs`` JSON object option (for plugin commands too)."""
     if value is None:
         return {}
     try:
@@ -449,7 +452,8 @@ def _parse_kwargs(
     return data
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Plain-text table with a dashed rule under the headers (for plugin commands too)."""
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -874,7 +878,7 @@ cli.add_command(misc)
     "--kwargs",
     "-k",
     "kwargs",
-    callback=_parse_kwargs,
+    callback=parse_kwargs_option,
     metavar="JSON",
     help="Keyword arguments as a JSON object, e.g. '{\"user_id\": 7}'.",
 )
@@ -1034,7 +1038,7 @@ def queue_list(ctx: click.Context, as_json: bool) -> None:
         "POLLING",
         "RATE LIMIT",
     ]
-    click.echo(_table(headers, [_queue_row(q) for q in queues]))
+    click.echo(format_table(headers, [_queue_row(q) for q in queues]))
 
 
 @queue_group.command("declare")
@@ -1142,7 +1146,7 @@ def queue_declare(
         "POLLING",
         "RATE LIMIT",
     ]
-    click.echo(_table(headers, [_queue_row(stored)]))
+    click.echo(format_table(headers, [_queue_row(stored)]))
 
 
 def _no_queue(name: str) -> click.ClickException:

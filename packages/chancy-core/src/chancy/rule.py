@@ -99,6 +99,7 @@ __all__ = [
     "AndCondition",
     "Attempts",
     "BaseCondition",
+    "ColumnRule",
     "CompletedAt",
     "Condition",
     "CreatedAt",
@@ -514,8 +515,9 @@ def compile_rule(rule: SQLAble) -> tuple[sql.Composable, list[Any]]:
     return _escape_percent(rule.to_sql()), []
 
 
-class _JobColumn(Rule):
-    """A preset over a column of the jobs table."""
+class ColumnRule(Rule):
+    """Base of preset rules: a subclass names its ``column`` and takes no
+    arguments. Plugins use it for presets over their own tables."""
 
     __slots__ = ()
     column: ClassVar[str]
@@ -525,6 +527,9 @@ class _JobColumn(Rule):
 
     def __repr__(self) -> str:
         return f"{type(self).__qualname__}()"
+
+
+_JobColumn = ColumnRule  # the former private name
 
 
 class JobRules:
@@ -537,7 +542,7 @@ class JobRules:
         (JobRules.State() == QueuedJob.State.FAILED) & (JobRules.Attempts() >= 3)
     """
 
-    class Age(_JobColumn):
+    class Age(ColumnRule):
         """Seconds since the job was created (``created_at``, not completion).
 
         Compares with numbers of seconds or :class:`~datetime.timedelta`:
@@ -555,44 +560,44 @@ class JobRules:
                 return value.total_seconds()
             return super().coerce(value)
 
-    class Queue(_JobColumn):
+    class Queue(ColumnRule):
         """The queue name (``queue``)."""
 
         __slots__ = ()
         column = "queue"
 
-    class Job(_JobColumn):
+    class Job(ColumnRule):
         """The job's importable function name (``func``)."""
 
         __slots__ = ()
         column = "func"
 
-    class State(_JobColumn):
+    class State(ColumnRule):
         """The job state (``state``); compare with a string or a
         :class:`chancy.job.QueuedJob.State` member."""
 
         __slots__ = ()
         column = "state"
 
-    class CreatedAt(_JobColumn):
+    class CreatedAt(ColumnRule):
         """When the job was pushed (``created_at``)."""
 
         __slots__ = ()
         column = "created_at"
 
-    class ScheduledAt(_JobColumn):
+    class ScheduledAt(ColumnRule):
         """When the job may run (``scheduled_at``)."""
 
         __slots__ = ()
         column = "scheduled_at"
 
-    class CompletedAt(_JobColumn):
+    class CompletedAt(ColumnRule):
         """When the job finished (``completed_at``; NULL until then)."""
 
         __slots__ = ()
         column = "completed_at"
 
-    class ID(_JobColumn):
+    class ID(ColumnRule):
         """The job id (``id``); strings and references become UUIDs."""
 
         __slots__ = ()
@@ -604,13 +609,13 @@ class JobRules:
                 return value
             return uuid.UUID(str(value))
 
-    class Priority(_JobColumn):
+    class Priority(ColumnRule):
         """The job priority (``priority``); higher runs first."""
 
         __slots__ = ()
         column = "priority"
 
-    class Attempts(_JobColumn):
+    class Attempts(ColumnRule):
         """How many times the job has been run (``attempts``)."""
 
         __slots__ = ()

@@ -6,46 +6,7 @@ See :mod:`chancy.rule` for the rules DSL. This is a plain module inside the
 
 from __future__ import annotations
 
-from chancy.rule import (
-    ID,
-    Age,
-    AndCondition,
-    Attempts,
-    BaseCondition,
-    CompletedAt,
-    Condition,
-    CreatedAt,
-    Job,
-    JobRules,
-    Not,
-    OrCondition,
-    Priority,
-    Queue,
-    Rule,
-    ScheduledAt,
-    SQLAble,
-    State,
-    compile_rule,
-)
+from chancy import rule as _rule
+from chancy.rule import *
 
-__all__ = [
-    "ID",
-    "Age",
-    "AndCondition",
-    "Attempts",
-    "BaseCondition",
-    "CompletedAt",
-    "Condition",
-    "CreatedAt",
-    "Job",
-    "JobRules",
-    "Not",
-    "OrCondition",
-    "Priority",
-    "Queue",
-    "Rule",
-    "SQLAble",
-    "ScheduledAt",
-    "State",
-    "compile_rule",
-]
+__all__ = list(_rule.__all__)

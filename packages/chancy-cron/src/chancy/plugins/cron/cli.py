@@ -17,13 +17,12 @@ are reported in one line with exit status 1, before anything is written.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from chancy.cli import run_with_app
+from chancy.cli import format_table, parse_kwargs_option, run_with_app
 from chancy.job import Job
 from chancy.plugins.cron.plugin import Cron
 from chancy.plugins.cron.schedule import (
@@ -36,21 +35,6 @@ if TYPE_CHECKING:
     from chancy.app import Chancy
 
 __all__ = ["cron_group"]
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.ljust(w) for c, w in zip(cells, widths, strict=True)
-        ).rstrip()
-
-    return "\n".join(
-        [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
-    )
 
 
 def _local(value: datetime | None, timezone: str) -> str:
@@ -118,25 +102,7 @@ def cron_list(ctx: click.Context, as_json: bool) -> None:
         ]
         for s in schedules.values()
     ]
-    click.echo(_table(headers, rows))
-
-
-def _parse_kwargs(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> dict[str, Any]:
-    if value is None:
-        return {}
-    try:
-        data = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", ctx, param) from None
-    if not isinstance(data, dict):
-        raise click.BadParameter(
-            f"must be a JSON object of keyword arguments, got {type(data).__name__}",
-            ctx,
-            param,
-        )
-    return data
+    click.echo(format_table(headers, rows))
 
 
 @cron_group.command("add")
@@ -152,7 +118,7 @@ def _parse_kwargs(
     "--kwargs",
     "-k",
     "kwargs",
-    callback=_parse_kwargs,
+    callback=parse_kwargs_option,
     metavar="JSON",
     help="Keyword arguments as a JSON object, e.g. '{\"user_id\": 7}'.",
 )
