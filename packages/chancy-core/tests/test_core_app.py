@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,7 @@ from psycopg.rows import dict_row
 from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference, job
 from chancy.app import _dsn_from_django
 from chancy.errors import ConfigurationError
+from chancy.utils import uuid7, uuid7_many
 
 
 @job(queue="emails", priority=3, max_attempts=2)
@@ -440,3 +442,73 @@ async def test_bulk_push_round_trips_every_field_and_notifies_once_per_queue(
         '{"t":"queue.pushed","q":"q0"}',
         '{"t":"queue.pushed","q":"q1"}',
     ]
+
+
+async def test_bulk_copy_stores_awkward_text_exactly(chancy: Chancy) -> None:
+    """The COPY path escapes what its text format treats specially."""
+    awkward = {
+        "backslash": "C:\\temp\\new",
+        "controls": "tab\there\nnewline\rreturn",
+        "copy_end": "\\.",
+        "quote": 'say "hi"',
+        "unicode": "café ☕ 𝄞",
+        "nul_escape": "\\u0000 is text here",
+    }
+    jobs = [
+        Job(
+            func="m.f",
+            queue="odd\tqueue\\name",
+            kwargs={"i": i, **awkward},
+            meta={"note": "line1\nline2\\"},
+            scheduled_at=datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        )
+        for i in range(100)
+    ]
+    refs = [r async for batch in chancy.push_many(jobs) for r in batch]
+    stored = {j.id: j for j in await chancy.get_jobs(refs)}
+    assert len(stored) == 100
+    for i, ref in enumerate(refs):
+        job_ = stored[ref.identifier]
+        assert job_.kwargs == {"i": i, **awkward}
+        assert job_.meta == {"note": "line1\nline2\\"}
+        assert job_.queue == "odd\tqueue\\name"
+        assert job_.scheduled_at == datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+async def test_push_many_commits_earlier_batches_before_a_bad_one_raises(
+    chancy: Chancy,
+) -> None:
+    """Each batch is its own transaction; a bad batch writes nothing of itself."""
+    good = [Job(func="m.f", kwargs={"i": i}) for i in range(150)]
+    bad = [Job(func="m.f", kwargs={"i": i}) for i in range(99)]
+    bad.append(Job(func="m.f", kwargs={"oops": object()}))
+    seen: list[list[Reference]] = []
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        async for batch in chancy.push_many(good + bad, batch_size=150):
+            seen.append(batch)
+    assert [len(b) for b in seen] == [150]
+    assert await count_rows(chancy, "jobs") == 150
+
+
+async def test_push_many_does_not_insert_a_batch_nobody_asked_for(
+    chancy: Chancy,
+) -> None:
+    jobs = [Job(func="m.f", kwargs={"i": i}) for i in range(300)]
+    gen = chancy.push_many(jobs, batch_size=100)
+    first = await anext(gen)
+    assert len(first) == 100
+    await gen.aclose()
+    assert await count_rows(chancy, "jobs") == 100
+
+
+def test_uuid7_many_is_increasing_unique_and_rfc_9562() -> None:
+    batches = [uuid7_many(500) for _ in range(5)]
+    ids = [i for batch in batches for i in batch] + [uuid7()]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    # Indistinguishable from UUIDs built the ordinary way.
+    assert all(
+        uuid.UUID(str(i)) == i and hash(uuid.UUID(i.hex)) == hash(i) for i in ids
+    )
+    ms = int(time.time() * 1000)
+    assert abs((ids[0].int >> 80) - ms) < 5000

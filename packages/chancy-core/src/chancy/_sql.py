@@ -69,9 +69,22 @@ class Statements:
             + insert_tail
         )
         self.insert_jobs = insert_head + insert_source + insert_tail
+        # One job with scalar parameters: binding a dozen one-element arrays
+        # costs more client CPU than the statement's round trip.
+        self.insert_job_notify = (
+            insert_head
+            + "SELECT %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::int, %s::int,"
+            " %s::timestamptz, %s::text FROM (SELECT pg_notify(%s, %s)) AS n"
+            + insert_tail
+        )
+        self.insert_job = (
+            insert_head
+            + "VALUES (%s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::int, %s::int,"
+            " %s::timestamptz, %s::text)" + insert_tail
+        )
         self.copy_jobs = (
             f"COPY {jobs} (id, queue, func, kwargs, limits, meta, priority, max_attempts,"
-            f" scheduled_at) FROM STDIN (FORMAT BINARY)"
+            f" scheduled_at) FROM STDIN"
         )
 
         self.get_job = f"SELECT {JOB_COLUMNS} FROM {jobs} WHERE id = %s"

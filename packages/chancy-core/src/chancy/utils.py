@@ -54,35 +54,52 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+_MASK62 = (1 << 62) - 1
+
+
+def _uuid7_layout(candidate: int) -> int:
+    """Spread 48 ms bits + 74 counter bits around the version and variant bits."""
+    return (
+        ((candidate >> 74) << 80)
+        | (0x7 << 76)
+        | (((candidate >> 62) & 0xFFF) << 64)
+        | (0b10 << 62)
+        | (candidate & _MASK62)
+    )
+
+
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
+
+
+def _uuid_from_int(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` without its argument checks (value is in range)."""
+    out = object.__new__(uuid.UUID)
+    object.__setattr__(out, "int", value)
+    object.__setattr__(out, "is_safe", _SAFE_UNKNOWN)
+    return out
+
+
 def uuid7_many(count: int) -> list[uuid.UUID]:
-    """``count`` increasing UUIDv7s, cheaper than calling :func:`uuid7` in a loop."""
+    """``count`` increasing UUIDv7s, much cheaper than calling :func:`uuid7` in a loop.
+
+    The first id's 74 bits below the timestamp are random (or one more than the
+    last id this process made); the following ones count up from it (RFC 9562
+    §6.2, a monotonic random counter), so a batch costs one random draw.
+    """
     global _uuid7_last
     if count <= 0:
         return []
-    randomness = os.urandom(10 * count)
-    out: list[uuid.UUID] = []
-    append = out.append
-    mask62 = (1 << 62) - 1
     with _uuid7_lock:
         ms = time.time_ns() // 1_000_000
-        last = _uuid7_last
-        for i in range(count):
-            candidate = (ms << 74) | (
-                int.from_bytes(randomness[10 * i : 10 * i + 10], "big") >> 7
-            )
-            if candidate <= last:
-                candidate = last + 1
-            last = candidate
-            value = (
-                ((candidate >> 74) << 80)
-                | (0x7 << 76)
-                | (((candidate >> 62) & 0xFFF) << 64)
-                | (0b10 << 62)
-                | (candidate & mask62)
-            )
-            append(uuid.UUID(int=value))
-        _uuid7_last = last
-    return out
+        first = (ms << 74) | (int.from_bytes(os.urandom(10), "big") >> 7)
+        if first <= _uuid7_last:
+            first = _uuid7_last + 1
+        _uuid7_last = first + count - 1
+    if (first & _MASK62) + count <= _MASK62:
+        # The counter stays inside its low 62 bits: the UUIDs are consecutive.
+        base = _uuid7_layout(first)
+        return [_uuid_from_int(base + i) for i in range(count)]
+    return [_uuid_from_int(_uuid7_layout(first + i)) for i in range(count)]
 
 
 def chancy_uuid() -> str:
