@@ -136,6 +136,43 @@ async def test_fifo_within_priority_and_priority_first(
     assert RUNS == ["urgent", 0, 1, 2, 3, 4]
 
 
+async def test_pause_announced_during_a_scan_is_not_lifted_by_that_scan(
+    chancy: Chancy, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan that read the queues before a pause must not undo the pause's hold."""
+    await declare(chancy)
+    await wait_served(worker, "fast")
+    read, release = asyncio.Event(), asyncio.Event()
+    get_all_queues = chancy.get_all_queues
+
+    async def stale_read() -> list[Queue]:
+        queues = await get_all_queues()  # still says "active"
+        read.set()
+        await release.wait()
+        return queues
+
+    monkeypatch.setattr(chancy, "get_all_queues", stale_read)
+    # Keep the worker's own follow-up scan out of the way (it waits on the old
+    # event for queue_change_poll_interval = 10 s).
+    monkeypatch.setattr(worker, "_scan_wake", asyncio.Event())
+    scan = asyncio.create_task(worker._scan_queues())
+    await read.wait()
+    await chancy.pause_queue("fast")
+    deadline = time.monotonic() + 5
+    while not worker._runners["fast"].held:
+        assert time.monotonic() < deadline, "the pause was never announced"
+        await asyncio.sleep(0.01)
+    release.set()
+    await scan
+    ref = await chancy.push(record.job.with_kwargs(value="while-paused"))
+    await asyncio.sleep(0.3)  # three polling intervals
+    assert RUNS == []
+    monkeypatch.undo()
+    await chancy.resume_queue("fast")
+    await chancy.wait_for_job(ref, interval=0.02, timeout=10)
+    assert RUNS == ["while-paused"]
+
+
 async def test_scheduled_job_waits_for_its_time(chancy: Chancy, worker: Worker) -> None:
     await declare(chancy)
     at = datetime.now(UTC) + timedelta(seconds=1)

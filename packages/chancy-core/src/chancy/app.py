@@ -831,7 +831,9 @@ class Chancy:
         row = (*plan.plain[0], None) if plan.plain else plan.unique[0]
         if plan.payloads:
             await cur.execute(
-                sql.insert_job_notify, (*row, sql.channel, plan.payloads[0])
+                sql.insert_job_notify,
+                (*row, sql.channel, plan.payloads[0]),
+                prepare=True,
             )
         else:
             await cur.execute(sql.insert_job, row)

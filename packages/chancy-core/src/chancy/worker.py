@@ -64,8 +64,9 @@ class _QueueRunner:
         self.update: Queue | None = None
         self.removed = False
         self.stopping = False
-        #: A pause was announced; fetch nothing until the next scan confirms.
-        self.held = False
+        #: A pause was announced (the number of the queue-change event that
+        #: announced it); fetch nothing until a scan started after it confirms.
+        self.held = 0
 
 
 class Worker:
@@ -147,6 +148,8 @@ class Worker:
         self._flush_idle = asyncio.Event()
         self._flush_idle.set()
         self._scan_wake = asyncio.Event()
+        #: Queue-change events seen; a scan only lifts holds older than itself.
+        self._change_seq = 0
         self._listening = asyncio.Event()
         self._started = False
         self._stopping: asyncio.Future[bool] | None = None
@@ -472,11 +475,12 @@ class Worker:
             runner.wake.set()
 
     def _on_queue_changed(self, event: Event) -> None:
+        self._change_seq += 1
         if event.name == "queue.paused":
             # Stop fetching at once; the scan then applies the new settings.
             runner = self._runners.get(event.body.get("q", ""))
             if runner is not None:
-                runner.held = True
+                runner.held = self._change_seq
         self._scan_wake.set()
 
     # ------------------------------------------------------------------
@@ -490,6 +494,8 @@ class Worker:
             await self._scan_queues()
 
     async def _scan_queues(self) -> None:
+        # A pause announced while this scan reads may not be in what it reads.
+        seen = self._change_seq
         queues = {
             q.name: q for q in await self.chancy.get_all_queues() if self.matches(q)
         }
@@ -504,7 +510,8 @@ class Worker:
             elif new != runner.queue and new != runner.update:
                 runner.update = new
                 runner.wake.set()
-            runner.held = False
+            if runner.held and runner.held <= seen:
+                runner.held = 0
         for name, queue in queues.items():
             if name not in self._runners and not self.shutdown_event.is_set():
                 runner = _QueueRunner(queue)
@@ -702,6 +709,7 @@ class Worker:
             await cursor.execute(
                 sql.fetch_jobs,
                 {"queue": queue.name, "limit": up_to, "worker_id": self.worker_id},
+                prepare=True,  # hot path: skip psycopg's 5 unprepared warm-up runs
             )
             rows = await cursor.fetchall()
             if queue.rate_limit and rows:
@@ -822,6 +830,7 @@ class Worker:
                         metas,
                         max_attempts,
                     ),
+                    prepare=True,
                 )
                 applied_ids = {row[0] for row in await cursor.fetchall()}
                 if len(applied_ids) == len(batch):
