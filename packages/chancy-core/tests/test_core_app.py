@@ -512,3 +512,37 @@ def test_uuid7_many_is_increasing_unique_and_rfc_9562() -> None:
     )
     ms = int(time.time() * 1000)
     assert abs((ids[0].int >> 80) - ms) < 5000
+
+
+async def test_a_pooled_connection_cut_while_idle_is_replaced_not_raised(
+    chancy: Chancy, chancy_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a database restart (or a firewall cutting idle sockets), the first
+    push gets a fresh connection instead of an error."""
+    monkeypatch.setattr(chancy._idle_check, "after", 0.05)
+    await chancy.push(Job(func="m.f"))
+    async with chancy.pool.connection() as conn:
+        pid = conn.info.backend_pid
+    async with await psycopg.AsyncConnection.connect(
+        chancy_dsn, autocommit=True
+    ) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    await asyncio.sleep(0.1)
+    ref = await chancy.push(Job(func="m.f"))
+    assert await chancy.get_job(ref) is not None
+
+
+def test_a_sync_pooled_connection_cut_while_idle_is_replaced(
+    chancy_dsn: str, chancy: Chancy
+) -> None:
+    app = Chancy(chancy_dsn, no_default_plugins=True)
+    app._idle_check.after = 0.05
+    with app:
+        app.sync_push(Job(func="m.f"))
+        with app.sync_pool.connection() as conn:
+            pid = conn.info.backend_pid
+        with psycopg.connect(chancy_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        time.sleep(0.1)
+        ref = app.sync_push(Job(func="m.f"))
+        assert app.sync_get_job(ref) is not None

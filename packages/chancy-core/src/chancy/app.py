@@ -7,7 +7,9 @@ import enum
 import functools
 import json
 import logging
+import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -83,6 +85,56 @@ def _copy_text(rows: Sequence[tuple[Any, ...]]) -> bytes:
             f"\t{priority}\t{max_attempts}\t{when.isoformat()}\n"
         )
     return "".join(lines).encode()
+
+
+class _IdleCheck:
+    """Pool ``check`` callback: test a connection before handing it out only
+    if it was last handed out ``after`` seconds ago or more.
+
+    A connection idle that long may have been cut by a database restart or a
+    firewall; checking costs one round trip, so connections reused at once
+    (the hot path) are not checked. When a check fails, every idle connection
+    is checked in the background, so the pool sheds all the dead ones at
+    once; the caller gets a live connection instead of an error.
+
+    (The time of the last checkout, not of the return, is kept: a pool
+    ``reset`` callback would move every return into a background task.)
+    """
+
+    __slots__ = ("after", "last_used", "sweeps")
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self.last_used: weakref.WeakKeyDictionary[Any, float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.sweeps: set[asyncio.Task[None]] = set()
+
+    def idle_too_long(self, conn: Any) -> bool:
+        now = time.monotonic()
+        at = self.last_used.get(conn)
+        self.last_used[conn] = now
+        return at is not None and now - at >= self.after
+
+    async def check(self, conn: AsyncConnection[Any], pool: Any = None) -> None:
+        if not self.idle_too_long(conn):
+            return
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            if pool is not None and not self.sweeps:
+                sweep = asyncio.ensure_future(pool.check())
+                self.sweeps.add(sweep)
+                sweep.add_done_callback(self.sweeps.discard)
+            raise
+
+    def sync_check(self, conn: Connection[Any]) -> None:
+        if self.idle_too_long(conn):
+            ConnectionPool.check_connection(conn)
+
+
+#: Seconds a pooled connection may sit idle before it is checked on checkout.
+IDLE_CHECK_AFTER = 5.0
 
 
 @functools.lru_cache(maxsize=1024)
@@ -234,6 +286,7 @@ class Chancy:
         self._external_pool = pool is not None
         self._sync_pool: ConnectionPool[Any] | None = None
         self._open_lock: asyncio.Lock | None = None
+        self._idle_check = _IdleCheck(IDLE_CHECK_AFTER)
 
         self.plugin_manager = _plugins.PluginManager()
         discovered = self.plugin_manager.discover()
@@ -289,8 +342,12 @@ class Chancy:
                 reconnect_timeout=self.poll_reconnect_timeout,
                 open=False,
                 name=f"chancy-{self.prefix}",
+                check=self._check_pooled,
             )
         return self._pool
+
+    async def _check_pooled(self, conn: AsyncConnection[Any]) -> None:
+        await self._idle_check.check(conn, self._pool)
 
     @property
     def sync_pool(self) -> ConnectionPool[Any]:
@@ -303,6 +360,7 @@ class Chancy:
                 reconnect_timeout=self.poll_reconnect_timeout,
                 open=False,
                 name=f"chancy-sync-{self.prefix}",
+                check=self._idle_check.sync_check,
             )
         return self._sync_pool
 
