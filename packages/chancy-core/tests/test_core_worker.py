@@ -173,6 +173,44 @@ async def test_pause_announced_during_a_scan_is_not_lifted_by_that_scan(
     assert RUNS == ["while-paused"]
 
 
+async def test_a_queue_paused_while_a_scan_first_reads_it_starts_held(
+    chancy: Chancy, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race for a queue the worker does not serve yet: the scan that
+    creates its runner read it as active, the pause came before the runner."""
+    read, release = asyncio.Event(), asyncio.Event()
+    get_all_queues = chancy.get_all_queues
+
+    async def stale_read() -> list[Queue]:
+        queues = await get_all_queues()
+        read.set()
+        await release.wait()
+        return queues
+
+    monkeypatch.setattr(chancy, "get_all_queues", stale_read)
+    monkeypatch.setattr(worker, "_scan_wake", asyncio.Event())
+    await declare(chancy, "late")
+    scan = asyncio.create_task(worker._scan_queues())
+    await read.wait()
+    await chancy.pause_queue("late")
+    deadline = time.monotonic() + 5
+    while "late" not in worker._paused_seq:
+        assert time.monotonic() < deadline, "the pause was never announced"
+        await asyncio.sleep(0.01)
+    release.set()
+    await scan
+    await wait_served(worker, "late")
+    ref = await chancy.push(
+        record.job.with_kwargs(value="while-paused").with_queue("late")
+    )
+    await asyncio.sleep(0.3)
+    assert RUNS == []
+    monkeypatch.undo()
+    await chancy.resume_queue("late")
+    await chancy.wait_for_job(ref, interval=0.02, timeout=10)
+    assert RUNS == ["while-paused"]
+
+
 async def test_scheduled_job_waits_for_its_time(chancy: Chancy, worker: Worker) -> None:
     await declare(chancy)
     at = datetime.now(UTC) + timedelta(seconds=1)

@@ -150,6 +150,9 @@ class Worker:
         self._scan_wake = asyncio.Event()
         #: Queue-change events seen; a scan only lifts holds older than itself.
         self._change_seq = 0
+        #: Queue name -> number of the event that last announced its pause
+        #: (kept for queues this worker does not serve yet, too).
+        self._paused_seq: dict[str, int] = {}
         self._listening = asyncio.Event()
         self._started = False
         self._stopping: asyncio.Future[bool] | None = None
@@ -478,7 +481,9 @@ class Worker:
         self._change_seq += 1
         if event.name == "queue.paused":
             # Stop fetching at once; the scan then applies the new settings.
-            runner = self._runners.get(event.body.get("q", ""))
+            name = event.body.get("q", "")
+            self._paused_seq[name] = self._change_seq
+            runner = self._runners.get(name)
             if runner is not None:
                 runner.held = self._change_seq
         self._scan_wake.set()
@@ -515,10 +520,15 @@ class Worker:
         for name, queue in queues.items():
             if name not in self._runners and not self.shutdown_event.is_set():
                 runner = _QueueRunner(queue)
+                paused = self._paused_seq.get(name, 0)
+                if paused > seen:  # paused after we read it as active
+                    runner.held = paused
                 self._runners[name] = runner
                 runner.task = asyncio.create_task(
                     self._run_queue(runner), name=f"queue:{name}"
                 )
+        # Pauses this scan read are in effect; forget them.
+        self._paused_seq = {n: q for n, q in self._paused_seq.items() if q > seen}
 
     async def _run_queue(self, runner: _QueueRunner) -> None:
         failures = 0
