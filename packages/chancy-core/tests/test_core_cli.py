@@ -35,6 +35,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from chancy import _plugins, hookimpl
+from chancy import cli as cli_module
 from chancy.cli import cli, get_app, main
 from chancy.plugin import Plugin
 
@@ -716,6 +717,62 @@ def test_plugin_command_appears_and_gets_the_app(
 
     # The built-in group wins over the clashing plugin command.
     assert "Declare, inspect" in invoke(runner, "queue", "--help").stdout
+
+
+def _extending_plugin_module() -> types.ModuleType:
+    module = types.ModuleType("chancy_cli_extending_plugin_hooks")
+
+    @click.group("worker")
+    def worker() -> None:
+        """Extends the built-in group."""
+
+    @worker.command("extra")
+    @click.pass_context
+    def extra(ctx: click.Context) -> None:
+        """A plugin's subcommand of a built-in group."""
+        click.echo(f"extra with {get_app(ctx).prefix}")
+
+    @worker.command("start")
+    def start() -> None:
+        """Clashes with the built-in ``worker start``."""
+        click.echo("the plugin's start")
+
+    def chancy_cli_commands() -> list[click.Command]:
+        return [worker]
+
+    module.chancy_cli_commands = hookimpl(chancy_cli_commands)  # type: ignore[attr-defined]
+    return module
+
+
+def test_plugin_group_extends_a_builtin_group(
+    runner: CliRunner, app_module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        _plugins,
+        "_entry_point_cache",
+        [("clitest", "chancy-clitest", "9.9.9", _extending_plugin_module())],
+    )
+    helped = invoke(runner, "worker", "--help")
+    assert helped.exit_code == 0, helped.output
+    assert "  extra " in helped.stdout and "  start " in helped.stdout
+    assert "'worker start' clashes" in helped.stderr
+
+    result = invoke(runner, "-a", f"{app_module}:chancy", "worker", "extra")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "extra with chancy_\n"
+
+    # The built-in subcommand wins; the root lists no second "worker".
+    assert "Exits with status 1" in invoke(runner, "worker", "start", "--help").stdout
+    root = invoke(runner, "--help").stdout
+    assert root.count("  worker ") == 1
+    # A built-in subcommand does not load the plugins at all.
+    loads = []
+    monkeypatch.setattr(
+        "chancy.cli._load_plugin_commands",
+        lambda builtins: loads.append(builtins) or cli_module._PluginCommands(),
+    )
+    assert invoke(runner, "worker", "start", "--help").exit_code == 0
+    assert loads == []
 
 
 def test_plugins_lists_installed_distributions(

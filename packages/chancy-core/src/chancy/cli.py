@@ -60,8 +60,11 @@ are found through the ``chancy`` entry points, so they are listed even without
         from chancy.plugins.cron.cli import cron
         return cron
 
-A plugin command whose name is taken by a built-in command (or an earlier
-plugin's) is skipped with a warning.
+A plugin group named like a built-in group extends it: ``chancy-web``
+returns a ``worker`` group holding ``web``, which becomes ``chancy worker
+web`` next to the built-in ``chancy worker start``. Any other plugin command
+whose name is taken by a built-in command (or an earlier plugin's), and a
+subcommand clashing with a built-in one, is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ from chancy.queue import Queue
 from chancy.worker import Worker
 
 __all__ = [
+    "BuiltinGroup",
     "CliState",
     "cli",
     "format_table",
@@ -503,10 +507,26 @@ def _parse_job_id(value: str) -> Reference:
 # ---------------------------------------------------------------------------
 
 
-def _load_plugin_commands(taken: set[str]) -> dict[str, click.Command]:
-    """Commands returned by every ``chancy_cli_commands`` implementation."""
+class _PluginCommands:
+    """What the plugins add: top-level commands, and subcommands of built-in groups."""
+
+    __slots__ = ("extensions", "top_level")
+
+    def __init__(self) -> None:
+        self.top_level: dict[str, click.Command] = {}
+        self.extensions: dict[str, dict[str, click.Command]] = {}
+
+
+def _load_plugin_commands(builtins: dict[str, click.Command]) -> _PluginCommands:
+    """Commands returned by every ``chancy_cli_commands`` implementation.
+
+    A group named like a built-in group (``worker``) extends it with those of
+    its subcommands whose names are free; any other clash is skipped with a
+    warning.
+    """
     from chancy import _plugins
 
+    loaded = _PluginCommands()
     try:
         manager = _plugins.PluginManager()
         manager.discover()
@@ -517,8 +537,7 @@ def _load_plugin_commands(taken: set[str]) -> dict[str, click.Command]:
             f" {type(exc).__name__}: {exc}",
             err=True,
         )
-        return {}
-    commands: dict[str, click.Command] = {}
+        return loaded
     for command in found:
         if not isinstance(command, click.Command) or not command.name:
             click.echo(
@@ -527,15 +546,40 @@ def _load_plugin_commands(taken: set[str]) -> dict[str, click.Command]:
                 err=True,
             )
             continue
-        if command.name in taken or command.name in commands:
+        builtin = builtins.get(command.name)
+        if isinstance(builtin, click.Group) and isinstance(command, click.Group):
+            added = loaded.extensions.setdefault(command.name, {})
+            for name, sub in command.commands.items():
+                if name in builtin.commands or name in added:
+                    click.echo(
+                        f"Warning: a plugin's command '{command.name} {name}' clashes"
+                        " with an existing command; ignored",
+                        err=True,
+                    )
+                    continue
+                added[name] = sub
+            continue
+        if builtin is not None or command.name in loaded.top_level:
             click.echo(
                 f"Warning: a plugin's command {command.name!r} clashes with an"
                 " existing command; ignored",
                 err=True,
             )
             continue
-        commands[command.name] = command
-    return commands
+        loaded.top_level[command.name] = command
+    return loaded
+
+
+def _plugin_commands(ctx: click.Context) -> _PluginCommands:
+    """The plugins' commands, loaded once per invocation (on first need)."""
+    root = ctx.find_root()
+    loaded = root.meta.get(_PLUGIN_COMMANDS_KEY)
+    if loaded is None:
+        group = root.command
+        builtins = dict(group.commands) if isinstance(group, click.Group) else {}
+        loaded = _load_plugin_commands(builtins)
+        root.meta[_PLUGIN_COMMANDS_KEY] = loaded
+    return loaded
 
 
 class ChancyGroup(click.Group):
@@ -545,22 +589,32 @@ class ChancyGroup(click.Group):
     commands are listed), once per invocation.
     """
 
-    def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
-        meta = ctx.find_root().meta
-        commands = meta.get(_PLUGIN_COMMANDS_KEY)
-        if commands is None:
-            commands = _load_plugin_commands(set(self.commands))
-            meta[_PLUGIN_COMMANDS_KEY] = commands
-        return commands
-
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self._plugin_commands(ctx)})
+        return sorted({*super().list_commands(ctx), *_plugin_commands(ctx).top_level})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             return command
-        return self._plugin_commands(ctx).get(cmd_name)
+        return _plugin_commands(ctx).top_level.get(cmd_name)
+
+
+class BuiltinGroup(click.Group):
+    """A built-in group (``worker``, ``queue``…) that plugins may extend: a plugin
+    group of the same name adds its subcommands (``chancy worker web``).
+
+    As for the root, plugins are consulted only for names that are not built in.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        extra = _plugin_commands(ctx).extensions.get(self.name or "", {})
+        return sorted({*super().list_commands(ctx), *extra})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        return _plugin_commands(ctx).extensions.get(self.name or "", {}).get(cmd_name)
 
 
 @click.group(cls=ChancyGroup)
@@ -770,7 +824,7 @@ def check_migrations_command(ctx: click.Context) -> None:
         ctx.exit(1)
 
 
-@click.group("misc")
+@click.group("misc", cls=BuiltinGroup)
 def misc() -> None:
     """Migrations and an interactive shell (the original's spelling)."""
 
@@ -934,7 +988,7 @@ def job_push(
     click.echo(str(run_with_app(ctx, main)))
 
 
-@click.group("job")
+@click.group("job", cls=BuiltinGroup)
 def job_group() -> None:
     """Push, inspect and cancel jobs."""
 
@@ -988,7 +1042,7 @@ cli.add_command(job_group)
 # ---------------------------------------------------------------------------
 
 
-@click.group("queue")
+@click.group("queue", cls=BuiltinGroup)
 def queue_group() -> None:
     """Declare, inspect, pause, resume and delete queues."""
 
@@ -1244,7 +1298,7 @@ cli.add_command(queue_group)
 # ---------------------------------------------------------------------------
 
 
-@click.group("worker")
+@click.group("worker", cls=BuiltinGroup)
 def worker_group() -> None:
     """Run workers."""
 

@@ -230,8 +230,15 @@ def chancy_web_routes(chancy: Chancy) -> Sequence[Any] | None:
 
     :param chancy: the app the web server serves.
 
-    Called once when the web plugin builds its application; the route objects'
-    shape is defined by ``chancy-web``.
+    Called once each time the web plugin (``chancy-web``) builds its
+    application, for every registered hookimpl module whether or not its
+    plugin is enabled (a :class:`~chancy.plugin.Plugin` adds routes only while
+    enabled by naming an ``ApiPlugin`` in its ``api_plugin()`` instead). Each
+    item is a route dict ``{"path", "endpoint", "methods", "name",
+    "is_websocket"?, "auth"?}`` whose endpoint is called as
+    ``endpoint(request, *, chancy, worker)`` and requires authentication
+    unless ``"auth": False``; an ``ApiPlugin`` subclass; or a Starlette route,
+    added as it is (it checks authentication itself).
 
     .. versionadded:: 0.1
     """
