@@ -2,9 +2,12 @@
 
     hatch run demo:run                       # a throwaway PostgreSQL cluster
     hatch run demo:run --dsn postgresql://…  # your own database (tables are created)
+    hatch run demo:run --exit                # do not keep the dashboard up afterwards
 
 With no DSN the demo starts a private PostgreSQL cluster from the machine's
-binaries (initdb/postgres) and removes it when it exits.
+binaries (initdb/postgres) and removes it when it exits. When chancy-web is
+installed, the worker also serves the dashboard (the URL, user and password
+are printed) and keeps serving it after the demo until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import collections
 import logging
 import os
 import random
+import secrets
 import time
+from typing import Any
 
 from chancy import Chancy, Job, Queue, QueuedJob, Worker, job
 
@@ -108,8 +113,42 @@ async def demo_cron(chancy: Chancy) -> None:
     await Cron.unschedule(chancy, "demo-tick")
 
 
-async def run(dsn: str, count: int) -> None:
-    async with Chancy(dsn) as chancy:
+def dashboard(port: int) -> tuple[Any, str] | None:
+    """An Api plugin with a random password, when chancy-web is installed."""
+    try:
+        from chancy.plugins.api import Api
+        from chancy.plugins.api.auth import SimpleAuthBackend
+    except ImportError:
+        print("(pip install chancy-web to see the dashboard)")
+        return None
+    password = secrets.token_urlsafe(9)
+    api = Api(port=port, authentication_backend=SimpleAuthBackend({"admin": password}))
+    return api, password
+
+
+async def announce_dashboard(api: Any, password: str) -> bool:
+    """Print where the dashboard is once the worker serves it."""
+    waiting = asyncio.ensure_future(api.waiting_for_port.wait())
+    serving = asyncio.ensure_future(api.serving.wait())
+    await asyncio.wait(
+        {waiting, serving}, timeout=10, return_when=asyncio.FIRST_COMPLETED
+    )
+    waiting.cancel()
+    serving.cancel()
+    if not api.serving.is_set():
+        print(f"(the dashboard cannot listen on port {api.port}: use --port)")
+        return False
+    print(
+        f"Dashboard: http://{api.host}:{api.bound_port}/"
+        f"  user: admin  password: {password}"
+    )
+    return True
+
+
+async def run(dsn: str, count: int, *, web: bool, port: int, stay: bool) -> None:
+    found = dashboard(port) if web else None
+    plugins = [found[0]] if found else []
+    async with Chancy(dsn, plugins=plugins) as chancy:
         await chancy.migrate()
         print(f"Plugins enabled: {', '.join(chancy.plugins) or 'none'}")
         await chancy.declare(
@@ -140,6 +179,7 @@ async def run(dsn: str, count: int) -> None:
         refs = [ref async for batch in chancy.push_many(jobs) for ref in batch]
         print(f"Pushed {len(refs)} jobs in one batch insert")
         async with Worker(chancy, shutdown_timeout=10) as worker:
+            serving = found is not None and await announce_dashboard(*found)
             started = time.monotonic()
             await show_progress(chancy, refs)
             print(
@@ -147,6 +187,9 @@ async def run(dsn: str, count: int) -> None:
             )
             await demo_workflow(chancy)
             await demo_cron(chancy)
+            if serving and stay:
+                print("The dashboard stays up; press Ctrl-C to stop.")
+                await worker.wait_for_shutdown()
         failed = [
             j for j in await chancy.get_jobs(refs) if j.state is QueuedJob.State.FAILED
         ]
@@ -168,16 +211,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs", type=int, default=300, help="how many page jobs to push"
     )
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port of the dashboard (chancy-web)"
+    )
+    parser.add_argument(
+        "--no-web", dest="web", action="store_false", help="do not serve the dashboard"
+    )
+    parser.add_argument(
+        "--exit",
+        dest="stay",
+        action="store_false",
+        help="stop after the demo instead of keeping the dashboard up",
+    )
     args = parser.parse_args(argv)
     logging.getLogger("chancy").setLevel(logging.WARNING)
+    options = {"web": args.web, "port": args.port, "stay": args.stay}
     if args.dsn:
-        asyncio.run(run(args.dsn, args.jobs))
+        asyncio.run(run(args.dsn, args.jobs, **options))
         return 0
     from chancy._pgserver import ThrowawayCluster
 
     print("Starting a throwaway PostgreSQL cluster…")
     with ThrowawayCluster() as cluster:
-        asyncio.run(run(cluster.dsn, args.jobs))
+        asyncio.run(run(cluster.dsn, args.jobs, **options))
     return 0
 
 

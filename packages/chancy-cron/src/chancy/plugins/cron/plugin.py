@@ -242,6 +242,10 @@ class Cron(Plugin):
     def get_tables(self) -> list[str]:
         return ["cron"]
 
+    def api_plugin(self) -> str | None:
+        """``GET /api/v1/crons`` in the web API (``chancy-web``)."""
+        return "chancy.plugins.cron.api.CronApiPlugin"
+
     def migrate_key(self) -> str | None:
         return "cron"
 

@@ -422,6 +422,10 @@ class Metrics(Plugin):
     def get_tables(self) -> list[str]:
         return ["metrics"]
 
+    def api_plugin(self) -> str | None:
+        """``GET /api/v1/metrics[/{prefix}]`` in the web API (``chancy-web``)."""
+        return "chancy.plugins.metrics.api.MetricsApiPlugin"
+
     def migrate_key(self) -> str | None:
         return "metrics"
 

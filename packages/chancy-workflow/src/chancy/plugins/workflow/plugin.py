@@ -625,6 +625,10 @@ class WorkflowPlugin(Plugin):
     def get_tables(self) -> list[str]:
         return ["workflows", "workflow_steps"]
 
+    def api_plugin(self) -> str | None:
+        """``GET /api/v1/workflows[/{id}]`` in the web API (``chancy-web``)."""
+        return "chancy.plugins.workflow.api.WorkflowApiPlugin"
+
     def migrate_package(self) -> str | None:
         return "chancy.plugins.workflow.migrations"
 

@@ -1,0 +1,830 @@
+"""The built-in routes: health, login, configuration, queues, workers, jobs,
+the event stream and the Prometheus endpoint.
+
+Every change to jobs and queues goes through the public
+:class:`~chancy.app.Chancy` methods (``declare``, ``pause_queue``,
+``retry_jobs``, ``purge_jobs``, ``cancel_job`` …), so the API behaves exactly
+like the library and the CLI, notifications included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import importlib.metadata
+import json
+import platform
+import re
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl
+
+import attrs
+from psycopg import sql
+from psycopg.rows import dict_row
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from chancy.errors import ChancyError
+from chancy.job import QueuedJob, Reference
+from chancy.plugin import Plugin
+from chancy.plugins.web._json import dumps
+from chancy.plugins.web.auth import bearer_token
+from chancy.plugins.web.extension import (
+    ApiError,
+    ApiPlugin,
+    RouteT,
+    error_response,
+    json_response,
+    parse_datetime,
+    parse_uuid,
+    query_bool,
+    query_int,
+    read_json,
+)
+from chancy.queue import Queue
+from chancy.rule import JobRules, SQLAble, compile_rule
+
+if TYPE_CHECKING:
+    from chancy.app import Chancy
+    from chancy.hub import Event
+    from chancy.worker import Worker
+
+__all__ = ["CoreApiPlugin"]
+
+#: Most jobs one ``GET /api/v1/jobs`` returns (also the default).
+MAX_JOBS_PAGE: Final = 100
+#: Most ids one bulk action accepts.
+MAX_BULK_IDS: Final = 1000
+#: Seconds ``GET /api/v1/jobs/functions`` is cached.
+FUNCTIONS_TTL: Final = 60.0
+#: Most events a slow websocket client may have waiting; older ones are dropped.
+WS_BACKLOG: Final = 1000
+
+_STATES: Final = [s.value for s in QueuedJob.State]
+_QUEUE_FIELDS: Final = {f.name for f in attrs.fields(Queue)}
+
+_CLOSED: Final = object()
+
+
+def _not_found(what: str) -> Response:
+    return error_response(f"{what} not found", 404)
+
+
+def _chancy_version() -> str:
+    try:
+        from chancy import __version__
+
+        return str(__version__)
+    except ImportError:  # pragma: no cover
+        return "unknown"
+
+
+def _distribution_version(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Validating queues
+# ---------------------------------------------------------------------------
+
+
+def _executor_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError("executor must be a non-empty string")
+    from chancy.cli import EXECUTOR_ALIASES
+
+    text = value.strip()
+    return EXECUTOR_ALIASES.get(text.lower(), text)
+
+
+def _queue_changes(data: Any, *, creating: bool) -> dict[str, Any]:
+    """Validated ``Queue`` keyword arguments from a (partial) JSON queue object."""
+    if not isinstance(data, dict):
+        raise ApiError("the request body must be a JSON object describing a queue")
+    unknown = sorted(set(data) - _QUEUE_FIELDS)
+    if unknown:
+        raise ApiError(
+            f"unknown queue field(s): {', '.join(unknown)}"
+            f" (allowed: {', '.join(sorted(_QUEUE_FIELDS))})"
+        )
+    out: dict[str, Any] = {}
+    if creating or "name" in data:
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ApiError("name must be a non-empty string")
+        out["name"] = name
+    for key, value in data.items():
+        if key == "name":
+            continue
+        if key in {"concurrency", "rate_limit", "rate_limit_window"}:
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ApiError(f"{key} must be a positive integer or null")
+        elif key == "polling_interval":
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or value <= 0
+            ):
+                raise ApiError("polling_interval must be a positive number")
+        elif key == "tags":
+            if value is not None:
+                if not isinstance(value, list) or not all(
+                    isinstance(t, str) for t in value
+                ):
+                    raise ApiError("tags must be a list of strings (or null for all)")
+                for tag in value:
+                    try:
+                        re.compile(tag)
+                    except re.error as exc:
+                        raise ApiError(
+                            f"tags: {tag!r} is not a valid regular expression ({exc})"
+                        ) from None
+                value = set(value)
+        elif key == "state":
+            if value not in ("active", "paused"):
+                raise ApiError("state must be 'active' or 'paused'")
+        elif key == "executor":
+            value = _executor_path(value)
+        elif key == "executor_options":
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ApiError("executor_options must be a JSON object")
+        elif key == "resume_at":
+            if value is not None:
+                value = parse_datetime(value, "resume_at")
+        elif key == "eager_polling" and not isinstance(value, bool):
+            raise ApiError("eager_polling must be true or false")
+        out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Filters of the jobs list
+# ---------------------------------------------------------------------------
+
+_COMPARISONS: Final = ("=", "!=", "<", "<=", ">", ">=")
+_FILTER_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "state": ("=", "!="),
+    "queue": ("=", "!="),
+    "func": ("=", "~"),
+    "priority": _COMPARISONS,
+    "attempts": _COMPARISONS,
+}
+_RULES: Final[dict[str, Callable[[], Any]]] = {
+    "state": JobRules.State,
+    "queue": JobRules.Queue,
+    "func": JobRules.Job,
+    "priority": JobRules.Priority,
+    "attempts": JobRules.Attempts,
+}
+
+
+def _condition(field: str, op: str, value: Any) -> SQLAble:
+    rule = _RULES[field]()
+    if op == "~":
+        return rule.contains(value)  # type: ignore[no-any-return]
+    ops: dict[str, Callable[[Any, Any], SQLAble]] = {
+        "=": lambda r, v: r == v,
+        "!=": lambda r, v: r != v,
+        "<": lambda r, v: r < v,
+        "<=": lambda r, v: r <= v,
+        ">": lambda r, v: r > v,
+        ">=": lambda r, v: r >= v,
+    }
+    return ops[op](rule, value)
+
+
+def _parse_filters(raw: str | None) -> list[tuple[str, str, Any]]:
+    if raw is None or not raw.strip():
+        return []
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(f"filters is not valid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise ApiError("filters must be a JSON list of [field, operator, value]")
+    out = []
+    for i, item in enumerate(data):
+        where = f"filters[{i}]"
+        if not isinstance(item, list) or len(item) != 3:
+            raise ApiError(f"{where} must be a list [field, operator, value]")
+        field, op, value = item
+        if field not in _FILTER_FIELDS:
+            raise ApiError(
+                f"{where}: unknown field {field!r}"
+                f" (use one of {', '.join(_FILTER_FIELDS)})"
+            )
+        if op not in _FILTER_FIELDS[field]:
+            raise ApiError(
+                f"{where}: operator {op!r} is not allowed for {field!r}"
+                f" (use one of {', '.join(_FILTER_FIELDS[field])})"
+            )
+        if field in ("priority", "attempts"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ApiError(f"{where}: {field} must be compared with an integer")
+        elif not isinstance(value, str) or (field != "func" and not value):
+            raise ApiError(f"{where}: {field} must be compared with a string")
+        if field == "state" and value not in _STATES:
+            raise ApiError(
+                f"{where}: unknown state {value!r} (use one of {', '.join(_STATES)})"
+            )
+        out.append((field, op, value))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The plugin
+# ---------------------------------------------------------------------------
+
+
+class CoreApiPlugin(ApiPlugin):
+    """The API's built-in routes (see the package README for the table)."""
+
+    def __init__(self, api: Any) -> None:
+        super().__init__(api)
+        self._functions: tuple[float, list[str]] | None = None
+        self._functions_lock = asyncio.Lock()
+
+    def name(self) -> str:
+        return "core"
+
+    def routes(self) -> list[RouteT]:
+        def route(
+            path: str,
+            endpoint: Callable[..., Any],
+            methods: list[str],
+            name: str,
+            **extra: Any,
+        ) -> RouteT:
+            return {
+                "path": path,
+                "endpoint": endpoint,
+                "methods": methods,
+                "name": name,
+                **extra,  # type: ignore[typeddict-item]
+            }
+
+        v1 = "/api/v1"
+        return [
+            route("/health", self.health, ["GET"], "health", auth=False),
+            route("/metrics", self.prometheus, ["GET"], "prometheus", auth=False),
+            route(f"{v1}/login", self.login, ["POST"], "login", auth=False),
+            route(f"{v1}/logout", self.logout, ["POST"], "logout", auth=False),
+            route(f"{v1}/configuration", self.configuration, ["GET"], "configuration"),
+            route(f"{v1}/system", self.system, ["GET"], "system"),
+            route(f"{v1}/plugins", self.plugins, ["GET"], "plugins"),
+            route(f"{v1}/queues", self.get_queues, ["GET"], "get_queues"),
+            route(f"{v1}/queues", self.create_queue, ["POST"], "create_queue"),
+            route(f"{v1}/queues/{{name}}", self.get_queue, ["GET"], "get_queue"),
+            route(
+                f"{v1}/queues/{{name}}", self.update_queue, ["PATCH"], "update_queue"
+            ),
+            route(
+                f"{v1}/queues/{{name}}", self.delete_queue, ["DELETE"], "delete_queue"
+            ),
+            route(f"{v1}/queues/{{name}}/pause", self.pause_queue, ["POST"], "pause"),
+            route(
+                f"{v1}/queues/{{name}}/resume", self.resume_queue, ["POST"], "resume"
+            ),
+            route(f"{v1}/workers", self.get_workers, ["GET"], "get_workers"),
+            route(f"{v1}/jobs", self.get_jobs, ["GET"], "get_jobs"),
+            route(f"{v1}/jobs", self.bulk_jobs, ["POST"], "bulk_jobs"),
+            route(f"{v1}/jobs/functions", self.get_functions, ["GET"], "functions"),
+            route(f"{v1}/jobs/{{id}}", self.get_job, ["GET"], "get_job"),
+            route(f"{v1}/jobs/{{id}}", self.delete_job, ["DELETE"], "delete_job"),
+            route(f"{v1}/jobs/{{id}}/retry", self.retry_job, ["POST"], "retry_job"),
+            route(f"{v1}/jobs/{{id}}/cancel", self.cancel_job, ["POST"], "cancel_job"),
+            route(f"{v1}/ws", self.events, [], "events", is_websocket=True),
+        ]
+
+    # -- service -------------------------------------------------------------------
+
+    async def health(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Liveness of the web server (no database round trip, no authentication)."""
+        return json_response({"status": "healthy"})
+
+    async def prometheus(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """The Metrics plugin's cluster view in the Prometheus text format."""
+        token = self.api.metrics_token
+        presented = bearer_token(request)
+        allowed = request.user.is_authenticated or (
+            token is not None
+            and presented is not None
+            and hmac.compare_digest(presented.encode(), token.encode())
+        )
+        if not allowed:
+            return self.api.unauthorized()
+        metrics = chancy.plugins.get("chancy.metrics")
+        if metrics is None or not hasattr(metrics, "get_metrics"):
+            return PlainTextResponse(
+                "Metrics are not available: the Metrics plugin (chancy.metrics,"
+                " distribution chancy-metrics) is not enabled in this app.\n",
+                status_code=404,
+            )
+        from chancy.plugins.metrics import CONTENT_TYPE, prometheus_text
+
+        view = await metrics.get_metrics(chancy)
+        return Response(prometheus_text(view), media_type=CONTENT_TYPE)
+
+    # -- sessions ------------------------------------------------------------------
+
+    async def login(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Check ``{"username", "password"}``; answer a token and set the session cookie."""
+        if "application/x-www-form-urlencoded" in request.headers.get(
+            "content-type", ""
+        ):
+            # Parsed here: Starlette's form parser needs python-multipart.
+            body = (await request.body()).decode("utf-8", "replace")
+            data: Any = dict(parse_qsl(body, keep_blank_values=True))
+        else:
+            data = await read_json(request, required=False)
+        if data is not None and not isinstance(data, dict):
+            raise ApiError("the request body must be a JSON object")
+        data = data or {}
+        username, password = data.get("username"), data.get("password")
+        if (
+            not isinstance(username, str)
+            or not isinstance(password, str)
+            or not username
+            or not await self.api.authentication_backend.login(
+                request, username, password
+            )
+        ):
+            return error_response("Invalid username or password", 401)
+        token = await self.api.create_token(chancy, username)
+        return json_response({"success": "Authenticated", "token": token})
+
+    async def logout(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Forget the session (bearer tokens stay valid until they expire)."""
+        await self.api.authentication_backend.logout(request)
+        if "session" in request.scope:
+            request.session.clear()
+        return json_response({"success": "Logged out"})
+
+    # -- the installation ----------------------------------------------------------
+
+    async def configuration(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        return json_response(
+            {
+                "plugins": [type(p).__name__ for p in chancy.plugins.values()],
+                "identifiers": list(chancy.plugins),
+                "prefix": chancy.prefix,
+                "version": _chancy_version(),
+                "worker_id": worker.worker_id,
+                "user": getattr(request.user, "display_name", None),
+            }
+        )
+
+    async def system(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        await chancy.ensure_open()
+        async with chancy.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT current_setting('server_version'),"
+                " current_setting('server_version_num')::int, version(),"
+                " current_database()"
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        return json_response(
+            {
+                "chancy_version": _chancy_version(),
+                "web_version": _distribution_version("chancy-web"),
+                "database_version": row[0],
+                "database_version_num": row[1],
+                "database_full_version": row[2],
+                "database_name": row[3],
+                "prefix": chancy.prefix,
+                "notifications": chancy.notifications,
+                "python_version": platform.python_version(),
+                "platform": sys.platform,
+                "hostname": socket.gethostname(),
+                "worker_id": worker.worker_id,
+            }
+        )
+
+    async def plugins(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        from chancy import _plugins
+
+        out = []
+        for identifier, plugin in chancy.plugins.items():
+            if not isinstance(plugin, Plugin):
+                out.append({"identifier": identifier, "name": repr(plugin)})
+                continue
+            cls = type(plugin)
+            dist = _plugins.plugin_distribution(identifier, cls)
+            scope = plugin.get_scope()
+            out.append(
+                {
+                    "identifier": identifier,
+                    "name": cls.__name__,
+                    "module": cls.__module__,
+                    "distribution": dist,
+                    "version": _distribution_version(dist),
+                    "scope": getattr(scope, "value", str(scope)),
+                    "default": cls.is_default(),
+                    "dependencies": plugin.get_dependencies(),
+                    "tables": plugin.get_tables(),
+                    "migrate_key": plugin.migrate_key(),
+                    "migrate_package": plugin.migrate_package(),
+                    "api_plugin": plugin.api_plugin(),
+                }
+            )
+        return json_response(out)
+
+    # -- queues --------------------------------------------------------------------
+
+    async def get_queues(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        queues = await chancy.get_all_queues()
+        return json_response([q.pack() for q in sorted(queues, key=lambda q: q.name)])
+
+    async def get_queue(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        try:
+            queue = await chancy.get_queue(request.path_params["name"])
+        except KeyError:
+            return _not_found("Queue")
+        return json_response(queue.pack())
+
+    async def _declare(self, chancy: Chancy, **fields: Any) -> Queue:
+        try:
+            queue = Queue(**fields)
+            return await chancy.declare(queue, upsert=True)
+        except (ValueError, TypeError, ChancyError) as exc:
+            raise ApiError(str(exc)) from None
+
+    async def create_queue(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Create (or overwrite) a queue from a partial queue object.
+
+        Omitted fields take their defaults; omitted ``tags`` match every worker,
+        an explicit ``[]`` none.
+        """
+        fields = _queue_changes(await read_json(request), creating=True)
+        stored = await self._declare(chancy, **fields)
+        return json_response(stored.pack())
+
+    async def update_queue(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Change some settings of an existing queue; the others are kept."""
+        name = request.path_params["name"]
+        changes = _queue_changes(await read_json(request), creating=False)
+        if changes.pop("name", name) != name:
+            raise ApiError("a queue cannot be renamed")
+        try:
+            existing = await chancy.get_queue(name)
+        except KeyError:
+            return _not_found("Queue")
+        fields = {
+            f.name: getattr(existing, f.name) for f in attrs.fields(Queue) if f.init
+        }
+        fields.update(changes)
+        stored = await self._declare(chancy, **fields)
+        return json_response(stored.pack())
+
+    async def delete_queue(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Delete a queue and its jobs, like ``Chancy.delete_queue``; ``?purge_jobs=false`` keeps the jobs."""
+        name = request.path_params["name"]
+        purge = query_bool(request, "purge_jobs", True)
+        try:
+            await chancy.get_queue(name)
+        except KeyError:
+            return _not_found("Queue")
+        await chancy.delete_queue(name, purge_jobs=purge)
+        return json_response({"success": "Deleted", "name": name, "purge_jobs": purge})
+
+    async def pause_queue(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Pause a queue, until ``{"resume_at": <ISO 8601>}`` if given."""
+        name = request.path_params["name"]
+        data = await read_json(request, required=False)
+        if data is not None and not isinstance(data, dict):
+            raise ApiError("the request body must be a JSON object")
+        resume_at = (data or {}).get("resume_at")
+        when = None if resume_at is None else parse_datetime(resume_at, "resume_at")
+        try:
+            await chancy.pause_queue(name, resume_at=when)
+            queue = await chancy.get_queue(name)
+        except KeyError:
+            return _not_found("Queue")
+        return json_response(queue.pack())
+
+    async def resume_queue(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        name = request.path_params["name"]
+        try:
+            await chancy.resume_queue(name)
+            queue = await chancy.get_queue(name)
+        except KeyError:
+            return _not_found("Queue")
+        return json_response(queue.pack())
+
+    # -- workers -------------------------------------------------------------------
+
+    async def get_workers(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        return json_response(await chancy.get_all_workers())
+
+    # -- jobs ----------------------------------------------------------------------
+
+    async def get_jobs(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Jobs, newest id first, ``limit`` at a time (see the README for the filters)."""
+        params = request.query_params
+        limit = query_int(request, "limit", MAX_JOBS_PAGE, minimum=1)
+        assert limit is not None
+        limit = min(limit, MAX_JOBS_PAGE)
+        filters = _parse_filters(params.get("filters"))
+        state = params.get("state")
+        if state is None and not any(f[0] == "state" for f in filters):
+            state = QueuedJob.State.PENDING.value
+        conditions: list[SQLAble] = []
+        if state is not None and state not in ("", "all"):
+            if state not in _STATES:
+                raise ApiError(
+                    f"unknown state {state!r} (use one of {', '.join(_STATES)}, or all)"
+                )
+            conditions.append(JobRules.State() == state)
+        if params.get("queue"):
+            conditions.append(JobRules.Queue() == params["queue"])
+        if params.get("func"):
+            conditions.append(JobRules.Job().contains(params["func"]))
+        if params.get("before"):
+            before = parse_uuid(params["before"], "before")
+            conditions.append(JobRules.ID() < before)
+        conditions.extend(_condition(*f) for f in filters)
+
+        where: sql.Composable = sql.SQL("TRUE")
+        args: list[Any] = []
+        if conditions:
+            combined = conditions[0]
+            for condition in conditions[1:]:
+                combined = combined & condition  # type: ignore[operator]
+            where, args = compile_rule(combined)
+        query = sql.SQL(
+            "SELECT * FROM {jobs} WHERE {where} ORDER BY id DESC LIMIT %s"
+        ).format(jobs=sql.Identifier(f"{chancy.prefix}jobs"), where=where)
+        await chancy.ensure_open()
+        async with (
+            chancy.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
+            await cursor.execute(query, [*args, limit + 1])
+            rows = await cursor.fetchall()
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        if query_bool(request, "pagination", False):
+            return json_response(
+                {
+                    "items": rows,
+                    "has_more": has_more,
+                    "next_cursor": str(rows[-1]["id"]) if has_more else None,
+                }
+            )
+        return json_response(rows)
+
+    async def get_functions(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Distinct function names of the stored jobs (cached for a minute)."""
+        async with self._functions_lock:
+            cached = self._functions
+            if cached is None or time.monotonic() - cached[0] > FUNCTIONS_TTL:
+                await chancy.ensure_open()
+                async with chancy.pool.connection() as conn:
+                    cursor = await conn.execute(
+                        sql.SQL(
+                            "SELECT DISTINCT func FROM {jobs} ORDER BY func LIMIT 10000"
+                        ).format(jobs=sql.Identifier(f"{chancy.prefix}jobs"))
+                    )
+                    names = [row[0] for row in await cursor.fetchall()]
+                cached = self._functions = (time.monotonic(), names)
+        return json_response(cached[1])
+
+    async def _job_row(self, chancy: Chancy, job_id: Any) -> dict[str, Any] | None:
+        await chancy.ensure_open()
+        async with (
+            chancy.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
+            await cursor.execute(
+                sql.SQL("SELECT * FROM {jobs} WHERE id = %s").format(
+                    jobs=sql.Identifier(f"{chancy.prefix}jobs")
+                ),
+                (job_id,),
+            )
+            return await cursor.fetchone()
+
+    async def get_job(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        job_id = parse_uuid(request.path_params["id"], "the job id")
+        row = await self._job_row(chancy, job_id)
+        if row is None:
+            return json_response({}, 404)
+        return json_response(row)
+
+    async def delete_job(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Delete a job outright (``Chancy.purge_jobs``)."""
+        job_id = parse_uuid(request.path_params["id"], "the job id")
+        purged = await chancy.purge_jobs([Reference(job_id)])
+        if not purged:
+            return json_response({}, 404)
+        return json_response({"ok": True, "id": str(job_id)})
+
+    async def _act(
+        self, chancy: Chancy, action: str, ids: list[Any]
+    ) -> list[dict[str, Any]]:
+        """Apply ``action`` to every job; one ``{id, status, message}`` per id."""
+        refs = [Reference(i) for i in ids]
+        found = {job.id: job for job in await chancy.get_jobs(refs)}
+        results: dict[Any, tuple[str, str]] = {}
+        for job_id in ids:
+            if job_id not in found:
+                results[job_id] = ("failed", "job not found")
+        if action == "retry":
+            present = [Reference(i) for i in ids if i in found]
+            done = {r.identifier for r in await chancy.retry_jobs(present)}
+            for job_id in ids:
+                if job_id in results:
+                    continue
+                if job_id in done:
+                    results[job_id] = ("completed", "job will run again")
+                else:
+                    results[job_id] = ("skipped", "the job is running")
+        elif action == "purge":
+            present = [Reference(i) for i in ids if i in found]
+            done = {r.identifier for r in await chancy.purge_jobs(present)}
+            for job_id in ids:
+                if job_id in results:
+                    continue
+                if job_id in done:
+                    results[job_id] = ("completed", "job deleted")
+                else:
+                    results[job_id] = ("failed", "job not found")
+        else:
+            for job_id in ids:
+                if job_id in results:
+                    continue
+                job = found[job_id]
+                if job.is_finished:
+                    results[job_id] = (
+                        "skipped",
+                        f"the job already finished ({job.state.value})",
+                    )
+                    continue
+                try:
+                    await chancy.cancel_job(Reference(job_id))
+                except Exception as exc:
+                    results[job_id] = ("failed", f"{type(exc).__name__}: {exc}")
+                else:
+                    results[job_id] = ("completed", "job cancelled")
+        return [
+            {
+                "id": str(job_id),
+                "status": results[job_id][0],
+                "message": results[job_id][1],
+            }
+            for job_id in ids
+        ]
+
+    async def bulk_jobs(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """``{"action": "retry"|"purge"|"cancel", "ids": [...]}`` on many jobs at once."""
+        data = await read_json(request)
+        if not isinstance(data, dict):
+            raise ApiError("the request body must be a JSON object")
+        action = data.get("action")
+        if action not in ("retry", "purge", "cancel"):
+            raise ApiError("action must be one of 'retry', 'purge' or 'cancel'")
+        raw_ids = data.get("ids")
+        if not isinstance(raw_ids, list) or not raw_ids:
+            raise ApiError("ids must be a non-empty list of job ids")
+        if len(raw_ids) > MAX_BULK_IDS:
+            raise ApiError(f"at most {MAX_BULK_IDS} ids may be given at once")
+        ids = list(
+            dict.fromkeys(
+                parse_uuid(value, f"ids[{i}]") for i, value in enumerate(raw_ids)
+            )
+        )
+        results = await self._act(chancy, action, ids)
+        return json_response(
+            {
+                "ok": all(r["status"] != "failed" for r in results),
+                "results": results,
+            }
+        )
+
+    async def _act_one(self, request: Request, chancy: Chancy, action: str) -> Response:
+        job_id = parse_uuid(request.path_params["id"], "the job id")
+        [result] = await self._act(chancy, action, [job_id])
+        if result["message"] == "job not found":
+            return _not_found("Job")
+        ok = result["status"] == "completed"
+        return json_response({"ok": ok, **result}, 200 if ok else 409)
+
+    async def retry_job(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Run a job again from scratch (409 while it is running)."""
+        return await self._act_one(request, chancy, "retry")
+
+    async def cancel_job(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Cancel a waiting or running job (409 if it already finished)."""
+        return await self._act_one(request, chancy, "cancel")
+
+    # -- events --------------------------------------------------------------------
+
+    async def events(
+        self, websocket: WebSocket, *, chancy: Chancy, worker: Worker
+    ) -> None:
+        """Stream every event of the worker's hub as ``{"event", "data"}`` text frames.
+
+        A client that does not keep up loses the oldest events beyond
+        :data:`WS_BACKLOG`.
+        """
+        pending: asyncio.Queue[Any] = asyncio.Queue()
+
+        def on_event(event: Event) -> None:
+            if pending.qsize() >= WS_BACKLOG:
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    pending.get_nowait()
+            pending.put_nowait(event)
+
+        async def receive() -> None:
+            try:
+                while True:
+                    message = await websocket.receive()
+                    if message["type"] == "websocket.disconnect":
+                        return
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            finally:
+                pending.put_nowait(_CLOSED)
+
+        # Subscribed before the handshake completes: a client that sees the
+        # connection open misses nothing emitted afterwards.
+        worker.hub.on_any(on_event)
+        receiver: asyncio.Task[None] | None = None
+        try:
+            await websocket.accept()
+            receiver = asyncio.create_task(receive())
+            while True:
+                item = await pending.get()
+                if item is _CLOSED:
+                    break
+                try:
+                    await websocket.send_text(
+                        dumps({"event": item.name, "data": item.body})
+                    )
+                except (WebSocketDisconnect, RuntimeError, OSError):
+                    break
+        finally:
+            worker.hub.remove_on_any(on_event)
+            if receiver is not None:
+                receiver.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await receiver

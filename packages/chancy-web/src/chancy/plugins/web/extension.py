@@ -1,0 +1,207 @@
+"""Extending the API: :class:`ApiPlugin`, route dictionaries and request helpers.
+
+A plugin contributes HTTP routes by naming an :class:`ApiPlugin` subclass in
+its :meth:`~chancy.plugin.Plugin.api_plugin`; the web plugin imports it only
+when it builds its application, so the plugin itself does not depend on
+``chancy-web``::
+
+    # myplugin/plugin.py
+    class MyPlugin(Plugin):
+        def api_plugin(self) -> str | None:
+            return "myplugin.api.MyApiPlugin"
+
+    # myplugin/api.py (imported by chancy-web only)
+    from chancy.plugins.api.plugin import ApiPlugin, json_response
+
+    class MyApiPlugin(ApiPlugin):
+        def name(self) -> str:
+            return "myplugin"
+
+        def routes(self):
+            return [
+                {
+                    "path": "/api/v1/myplugin/things",
+                    "endpoint": self.get_things,
+                    "methods": ["GET"],
+                    "name": "myplugin_things",
+                }
+            ]
+
+        async def get_things(self, request, *, chancy, worker):
+            return json_response({"things": []})
+
+Endpoints are called as ``endpoint(request, *, chancy, worker)`` (a
+:class:`~starlette.websockets.WebSocket` for ``"is_websocket": True`` routes)
+and return a Starlette response (or a JSON-able value, sent as JSON). Every
+route requires authentication unless its dict says ``"auth": False``. Raise
+:class:`ApiError` to answer with ``{"error": message}`` and a status code
+(422 by default). Plain hookimpl modules can return the same route dicts (or
+Starlette route objects, which then check authentication themselves) from the
+``chancy_web_routes`` hook.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+
+from starlette.requests import Request
+
+from chancy.plugins.web._json import ApiJSONResponse
+
+if TYPE_CHECKING:
+    from chancy.plugins.web.plugin import Api
+
+__all__ = [
+    "ApiError",
+    "ApiPlugin",
+    "RouteT",
+    "error_response",
+    "json_response",
+    "parse_datetime",
+    "parse_uuid",
+    "query_bool",
+    "query_int",
+    "read_json",
+]
+
+
+class RouteT(TypedDict):
+    """One route contributed by an :class:`ApiPlugin`."""
+
+    #: URL path, e.g. ``/api/v1/crons``; may contain ``{parameters}``.
+    path: str
+    #: ``async endpoint(request, *, chancy, worker)``.
+    endpoint: Callable[..., Awaitable[Any]]
+    #: HTTP methods (ignored for websockets).
+    methods: NotRequired[list[str]]
+    #: Route name (for ``request.url_for``).
+    name: NotRequired[str]
+    #: A websocket route.
+    is_websocket: NotRequired[bool]
+    #: Require authentication (default ``True``).
+    auth: NotRequired[bool]
+
+
+class ApiPlugin(abc.ABC):
+    """Contributes routes to the API; instantiated with the :class:`Api` plugin."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def name(self) -> str:
+        """A short name for the extension (default: the class name)."""
+        return type(self).__name__
+
+    @abc.abstractmethod
+    def routes(self) -> list[RouteT]:
+        """The routes to add."""
+
+
+class ApiError(Exception):
+    """Raised by an endpoint: answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def json_response(content: Any, status: int = 200) -> ApiJSONResponse:
+    """``content`` as JSON (datetimes ISO 8601, UUIDs strings, enums values)."""
+    return ApiJSONResponse(content, status_code=status)
+
+
+def error_response(message: str, status: int = 422) -> ApiJSONResponse:
+    return ApiJSONResponse({"error": message}, status_code=status)
+
+
+def query_int(
+    request: Request,
+    name: str,
+    default: int | None,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    clamp: bool = False,
+) -> int | None:
+    """An integer query parameter; :class:`ApiError` (422) if it is not one or
+    is out of range (values above ``maximum`` are lowered to it with ``clamp``)."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(
+            f"query parameter {name!r} must be an integer, got {raw!r}"
+        ) from None
+    if minimum is not None and value < minimum:
+        raise ApiError(f"query parameter {name!r} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        if clamp:
+            return maximum
+        raise ApiError(f"query parameter {name!r} must be at most {maximum}")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def query_bool(request: Request, name: str, default: bool) -> bool:
+    """A boolean query parameter (``true``/``false``, ``1``/``0``, ``yes``/``no``)."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ApiError(f"query parameter {name!r} must be true or false, got {raw!r}")
+
+
+def parse_uuid(value: Any, what: str = "id") -> uuid.UUID:
+    """``value`` as a UUID; :class:`ApiError` (422) naming ``what`` otherwise."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        raise ApiError(f"{what} must be a UUID, got {value!r}") from None
+
+
+def parse_datetime(value: Any, what: str) -> datetime:
+    """An ISO 8601 date and time (UTC when it has no zone); :class:`ApiError` otherwise."""
+    if not isinstance(value, str):
+        raise ApiError(f"{what} must be an ISO 8601 date and time string")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ApiError(
+            f"{what} must be an ISO 8601 date and time, got {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+async def read_json(request: Request, *, required: bool = True) -> Any:
+    """The request's JSON body; :class:`ApiError` (422) if it is not valid JSON.
+
+    An empty body is ``None`` when not ``required``.
+    """
+    body = await request.body()
+    if not body.strip():
+        if required:
+            raise ApiError("the request body must be a JSON document")
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(f"the request body is not valid JSON: {exc}") from None

@@ -1,0 +1,1 @@
+"""Schema migrations of ``chancy-web`` (migration line ``web``)."""

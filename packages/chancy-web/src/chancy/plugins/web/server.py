@@ -1,0 +1,354 @@
+"""Building the Starlette application and serving it with uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    BaseUser,
+    SimpleUser,
+)
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from chancy.plugins.web.auth import AUTHENTICATED, TokenAuthBackend, bearer_token
+from chancy.plugins.web.extension import (
+    ApiError,
+    ApiPlugin,
+    RouteT,
+    error_response,
+    json_response,
+)
+
+if TYPE_CHECKING:
+    from chancy.app import Chancy
+    from chancy.plugins.web.plugin import Api
+    from chancy.worker import Worker
+
+__all__ = ["STATIC_DIR", "ApiServer", "bind_socket", "build_app", "is_address_in_use"]
+
+#: The dashboard (package data, written as plain static files).
+STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+
+_ALL_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+#: Content types of the dashboard's files, not left to the platform's
+#: ``mimetypes`` table (which may say ``text/plain`` for JavaScript modules).
+_MEDIA_TYPES: Final = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".woff2": "font/woff2",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+_NO_DASHBOARD: Final = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Chancy</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>Chancy</h1>
+<p>The Chancy API is running, but this installation of <code>chancy-web</code>
+has no dashboard files (<code>chancy/plugins/web/static/index.html</code> is
+missing). Reinstall <code>chancy-web</code> to get the dashboard.</p>
+<p>The JSON API answers under <code>api/v1/</code> (log in with
+<code>POST api/v1/login</code>); <code>health</code> needs no login.</p>
+</body></html>
+"""
+
+
+# ---------------------------------------------------------------------------
+# Middleware
+# ---------------------------------------------------------------------------
+
+
+class _LazySessionMiddleware:
+    """Starlette's signed-cookie sessions, with the secret key resolved from the
+    database on the first request (the app is built synchronously)."""
+
+    def __init__(self, app: ASGIApp, api: Api, chancy: Chancy) -> None:
+        self.app = app
+        self.api = api
+        self.chancy = chancy
+        self._inner: ASGIApp | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if self._inner is None:
+            async with self._lock:
+                if self._inner is None:
+                    key = await self.api.get_secret_key(self.chancy)
+                    self._inner = SessionMiddleware(
+                        self.app,
+                        secret_key=key,
+                        session_cookie=self.api.session_cookie,
+                        max_age=self.api.session_max_age,
+                        https_only=self.api.https_only,
+                    )
+        await self._inner(scope, receive, send)
+
+
+class _Authentication(AuthenticationBackend):
+    """The configured backend, plus the bearer tokens the API issues at login."""
+
+    def __init__(self, api: Api, chancy: Chancy) -> None:
+        self.api = api
+        self.chancy = chancy
+
+    async def authenticate(
+        self, conn: HTTPConnection
+    ) -> tuple[AuthCredentials, BaseUser] | None:
+        backend = self.api.authentication_backend
+        if not isinstance(backend, TokenAuthBackend):
+            token = bearer_token(conn)
+            if token is not None:
+                username = await self.api.verify_token(self.chancy, token)
+                if username is not None:
+                    get_user = getattr(backend, "get_user", None)
+                    user = (
+                        await get_user(username)
+                        if get_user is not None
+                        else SimpleUser(username)
+                    )
+                    if user is not None:
+                        return AuthCredentials([AUTHENTICATED]), user
+        result = await backend.authenticate(conn)
+        return result  # type: ignore[no-any-return]
+
+
+def _on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
+    return error_response(str(exc) or "Not authenticated", 401)
+
+
+# ---------------------------------------------------------------------------
+# Routes
+# ---------------------------------------------------------------------------
+
+
+def _route(api: Api, spec: RouteT, chancy: Chancy, worker: Worker) -> BaseRoute:
+    endpoint = spec["endpoint"]
+    needs_auth = spec.get("auth", True)
+    path = spec["path"]
+    name = spec.get("name")
+
+    if spec.get("is_websocket"):
+
+        async def websocket_endpoint(websocket: WebSocket) -> None:
+            if needs_auth and not websocket.user.is_authenticated:
+                await websocket.accept()
+                await websocket.close(code=4401, reason="Not authenticated")
+                return
+            await endpoint(websocket, chancy=chancy, worker=worker)
+
+        return WebSocketRoute(path, websocket_endpoint, name=name)
+
+    async def http_endpoint(request: Request) -> Response:
+        if needs_auth and not request.user.is_authenticated:
+            return api.unauthorized()
+        try:
+            result = await endpoint(request, chancy=chancy, worker=worker)
+        except ApiError as exc:
+            return error_response(exc.message, exc.status)
+        except Exception:
+            if api.debug:
+                raise
+            chancy.log.exception("API: %s %s failed", request.method, request.url.path)
+            return error_response("Internal server error", 500)
+        if isinstance(result, Response):
+            return result
+        return json_response(result)
+
+    return Route(path, http_endpoint, methods=spec.get("methods") or ["GET"], name=name)
+
+
+def _hook_routes(api: Api, chancy: Chancy, worker: Worker) -> Iterator[BaseRoute]:
+    """Routes from plain hookimpls of ``chancy_web_routes``."""
+    for item in chancy.plugin_manager.web_routes(chancy):
+        if isinstance(item, BaseRoute):
+            yield item
+        elif isinstance(item, dict):
+            yield _route(api, item, chancy, worker)  # type: ignore[arg-type]
+        elif isinstance(item, type) and issubclass(item, ApiPlugin):
+            for spec in item(api).routes():
+                yield _route(api, spec, chancy, worker)
+        else:
+            chancy.log.warning(
+                "API: ignoring %r from chancy_web_routes (expected a route dict,"
+                " a Starlette route or an ApiPlugin subclass)",
+                item,
+            )
+
+
+def _api_fallback(routes: list[BaseRoute]) -> Any:
+    """Unknown API paths: 405 when another method would match, else 404 (JSON)."""
+
+    async def api_not_found(request: Request) -> Response:
+        scope = dict(request.scope)
+        for route in routes:
+            match, _ = route.matches(scope)
+            if match is Match.PARTIAL:
+                return error_response("Method not allowed", 405)
+        return error_response("Not found", 404)
+
+    return api_not_found
+
+
+async def _dashboard(request: Request) -> Response:
+    """The dashboard's files; ``index.html`` for unknown paths (client routing)."""
+    if request.method not in ("GET", "HEAD"):
+        return PlainTextResponse("Method Not Allowed", status_code=405)
+    path = request.path_params.get("path", "")
+    root = STATIC_DIR
+    if path:
+        candidate = (root / path).resolve()
+        if candidate.is_relative_to(root) and candidate.is_file():
+            return FileResponse(
+                candidate, media_type=_MEDIA_TYPES.get(candidate.suffix.lower())
+            )
+        if "." in path.rsplit("/", 1)[-1]:
+            return PlainTextResponse("Not Found", status_code=404)
+    index = root / "index.html"
+    if index.is_file():
+        return FileResponse(
+            index,
+            media_type=_MEDIA_TYPES[".html"],
+            headers={"Cache-Control": "no-cache"},
+        )
+    return HTMLResponse(_NO_DASHBOARD)
+
+
+def build_app(api: Api, worker: Worker, chancy: Chancy) -> Starlette:
+    """The Starlette application of ``api`` (see :meth:`Api.build_starlette_app`)."""
+    routes: list[BaseRoute] = []
+    for extension in api.get_api_plugins(chancy):
+        for spec in extension.routes():
+            routes.append(_route(api, spec, chancy, worker))
+    routes.extend(_hook_routes(api, chancy, worker))
+    api_not_found = _api_fallback(list(routes))
+    routes += [
+        Route("/api", api_not_found, methods=_ALL_METHODS),
+        Route("/api/{rest:path}", api_not_found, methods=_ALL_METHODS),
+        Route("/", _dashboard, methods=_ALL_METHODS),
+        Route("/{path:path}", _dashboard, methods=_ALL_METHODS),
+    ]
+    middleware = [
+        Middleware(
+            CORSMiddleware,  # type: ignore[arg-type]
+            allow_origins=list(api.allow_origins or []),
+            allow_methods=["*"],
+            allow_headers=["*"],
+            allow_credentials=True,
+        ),
+        Middleware(_LazySessionMiddleware, api=api, chancy=chancy),  # type: ignore[arg-type]
+        Middleware(
+            AuthenticationMiddleware,  # type: ignore[arg-type]
+            backend=_Authentication(api, chancy),
+            on_error=_on_auth_error,
+        ),
+    ]
+    return Starlette(debug=api.debug, routes=routes, middleware=middleware)
+
+
+# ---------------------------------------------------------------------------
+# Serving
+# ---------------------------------------------------------------------------
+
+
+def is_address_in_use(exc: OSError) -> bool:
+    return exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1))
+
+
+def bind_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket on ``host:port``.
+
+    :raises OSError: ``EADDRINUSE`` when something else listens there.
+    """
+    infos = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    # "localhost" may resolve to ::1 first; clients mostly try 127.0.0.1.
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        if sys.platform != "win32":
+            # Rebinding over TIME_WAIT after a restart; an active listener
+            # still makes bind() (or listen()) fail with EADDRINUSE.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _ws_protocol() -> str:
+    from uvicorn.config import WS_PROTOCOLS
+
+    return "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "auto"
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn's server, running inside an existing event loop: it installs no
+    signal handlers (the worker owns them) and reports when it is listening."""
+
+    def __init__(self, config: uvicorn.Config, started: asyncio.Event) -> None:
+        super().__init__(config)
+        self._started_event = started
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        return
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._started_event.set()
+
+    @classmethod
+    def for_app(
+        cls, app: Any, *, host: str, port: int, started: asyncio.Event, **options: Any
+    ) -> ApiServer:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="error",
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws=_ws_protocol(),
+            **options,
+        )
+        return cls(config, started)

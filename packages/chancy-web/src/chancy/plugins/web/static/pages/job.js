@@ -1,0 +1,131 @@
+// One job: every field, limits, kwargs/meta, errors per attempt, actions.
+
+import { api, p } from "../api.js";
+import { confirmDialog } from "../components/dialog.js";
+import { jsonBlock } from "../components/json.js";
+import { emptyState, errorBox, kvList, loading, pageHeader, section, stateBadge, table, toast } from "../components/ui.js";
+import { h, link, replace, seg } from "../lib/dom.js";
+import { jobState, limitValue, normLimit, num, shortId, timeFull } from "../lib/format.js";
+
+const ACTIVE = ["pending", "running", "retrying"];
+
+export default async function mount(view, ctx) {
+  const id = ctx.params.id;
+  ctx.setTitle(`Job ${shortId(id)}`);
+  const body = h("div", {}, loading());
+  view.append(body);
+  let job = null;
+  let lastJson = "";
+
+  async function load() {
+    try {
+      job = await api.get(`/api/v1/jobs/${p(id)}`, null, { signal: ctx.signal });
+      const json = JSON.stringify(job);
+      if (json === lastJson) return;
+      lastJson = json;
+      draw();
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      if (err.status === 404) {
+        replace(body, pageHeader("Job not found", { crumbs: [["/jobs/pending", "Jobs"], [null, shortId(id)]] }),
+          emptyState("This job does not exist", "It may have been purged or pruned.", link("/jobs/pending", "Back to jobs", { class: "btn" })));
+        return;
+      }
+      replace(body, pageHeader(`Job ${shortId(id)}`), errorBox(err, { title: "Could not load the job", retry: load }));
+    }
+  }
+
+  async function act(kind) {
+    const labels = { retry: "Retry", cancel: "Cancel", delete: "Delete" };
+    if (kind !== "retry") {
+      const ok = await confirmDialog({
+        title: `${labels[kind]} this job?`,
+        message: kind === "delete"
+          ? "The job is removed from the database. This cannot be undone."
+          : "A pending job will never run and a running one is interrupted. It ends as failed (cancelled).",
+        confirmLabel: kind === "delete" ? "Delete job" : "Cancel job",
+        danger: true,
+      });
+      if (!ok) return;
+    }
+    try {
+      if (kind === "delete") {
+        await api.del(`/api/v1/jobs/${p(id)}`);
+        toast("Job deleted", "ok");
+        ctx.navigate(`/jobs/${job?.state || "pending"}`);
+        return;
+      }
+      await api.post(`/api/v1/jobs/${p(id)}/${kind}`, {});
+      toast(kind === "retry" ? "Job queued for retry" : "Job cancelled", "ok");
+      lastJson = "";
+      await load();
+    } catch (err) {
+      toast(`${labels[kind]} failed: ${err.message}`, "error", 6000);
+    }
+  }
+
+  function draw() {
+    const shown = jobState(job);
+    const limits = Array.isArray(job.limits) ? job.limits.map(normLimit) : [];
+    const errors = Array.isArray(job.errors) ? job.errors : [];
+    const actions = [
+      h("button", { type: "button", class: "btn", disabled: job.state === "running", title: job.state === "running" ? "Running jobs cannot be retried" : null, onclick: () => act("retry") }, "Retry"),
+      h("button", { type: "button", class: "btn", disabled: !ACTIVE.includes(job.state), onclick: () => act("cancel") }, "Cancel"),
+      h("button", { type: "button", class: "btn danger", onclick: () => act("delete") }, "Delete"),
+    ];
+    replace(
+      body,
+      pageHeader(job.func || "Job", {
+        subtitle: [stateBadge(shown), " ", h("span", { class: "mono muted" }, String(job.id))],
+        crumbs: [["/jobs/" + (job.state || "pending"), `${job.state || "pending"} jobs`], [null, shortId(job.id)]],
+        actions,
+      }),
+      h("div", { class: "two-col" },
+        section("Job", kvList([
+          ["ID", h("span", { class: "mono" }, String(job.id))],
+          ["Function", h("span", { class: "mono" }, job.func)],
+          ["Queue", job.queue ? link(`/queues/${seg(job.queue)}`, job.queue) : null],
+          ["State", stateBadge(shown)],
+          ["Attempts", `${num(job.attempts ?? 0)} of ${num(job.max_attempts ?? 1)}`],
+          ["Priority", num(job.priority ?? 0)],
+          ["Unique key", job.unique_key ? h("code", {}, job.unique_key) : null],
+          ["Taken by", job.taken_by ? link(`/workers/${seg(job.taken_by)}`, job.taken_by, { class: "mono" }) : null],
+          ["Claim", job.claim_id ? h("span", { class: "mono small" }, String(job.claim_id)) : null],
+          job.meta && job.meta.workflow_id ? ["Workflow", link(`/workflows/${seg(job.meta.workflow_id)}`, String(job.meta.workflow_id), { class: "mono" })] : null,
+        ])),
+        section("Timing", kvList([
+          ["Created", timeFull(job.created_at)],
+          ["Scheduled", timeFull(job.scheduled_at)],
+          ["Started", timeFull(job.started_at)],
+          ["Completed", timeFull(job.completed_at)],
+        ]),
+        h("h3", {}, "Limits"),
+        limits.length
+          ? table([
+              { label: "Type", render: (l) => l.type },
+              { label: "Value", render: (l) => limitValue(l) },
+            ], limits, { caption: "Limits" })
+          : h("p", { class: "muted" }, "No limits."))),
+      h("div", { class: "two-col" },
+        section("Arguments (kwargs)", jsonBlock(job.kwargs ?? {}, { label: "Keyword arguments" })),
+        section("Meta", jsonBlock(job.meta ?? {}, { label: "Meta" }))),
+      section(`Errors (${errors.length})`, errors.length
+        ? h("ol", { class: "errors" }, errors.map((e, i) => {
+            const entry = e && typeof e === "object" ? e : { traceback: String(e) };
+            const { attempt, traceback, cancelled, ...rest } = entry;
+            const tb = String(traceback ?? "").trim();
+            const last = tb.split("\n").pop() || "(no traceback)";
+            return h("li", {}, h("details", { open: i === errors.length - 1 },
+              h("summary", {}, h("strong", {}, `Attempt ${attempt ?? i}`), cancelled ? [" ", stateBadge("cancelled")] : null, " ", h("span", { class: "mono small" }, last)),
+              h("pre", { class: "traceback", tabindex: "0" }, tb || "(no traceback)"),
+              Object.keys(rest).length ? jsonBlock(rest) : null));
+          }))
+        : h("p", { class: "muted" }, "No errors recorded.")),
+    );
+  }
+
+  await load();
+  ctx.every(5000, async () => {
+    if (job && ACTIVE.includes(job.state) && !document.querySelector("dialog[open]")) await load();
+  });
+}
