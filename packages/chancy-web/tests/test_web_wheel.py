@@ -16,9 +16,9 @@ STATIC = PACKAGE / "src" / "chancy" / "plugins" / "web" / "static"
 @pytest.mark.timeout(300)
 def test_wheel_contains_every_dashboard_file(tmp_path: Path) -> None:
     pytest.importorskip("build")
+    command = [sys.executable, "-m", "build", "--wheel", "--no-isolation"]
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation"]
-        + ["--outdir", str(tmp_path), str(PACKAGE)],
+        [*command, "--outdir", str(tmp_path), str(PACKAGE)],
         check=True,
         capture_output=True,
     )
