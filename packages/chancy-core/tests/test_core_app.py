@@ -546,3 +546,16 @@ def test_a_sync_pooled_connection_cut_while_idle_is_replaced(
         time.sleep(0.1)
         ref = app.sync_push(Job(func="m.f"))
         assert app.sync_get_job(ref) is not None
+
+
+async def test_pooled_connections_load_json_and_jsonb_like_psycopg(
+    chancy: Chancy,
+) -> None:
+    """The pools' faster JSON loader returns what json.loads would."""
+    async with chancy.pool.connection() as conn:
+        cursor = await conn.execute(
+            'SELECT \'  {"a": [1, 2.5, "é", null]}\'::json,'
+            " '{\"b\": {\"c\": true}}'::jsonb, 'null'::jsonb, '\"x\"'::json"
+        )
+        row = await cursor.fetchone()
+    assert row == ({"a": [1, 2.5, "é", None]}, {"b": {"c": True}}, None, "x")

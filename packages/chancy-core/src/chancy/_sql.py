@@ -181,16 +181,15 @@ class Statements:
         )
         self.rate_limit_add = f"UPDATE {rate} SET count = count + %s WHERE queue = %s"
         # Saving finished runs, fenced by the execution claim.
+        # Saves a batch given as one JSON array of objects (see Worker._save).
         self.update_jobs = (
-            f"UPDATE {jobs} j SET state = u.state, started_at = u.started_at,"
-            f" completed_at = u.completed_at, scheduled_at = u.scheduled_at,"
-            f" attempts = u.attempts, errors = u.errors, meta = u.meta,"
-            f" max_attempts = u.max_attempts"
-            f" FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::timestamptz[],"
-            f" %s::timestamptz[], %s::timestamptz[], %s::int[], %s::jsonb[], %s::jsonb[],"
-            f" %s::int[]) AS u(id, claim_id, state, started_at, completed_at,"
-            f" scheduled_at, attempts, errors, meta, max_attempts)"
-            f" WHERE j.id = u.id AND j.claim_id = u.claim_id"
+            f"UPDATE {jobs} j SET state = u.s, started_at = u.b, completed_at = u.c,"
+            f" scheduled_at = u.t, attempts = u.a, errors = u.e, meta = u.m,"
+            f" max_attempts = u.x"
+            f" FROM jsonb_to_recordset(%s::jsonb) AS u(i uuid, k uuid, s text,"
+            f" b timestamptz, c timestamptz, t timestamptz, a int, e jsonb, m jsonb,"
+            f" x int)"
+            f" WHERE j.id = u.i AND j.claim_id = u.k"
             f" RETURNING j.id"
         )
         self.heartbeat_expire = f"DELETE FROM {workers} WHERE expires_at < NOW()"

@@ -19,6 +19,7 @@ import attrs
 from psycopg import AsyncConnection, AsyncCursor, Connection, Cursor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from chancy import _plugins
@@ -131,6 +132,23 @@ class _IdleCheck:
     def sync_check(self, conn: Connection[Any]) -> None:
         if self.idle_too_long(conn):
             ConnectionPool.check_connection(conn)
+
+
+_decode_json = json.JSONDecoder().decode
+
+
+def _load_json(data: Any) -> Any:
+    """psycopg's JSON loader without ``json.loads``' encoding sniffing of bytes
+    (the server sends UTF-8)."""
+    return _decode_json(str(data, "utf-8"))
+
+
+async def _configure_connection(conn: AsyncConnection[Any]) -> None:
+    set_json_loads(_load_json, conn)
+
+
+def _sync_configure_connection(conn: Connection[Any]) -> None:
+    set_json_loads(_load_json, conn)
 
 
 #: Seconds a pooled connection may sit idle before it is checked on checkout.
@@ -343,6 +361,7 @@ class Chancy:
                 open=False,
                 name=f"chancy-{self.prefix}",
                 check=self._check_pooled,
+                configure=_configure_connection,
             )
         return self._pool
 
@@ -361,6 +380,7 @@ class Chancy:
                 open=False,
                 name=f"chancy-sync-{self.prefix}",
                 check=self._idle_check.sync_check,
+                configure=_sync_configure_connection,
             )
         return self._sync_pool
 

@@ -41,6 +41,11 @@ _TRANSIENT = (OperationalError, OSError, ConnectionError)
 _EMPTY_LIST = "[]"
 
 
+def _json_time(value: datetime | None) -> str:
+    """A timestamp as a JSON string literal (ISO 8601), or ``null``."""
+    return "null" if value is None else f'"{value.isoformat()}"'
+
+
 class _QueueRunner:
     """The polling loop of one served queue."""
 
@@ -806,20 +811,22 @@ class Worker:
 
     async def _save(self, batch: list[QueuedJob]) -> list[QueuedJob]:
         batch.sort(key=lambda j: j.id)  # a stable lock order
-        ids, claims, states, started, completed, scheduled = [], [], [], [], [], []
-        attempts, errors, metas, max_attempts = [], [], [], []
+        # The whole batch as one JSON document (jsonb_to_recordset): one C
+        # encoder call per job instead of psycopg dumping ten arrays in Python.
         dumps = json.dumps
+        rows = []
         for job in batch:
-            ids.append(job.id)
-            claims.append(job.claim_id)
-            states.append(job.state.value)
-            started.append(job.started_at)
-            completed.append(job.completed_at)
-            scheduled.append(job.scheduled_at)
-            attempts.append(job.attempts)
-            errors.append(dumps(job.errors) if job.errors else _EMPTY_LIST)
-            metas.append(dumps(job.meta, default=str) if job.meta else "{}")
-            max_attempts.append(job.max_attempts)
+            claim = "null" if job.claim_id is None else f'"{job.claim_id}"'
+            rows.append(
+                f'{{"i":"{job.id}","k":{claim},'
+                f'"s":"{job.state.value}","b":{_json_time(job.started_at)},'
+                f'"c":{_json_time(job.completed_at)},"t":{_json_time(job.scheduled_at)},'
+                f'"a":{int(job.attempts)},'
+                f'"e":{dumps(job.errors) if job.errors else _EMPTY_LIST},'
+                f'"m":{dumps(job.meta, default=str) if job.meta else "{}"},'
+                f'"x":{int(job.max_attempts)}}}'
+            )
+        document = "[" + ",".join(rows) + "]"
         plugins = self.chancy.plugin_manager
         async with self.chancy.pool.connection() as conn:
             scope = _statement_scope(
@@ -827,20 +834,7 @@ class Worker:
             )
             async with scope, conn.cursor() as cursor:
                 await cursor.execute(
-                    self.chancy.sql.update_jobs,
-                    (
-                        ids,
-                        claims,
-                        states,
-                        started,
-                        completed,
-                        scheduled,
-                        attempts,
-                        errors,
-                        metas,
-                        max_attempts,
-                    ),
-                    prepare=True,
+                    self.chancy.sql.update_jobs, (document,), prepare=True
                 )
                 applied_ids = {row[0] for row in await cursor.fetchall()}
                 if len(applied_ids) == len(batch):
