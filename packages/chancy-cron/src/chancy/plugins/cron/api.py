@@ -6,37 +6,19 @@ Imported only by ``chancy-web`` (through :meth:`Cron.api_plugin`), so
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chancy.job import Job
-from chancy.plugins.api.plugin import ApiPlugin, RouteT, json_response
+from chancy.plugins.api.plugin import ApiPlugin, RouteT, job_as_dict, json_response
 from chancy.plugins.cron.plugin import Cron
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
     from chancy.worker import Worker
 
-__all__ = ["CronApiPlugin", "job_as_dict"]
-
-
-def job_as_dict(job: Job) -> dict[str, Any]:
-    """A stored job template as the API shows it."""
-    return {
-        "func": job.func,
-        "queue": job.queue,
-        "kwargs": job.kwargs,
-        "priority": job.priority,
-        "max_attempts": job.max_attempts,
-        "scheduled_at": job.scheduled_at,
-        "limits": [
-            {"type_": lim.type_.value, "value": lim.value} for lim in job.limits
-        ],
-        "unique_key": job.unique_key,
-        "meta": job.meta,
-    }
+__all__ = ["CronApiPlugin"]
 
 
 class CronApiPlugin(ApiPlugin):

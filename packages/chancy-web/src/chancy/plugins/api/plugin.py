@@ -2,28 +2,7 @@
 
 from __future__ import annotations
 
-from chancy.plugins.web.extension import (
-    ApiError,
-    ApiPlugin,
-    RouteT,
-    error_response,
-    json_response,
-    parse_datetime,
-    parse_uuid,
-    query_bool,
-    query_int,
-    read_json,
-)
+from chancy.plugins.web import extension as _extension
+from chancy.plugins.web.extension import *
 
-__all__ = [
-    "ApiError",
-    "ApiPlugin",
-    "RouteT",
-    "error_response",
-    "json_response",
-    "parse_datetime",
-    "parse_uuid",
-    "query_bool",
-    "query_int",
-    "read_json",
-]
+__all__ = _extension.__all__

@@ -41,6 +41,7 @@ from chancy.plugins.web.extension import (
     RouteT,
     error_response,
     json_response,
+    page_response,
     parse_datetime,
     parse_uuid,
     query_bool,
@@ -609,17 +610,7 @@ class CoreApiPlugin(ApiPlugin):
         ):
             await cursor.execute(query, [*args, limit + 1])
             rows = await cursor.fetchall()
-        has_more = len(rows) > limit
-        rows = rows[:limit]
-        if query_bool(request, "pagination", False):
-            return json_response(
-                {
-                    "items": rows,
-                    "has_more": has_more,
-                    "next_cursor": str(rows[-1]["id"]) if has_more else None,
-                }
-            )
-        return json_response(rows)
+        return page_response(request, rows[:limit], has_more=len(rows) > limit)
 
     async def get_functions(
         self, request: Request, *, chancy: Chancy, worker: Worker

@@ -54,6 +54,7 @@ from starlette.requests import Request
 from chancy.plugins.web._json import ApiJSONResponse
 
 if TYPE_CHECKING:
+    from chancy.job import Job
     from chancy.plugins.web.plugin import Api
 
 __all__ = [
@@ -61,7 +62,9 @@ __all__ = [
     "ApiPlugin",
     "RouteT",
     "error_response",
+    "job_as_dict",
     "json_response",
+    "page_response",
     "parse_datetime",
     "parse_uuid",
     "query_bool",
@@ -205,3 +208,36 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(f"the request body is not valid JSON: {exc}") from None
+
+
+def job_as_dict(job: Job) -> dict[str, Any]:
+    """A job template (a cron schedule's, a workflow step's) as the API shows it."""
+    return {
+        "func": job.func,
+        "queue": job.queue,
+        "kwargs": job.kwargs,
+        "priority": job.priority,
+        "max_attempts": job.max_attempts,
+        "scheduled_at": job.scheduled_at,
+        "limits": [
+            {"type_": lim.type_.value, "value": lim.value} for lim in job.limits
+        ],
+        "unique_key": job.unique_key,
+        "meta": job.meta,
+    }
+
+
+def page_response(
+    request: Request, rows: list[dict[str, Any]], *, has_more: bool
+) -> ApiJSONResponse:
+    """One page of an id-ordered list: the rows, or with ``?pagination=true``
+    ``{items, has_more, next_cursor}`` (the last id, to pass as ``before``)."""
+    if query_bool(request, "pagination", False):
+        return json_response(
+            {
+                "items": rows,
+                "has_more": has_more,
+                "next_cursor": str(rows[-1]["id"]) if has_more else None,
+            }
+        )
+    return json_response(rows)

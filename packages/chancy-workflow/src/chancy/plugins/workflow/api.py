@@ -25,9 +25,10 @@ from chancy.plugins.api.plugin import (
     ApiPlugin,
     RouteT,
     error_response,
+    job_as_dict,
     json_response,
+    page_response,
     parse_uuid,
-    query_bool,
     query_int,
 )
 from chancy.plugins.workflow.models import Workflow
@@ -35,7 +36,6 @@ from chancy.plugins.workflow.plugin import WorkflowPlugin, _sql
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
-    from chancy.job import Job
     from chancy.worker import Worker
 
 __all__ = ["WorkflowApiPlugin"]
@@ -44,22 +44,6 @@ __all__ = ["WorkflowApiPlugin"]
 MAX_PAGE: Final = 100
 #: The count key of steps that have no job yet.
 WAITING: Final = "waiting"
-
-
-def _job_dict(job: Job) -> dict[str, Any]:
-    return {
-        "func": job.func,
-        "queue": job.queue,
-        "kwargs": job.kwargs,
-        "priority": job.priority,
-        "max_attempts": job.max_attempts,
-        "scheduled_at": job.scheduled_at,
-        "limits": [
-            {"type_": lim.type_.value, "value": lim.value} for lim in job.limits
-        ],
-        "unique_key": job.unique_key,
-        "meta": job.meta,
-    }
 
 
 def _statements(chancy: Chancy) -> tuple[str, str]:
@@ -149,15 +133,7 @@ class WorkflowApiPlugin(ApiPlugin):
                     item = by_id[count["workflow_id"]]
                     item["step_counts"][count["step_state"]] = count["n"]
                     item["total_steps"] += count["n"]
-        if query_bool(request, "pagination", False):
-            return json_response(
-                {
-                    "items": rows,
-                    "has_more": has_more,
-                    "next_cursor": str(rows[-1]["id"]) if has_more else None,
-                }
-            )
-        return json_response(rows)
+        return page_response(request, rows, has_more=has_more)
 
     async def get_workflow(
         self, request: Request, *, chancy: Chancy, worker: Worker
@@ -179,7 +155,7 @@ class WorkflowApiPlugin(ApiPlugin):
                 "steps": {
                     step_id: {
                         "step_id": step.step_id,
-                        "job": _job_dict(step.job),
+                        "job": job_as_dict(step.job),
                         "dependencies": step.dependencies,
                         "state": step.state,
                         "job_id": step.job_id,
