@@ -270,3 +270,26 @@ async def test_a_worker_that_does_not_lead_does_not_prune(
     assert not worker_no_start.is_leader.is_set()
     assert pruner.passes == 0
     assert await remaining(chancy) == {kept}
+
+
+@pytest.mark.parametrize(
+    "chancy",
+    [
+        {
+            "plugins": [ImmediateLeadership(), Pruner(Age() > 60, poll_interval=3600)],
+            "no_default_plugins": True,
+        }
+    ],
+    indirect=True,
+)
+async def test_wake_up_runs_a_pass_now_instead_of_after_poll_interval(
+    chancy: Chancy, worker: Worker
+) -> None:
+    pruner = chancy.plugins["chancy.pruner"]
+    assert isinstance(pruner, Pruner)
+    if pruner.passes == 0:
+        await pruner.wait_for_passes(1, timeout=5)  # the pass at start
+    old = await insert_job(chancy, age=3600)
+    pruner.wake_up()
+    await pruner.wait_for_passes(1, timeout=5)
+    assert old not in await remaining(chancy)

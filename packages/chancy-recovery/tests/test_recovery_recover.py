@@ -289,3 +289,29 @@ async def test_the_leader_recovers_without_being_asked(
         while plugin.rows_recovered < 1:
             await plugin.wait_for_passes(1)
     assert (await row(chancy, job_id))["state"] == "retrying"
+
+
+@pytest.mark.parametrize(
+    "chancy",
+    [
+        {
+            "plugins": [
+                ImmediateLeadership(),
+                Recovery(poll_interval=3600, heartbeat_timeout=1),
+            ],
+            "no_default_plugins": True,
+        }
+    ],
+    indirect=True,
+)
+async def test_wake_up_runs_a_pass_now_instead_of_after_poll_interval(
+    chancy: Chancy, worker: Worker
+) -> None:
+    plugin = chancy.plugins["chancy.recovery"]
+    assert isinstance(plugin, Recovery)
+    if plugin.passes == 0:
+        await plugin.wait_for_passes(1, timeout=5)  # the pass at start
+    job_id, _ = await insert_job(chancy, queue="unserved")
+    plugin.wake_up()
+    await plugin.wait_for_passes(1, timeout=5)
+    assert (await row(chancy, job_id))["state"] == "retrying"

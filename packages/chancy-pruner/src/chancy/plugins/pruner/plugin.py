@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -101,7 +100,6 @@ class Pruner(Plugin):
         self.last_removed = 0
         self.rows_removed = 0
         self.pruned_event = asyncio.Event()
-        self._wake = asyncio.Event()
 
     def __repr__(self) -> str:
         return (
@@ -129,11 +127,6 @@ class Pruner(Plugin):
     def get_distribution(cls) -> str | None:
         return DISTRIBUTION
 
-    def wake_up(self) -> None:
-        """Run a pass now (on the leader)."""
-        super().wake_up()
-        self._wake.set()
-
     # -- the loop ---------------------------------------------------------------
 
     async def run(self, worker: Worker, chancy: Chancy) -> None:
@@ -146,12 +139,7 @@ class Pruner(Plugin):
                 worker.log.warning(
                     "Pruner: the pass failed (%s); trying again later", exc
                 )
-            # asyncio.timeout rather than wait_for, which on Python 3.11 can
-            # swallow a cancellation arriving together with a wake-up.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval):
-                    await self._wake.wait()
-            self._wake.clear()
+            await self.sleep(self.poll_interval)  # wake_up() runs a pass now
 
     async def run_once(
         self, chancy: Chancy, *, log: logging.Logger | None = None

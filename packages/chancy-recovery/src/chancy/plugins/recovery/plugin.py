@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING, Any, Final
 
@@ -109,7 +108,6 @@ class Recovery(Plugin):
         self.last_recovered = 0
         self.rows_recovered = 0
         self.recovered_event = asyncio.Event()
-        self._wake = asyncio.Event()
         self._sql: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -138,11 +136,6 @@ class Recovery(Plugin):
     def get_distribution(cls) -> str | None:
         return DISTRIBUTION
 
-    def wake_up(self) -> None:
-        """Run a pass now (on the leader)."""
-        super().wake_up()
-        self._wake.set()
-
     async def run(self, worker: Worker, chancy: Chancy) -> None:
         """On the leader: a pass at once, then one every ``poll_interval``."""
         while True:
@@ -153,12 +146,7 @@ class Recovery(Plugin):
                 worker.log.warning(
                     "Recovery: the pass failed (%s); trying again later", exc
                 )
-            # asyncio.timeout rather than wait_for, which on Python 3.11 can
-            # swallow a cancellation arriving together with a wake-up.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval):
-                    await self._wake.wait()
-            self._wake.clear()
+            await self.sleep(self.poll_interval)  # wake_up() runs a pass now
 
     def _statement(self, chancy: Chancy) -> str:
         statement = self._sql.get(chancy.prefix)
