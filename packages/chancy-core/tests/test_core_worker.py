@@ -152,14 +152,13 @@ async def test_pause_announced_during_a_scan_is_not_lifted_by_that_scan(
         return queues
 
     monkeypatch.setattr(chancy, "get_all_queues", stale_read)
-    # Keep the worker's own follow-up scan out of the way (it waits on the old
-    # event for queue_change_poll_interval = 10 s).
-    monkeypatch.setattr(worker, "_scan_wake", asyncio.Event())
+    # Only this test's scans run: the worker's own would apply the pause.
+    await worker.manager.cancel("chancy:queues")
     scan = asyncio.create_task(worker._scan_queues())
     await read.wait()
     await chancy.pause_queue("fast")
     deadline = time.monotonic() + 5
-    while not worker._runners["fast"].held:
+    while "fast" not in worker._paused_seq:
         assert time.monotonic() < deadline, "the pause was never announced"
         await asyncio.sleep(0.01)
     release.set()
@@ -169,6 +168,7 @@ async def test_pause_announced_during_a_scan_is_not_lifted_by_that_scan(
     assert RUNS == []
     monkeypatch.undo()
     await chancy.resume_queue("fast")
+    await worker._scan_queues()  # what the cancelled scan loop would do
     await chancy.wait_for_job(ref, interval=0.02, timeout=10)
     assert RUNS == ["while-paused"]
 
@@ -188,7 +188,8 @@ async def test_a_queue_paused_while_a_scan_first_reads_it_starts_held(
         return queues
 
     monkeypatch.setattr(chancy, "get_all_queues", stale_read)
-    monkeypatch.setattr(worker, "_scan_wake", asyncio.Event())
+    # Only this test's scans run: the worker's own would apply the pause.
+    await worker.manager.cancel("chancy:queues")
     await declare(chancy, "late")
     scan = asyncio.create_task(worker._scan_queues())
     await read.wait()
@@ -207,6 +208,7 @@ async def test_a_queue_paused_while_a_scan_first_reads_it_starts_held(
     assert RUNS == []
     monkeypatch.undo()
     await chancy.resume_queue("late")
+    await worker._scan_queues()  # what the cancelled scan loop would do
     await chancy.wait_for_job(ref, interval=0.02, timeout=10)
     assert RUNS == ["while-paused"]
 

@@ -172,6 +172,18 @@ class _InsertPlan:
     payloads: list[str]
 
     @property
+    def single_job(self) -> bool:
+        """Whether the plan inserts exactly one job (one scalar statement)."""
+        return len(self.plain) + len(self.unique) == 1
+
+    def one_job_statement(self, sql: Any) -> tuple[str, tuple[Any, ...]]:
+        """The statement and parameters inserting the plan's only job."""
+        row = (*self.plain[0], None) if self.plain else self.unique[0]
+        if self.payloads:
+            return sql.insert_job_notify, (*row, sql.channel, self.payloads[0])
+        return sql.insert_job, row
+
+    @property
     def single_statement(self) -> bool:
         """Whether :meth:`Chancy._insert` writes everything in one statement."""
         return (not self.plain) != (not self.unique) and len(
@@ -870,8 +882,10 @@ class Chancy:
         """Write the plan; ``sent`` is set once the bulk of the data is on the wire."""
         sql = self.sql
         rows: list[Any] = []
-        if len(plan.plain) + len(plan.unique) == 1:
-            return await self._insert_one(cur, plan)
+        if plan.single_job:
+            # Scalar parameters: binding one-element arrays costs more (see _sql).
+            await cur.execute(*plan.one_job_statement(sql), prepare=True)
+            return await cur.fetchall() if plan.unique else []
         notified = False
         if len(plan.plain) >= COPY_THRESHOLD:
             plain = plan.plain
@@ -903,20 +917,6 @@ class Chancy:
             await cur.execute(sql.notify_many, (sql.channel, plan.payloads))
         return rows
 
-    async def _insert_one(self, cur: AsyncCursor[Any], plan: _InsertPlan) -> list[Any]:
-        """Insert the plan's only job with scalar parameters (see ``_sql``)."""
-        sql = self.sql
-        row = (*plan.plain[0], None) if plan.plain else plan.unique[0]
-        if plan.payloads:
-            await cur.execute(
-                sql.insert_job_notify,
-                (*row, sql.channel, plan.payloads[0]),
-                prepare=True,
-            )
-        else:
-            await cur.execute(sql.insert_job, row)
-        return await cur.fetchall() if plan.unique else []
-
     def sync_push_many_ex(
         self, cursor: Cursor[Any] | Connection[Any] | None, jobs: Sequence[Job | IsAJob]
     ) -> list[Reference]:
@@ -927,7 +927,7 @@ class Chancy:
             self.sync_ensure_open()
             with self.sync_pool.connection() as conn:
                 # One statement is atomic on its own: skip BEGIN/COMMIT.
-                single = len(plan.plain) + len(plan.unique) == 1
+                single = plan.single_job
                 if single:
                     conn.autocommit = True
                 try:
@@ -945,14 +945,8 @@ class Chancy:
 
     def _sync_insert(self, cur: Cursor[Any], plan: _InsertPlan) -> list[Any]:
         sql = self.sql
-        if len(plan.plain) + len(plan.unique) == 1:
-            row = (*plan.plain[0], None) if plan.plain else plan.unique[0]
-            if plan.payloads:
-                cur.execute(
-                    sql.insert_job_notify, (*row, sql.channel, plan.payloads[0])
-                )
-            else:
-                cur.execute(sql.insert_job, row)
+        if plan.single_job:
+            cur.execute(*plan.one_job_statement(sql), prepare=True)
             return cur.fetchall() if plan.unique else []
         if plan.plain:
             plain = plan.plain

@@ -51,7 +51,6 @@ class _QueueRunner:
 
     __slots__ = (
         "executor",
-        "held",
         "queue",
         "removed",
         "stopping",
@@ -69,9 +68,6 @@ class _QueueRunner:
         self.update: Queue | None = None
         self.removed = False
         self.stopping = False
-        #: A pause was announced (the number of the queue-change event that
-        #: announced it); fetch nothing until a scan started after it confirms.
-        self.held = 0
 
 
 class Worker:
@@ -153,9 +149,11 @@ class Worker:
         self._flush_idle = asyncio.Event()
         self._flush_idle.set()
         self._scan_wake = asyncio.Event()
-        #: Queue-change events seen; a scan only lifts holds older than itself.
+        #: Queue-change events seen (numbers them).
         self._change_seq = 0
-        #: Queue name -> number of the event that last announced its pause
+        #: Queues held because a pause was announced: name -> number of the
+        #: announcing event. A queue listed here fetches nothing until a scan
+        #: that started after the announcement has applied the new settings
         #: (kept for queues this worker does not serve yet, too).
         self._paused_seq: dict[str, int] = {}
         self._listening = asyncio.Event()
@@ -486,11 +484,7 @@ class Worker:
         self._change_seq += 1
         if event.name == "queue.paused":
             # Stop fetching at once; the scan then applies the new settings.
-            name = event.body.get("q", "")
-            self._paused_seq[name] = self._change_seq
-            runner = self._runners.get(name)
-            if runner is not None:
-                runner.held = self._change_seq
+            self._paused_seq[event.body.get("q", "")] = self._change_seq
         self._scan_wake.set()
 
     # ------------------------------------------------------------------
@@ -520,19 +514,15 @@ class Worker:
             elif new != runner.queue and new != runner.update:
                 runner.update = new
                 runner.wake.set()
-            if runner.held and runner.held <= seen:
-                runner.held = 0
         for name, queue in queues.items():
             if name not in self._runners and not self.shutdown_event.is_set():
                 runner = _QueueRunner(queue)
-                paused = self._paused_seq.get(name, 0)
-                if paused > seen:  # paused after we read it as active
-                    runner.held = paused
                 self._runners[name] = runner
                 runner.task = asyncio.create_task(
                     self._run_queue(runner), name=f"queue:{name}"
                 )
-        # Pauses this scan read are in effect; forget them.
+        # Pauses announced before this scan read the table are in what it
+        # read: lift their holds. Later ones may not be: keep those.
         self._paused_seq = {n: q for n, q in self._paused_seq.items() if q > seen}
 
     async def _run_queue(self, runner: _QueueRunner) -> None:
@@ -633,7 +623,7 @@ class Worker:
                     return True
                 if executor is None:
                     return True
-                if runner.held:
+                if queue.name in self._paused_seq:  # a pause was announced
                     continue
                 if queue.state is Queue.State.PAUSED:
                     if queue.resume_at is not None and queue.resume_at <= datetime.now(
