@@ -136,10 +136,11 @@ async def test_fifo_within_priority_and_priority_first(
     assert RUNS == ["urgent", 0, 1, 2, 3, 4]
 
 
-async def test_pause_announced_during_a_scan_is_not_lifted_by_that_scan(
+async def test_a_stale_view_of_a_paused_queue_fetches_nothing(
     chancy: Chancy, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A scan that read the queues before a pause must not undo the pause's hold."""
+    """A worker whose view of the queue is stale (its scan read the queue
+    before the pause) still takes nothing from it once the pause is committed."""
     await declare(chancy)
     await wait_served(worker, "fast")
     read, release = asyncio.Event(), asyncio.Event()
@@ -157,10 +158,6 @@ async def test_pause_announced_during_a_scan_is_not_lifted_by_that_scan(
     scan = asyncio.create_task(worker._scan_queues())
     await read.wait()
     await chancy.pause_queue("fast")
-    deadline = time.monotonic() + 5
-    while "fast" not in worker._paused_seq:
-        assert time.monotonic() < deadline, "the pause was never announced"
-        await asyncio.sleep(0.01)
     release.set()
     await scan
     ref = await chancy.push(record.job.with_kwargs(value="while-paused"))
@@ -173,10 +170,10 @@ async def test_pause_announced_during_a_scan_is_not_lifted_by_that_scan(
     assert RUNS == ["while-paused"]
 
 
-async def test_a_queue_paused_while_a_scan_first_reads_it_starts_held(
+async def test_a_queue_paused_before_its_runner_exists_runs_nothing(
     chancy: Chancy, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The same race for a queue the worker does not serve yet: the scan that
+    """The same for a queue the worker does not serve yet: the scan that
     creates its runner read it as active, the pause came before the runner."""
     read, release = asyncio.Event(), asyncio.Event()
     get_all_queues = chancy.get_all_queues
@@ -194,10 +191,6 @@ async def test_a_queue_paused_while_a_scan_first_reads_it_starts_held(
     scan = asyncio.create_task(worker._scan_queues())
     await read.wait()
     await chancy.pause_queue("late")
-    deadline = time.monotonic() + 5
-    while "late" not in worker._paused_seq:
-        assert time.monotonic() < deadline, "the pause was never announced"
-        await asyncio.sleep(0.01)
     release.set()
     await scan
     await wait_served(worker, "late")

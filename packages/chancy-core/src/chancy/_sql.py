@@ -154,6 +154,10 @@ class Statements:
             f"SELECT id FROM {jobs}"
             f" WHERE queue = %(queue)s AND state IN ('pending', 'retrying')"
             f" AND attempts < max_attempts AND scheduled_at <= NOW()"
+            # A pause committed before this statement stops it, whenever the
+            # worker hears of it.
+            f" AND NOT EXISTS (SELECT 1 FROM {queues} q WHERE q.name = %(queue)s"
+            f" AND q.state = 'paused')"
             f" ORDER BY priority DESC, id ASC LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
         )
         # Claiming jobs commits asynchronously (synchronous_commit off for

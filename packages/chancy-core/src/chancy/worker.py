@@ -149,13 +149,6 @@ class Worker:
         self._flush_idle = asyncio.Event()
         self._flush_idle.set()
         self._scan_wake = asyncio.Event()
-        #: Queue-change events seen (numbers them).
-        self._change_seq = 0
-        #: Queues held because a pause was announced: name -> number of the
-        #: announcing event. A queue listed here fetches nothing until a scan
-        #: that started after the announcement has applied the new settings
-        #: (kept for queues this worker does not serve yet, too).
-        self._paused_seq: dict[str, int] = {}
         self._listening = asyncio.Event()
         self._started = False
         self._stopping: asyncio.Future[bool] | None = None
@@ -481,10 +474,8 @@ class Worker:
             runner.wake.set()
 
     def _on_queue_changed(self, event: Event) -> None:
-        self._change_seq += 1
-        if event.name == "queue.paused":
-            # Stop fetching at once; the scan then applies the new settings.
-            self._paused_seq[event.body.get("q", "")] = self._change_seq
+        # The scan applies the new settings; a pause already holds, since
+        # fetching checks the queue's state in the same statement.
         self._scan_wake.set()
 
     # ------------------------------------------------------------------
@@ -498,8 +489,6 @@ class Worker:
             await self._scan_queues()
 
     async def _scan_queues(self) -> None:
-        # A pause announced while this scan reads may not be in what it reads.
-        seen = self._change_seq
         queues = {
             q.name: q for q in await self.chancy.get_all_queues() if self.matches(q)
         }
@@ -521,9 +510,6 @@ class Worker:
                 runner.task = asyncio.create_task(
                     self._run_queue(runner), name=f"queue:{name}"
                 )
-        # Pauses announced before this scan read the table are in what it
-        # read: lift their holds. Later ones may not be: keep those.
-        self._paused_seq = {n: q for n, q in self._paused_seq.items() if q > seen}
 
     async def _run_queue(self, runner: _QueueRunner) -> None:
         failures = 0
@@ -623,8 +609,6 @@ class Worker:
                     return True
                 if executor is None:
                     return True
-                if queue.name in self._paused_seq:  # a pause was announced
-                    continue
                 if queue.state is Queue.State.PAUSED:
                     if queue.resume_at is not None and queue.resume_at <= datetime.now(
                         UTC
