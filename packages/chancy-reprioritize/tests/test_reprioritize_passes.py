@@ -142,8 +142,10 @@ async def test_locked_jobs_are_skipped_and_priorities_saturate(
 
 @uses_db
 async def test_a_pass_notifies_what_it_did(chancy: Chancy, worker: Worker) -> None:
-    await insert_job(chancy)
-    await insert_job(chancy)
+    # A queue the worker does not serve: it would otherwise take the jobs
+    # (pending -> running) before the pass sees them.
+    await insert_job(chancy, queue="unserved")
+    await insert_job(chancy, queue="unserved")
     waiter = asyncio.ensure_future(worker.hub.wait_for("reprioritize.done", timeout=5))
     await asyncio.sleep(0)
     plugin = Reprioritize(Age() > 0)
@@ -168,7 +170,7 @@ async def test_a_pass_notifies_what_it_did(chancy: Chancy, worker: Worker) -> No
 async def test_wake_up_runs_a_pass_on_the_leader(
     chancy: Chancy, worker: Worker
 ) -> None:
-    job = await insert_job(chancy)
+    job = await insert_job(chancy, queue="unserved")  # out of the worker's reach
     plugin = chancy.plugins["chancy.reprioritize"]
     assert isinstance(plugin, Reprioritize)
     assert plugin.passes == 0  # the first pass waits one interval
