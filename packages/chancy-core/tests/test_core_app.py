@@ -475,6 +475,64 @@ async def test_bulk_copy_stores_awkward_text_exactly(chancy: Chancy) -> None:
         assert job_.scheduled_at == datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 
+async def test_bulk_push_keeps_each_jobs_meta_and_time_when_objects_are_shared(
+    chancy: Chancy,
+) -> None:
+    """Serialising reuses the text of a meta or scheduled_at object the previous
+    job shared (jobs from one template); jobs that differ keep their own."""
+    shared_meta = {"from": "template"}
+    later = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    earlier = datetime(2020, 1, 1, tzinfo=UTC)
+    jobs = []
+    for i in range(200):
+        meta = shared_meta if i % 3 else {"own": i}
+        when = later if i % 5 else earlier
+        jobs.append(Job(func="m.f", kwargs={"i": i}, meta=meta, scheduled_at=when))
+    refs = [r async for batch in chancy.push_many(jobs) for r in batch]
+    stored = {j.id: j for j in await chancy.get_jobs(refs)}
+    for i, ref in enumerate(refs):
+        job_ = stored[ref.identifier]
+        assert job_.meta == ({"from": "template"} if i % 3 else {"own": i})
+        assert job_.scheduled_at == (later if i % 5 else earlier)
+
+
+async def test_ids_follow_the_order_jobs_were_given_in(chancy: Chancy) -> None:
+    """Unique and plain jobs in one call get increasing ids in input order, so
+    equal-priority jobs of one push run first-in first-out."""
+    jobs = [
+        Job(func="m.f", unique_key=f"k{i}") if i % 4 == 0 else Job(func="m.f")
+        for i in range(100)
+    ]
+    refs = [r async for batch in chancy.push_many(jobs) for r in batch]
+    ids = [r.identifier for r in refs]
+    assert ids == sorted(ids) and len(set(ids)) == 100
+
+
+async def test_a_circular_kwargs_fails_clearly_and_the_next_push_works(
+    chancy: Chancy,
+) -> None:
+    loop: dict[str, object] = {}
+    loop["self"] = loop
+    shared = {"a": 1}
+    with pytest.raises(TypeError, match="kwargs is not JSON-serialisable"):
+        await chancy.push(Job(func="m.f", kwargs={"x": loop}))
+    # Once fixed, the same dict pushes fine: the failed call left no
+    # circular-reference markers behind.
+    del loop["self"]
+    loop["shared"] = shared
+    ref = await chancy.push(Job(func="m.f", kwargs={"x": loop, "y": shared}))
+    stored = await chancy.get_job(ref)
+    assert stored is not None
+    assert stored.kwargs == {"x": {"shared": {"a": 1}}, "y": {"a": 1}}
+    assert await count_rows(chancy, "jobs") == 1
+
+
+async def test_kwargs_with_non_string_keys_are_refused(chancy: Chancy) -> None:
+    with pytest.raises(TypeError, match="string keys"):
+        await chancy.push(Job(func="m.f", kwargs={1: "one"}))  # type: ignore[dict-item]
+    assert await count_rows(chancy, "jobs") == 0
+
+
 async def test_push_many_commits_earlier_batches_before_a_bad_one_raises(
     chancy: Chancy,
 ) -> None:
