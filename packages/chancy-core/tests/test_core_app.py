@@ -347,6 +347,24 @@ def test_django_settings_dict_becomes_a_dsn() -> None:
     assert Chancy({"NAME": "x"}, no_default_plugins=True).dsn == "postgresql:///x"
 
 
+def test_django_settings_dict_with_a_socket_directory_or_an_ipv6_host() -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    socket = _dsn_from_django(
+        {"NAME": "app", "USER": "u", "HOST": "/var/run/postgresql", "PORT": "5433"}
+    )
+    assert socket == "postgresql://u@%2Fvar%2Frun%2Fpostgresql:5433/app"
+    assert conninfo_to_dict(socket) == {
+        "user": "u",
+        "host": "/var/run/postgresql",
+        "port": "5433",
+        "dbname": "app",
+    }
+    ipv6 = _dsn_from_django({"NAME": "app", "HOST": "::1"})
+    assert ipv6 == "postgresql://[::1]:5432/app"
+    assert conninfo_to_dict(ipv6)["host"] == "::1"
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import attrs
 from psycopg import AsyncConnection, AsyncCursor, Connection, Cursor
@@ -259,13 +259,18 @@ def _dsn_from_django(settings: dict[str, Any]) -> str:
     password = settings.get("PASSWORD") or ""
     host = settings.get("HOST") or ""
     port = str(settings.get("PORT") or "5432")
-    name = settings.get("NAME") or ""
+    name = quote(str(settings.get("NAME") or ""), safe="")
     auth = ""
     if user:
         auth = quote_plus(user)
         if password:
             auth += ":" + quote_plus(password)
         auth += "@"
+    if host.startswith("/"):
+        # A Unix-socket directory: percent-encoded, as libpq URIs require.
+        host = quote(host, safe="")
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
     netloc = f"{auth}{host}:{port}" if host else auth
     dsn = f"postgresql://{netloc}/{name}"
     options = settings.get("OPTIONS") or {}
