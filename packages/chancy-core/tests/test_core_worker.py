@@ -491,6 +491,31 @@ async def test_listener_reconnects_after_its_connection_dies(
     assert done is not None and done.state is QueuedJob.State.SUCCEEDED
 
 
+async def test_listen_relays_notifications_without_serving_queues(
+    chancy: Chancy, worker_no_start: Worker
+) -> None:
+    """Worker.listen() alone: the event stream of a process that runs no jobs."""
+    worker = worker_no_start
+    worker.manager.add("chancy:listen", worker.listen)
+    try:
+        async with asyncio.timeout(5):
+            while True:  # LISTEN is in place once a notification comes back
+                heard = asyncio.ensure_future(worker.hub.wait_for("probe", timeout=0.2))
+                await asyncio.sleep(0)
+                async with chancy.pool.connection() as conn, conn.cursor() as cur:
+                    await chancy.notify(cur, "probe", {"n": 1})
+                if await heard:
+                    break
+        got = asyncio.ensure_future(worker.hub.wait_for("queue.pushed", timeout=5))
+        await asyncio.sleep(0)
+        await chancy.push(record.job)
+        (event,) = await got
+        assert event.body == {"q": "fast"}
+        assert len(worker) == 0  # nothing was served
+    finally:
+        await worker.manager.cancel_all()
+
+
 async def test_executor_that_cannot_honour_memory_limits_fails_fast(
     chancy: Chancy, worker: Worker
 ) -> None:

@@ -854,6 +854,17 @@ class Worker:
                 cursor, "worker.announced", {"worker_id": self.worker_id}
             )
 
+    async def listen(self) -> None:
+        """Relay the database's notifications to :attr:`hub` until cancelled.
+
+        :meth:`start` runs this itself (when the app has notifications on).
+        It is public for processes that want the event stream without
+        serving queues, such as ``chancy worker web``: run it under
+        :attr:`manager` and every ``pg_notify`` on the app's channel becomes
+        a hub event. Reconnects with back-off when the connection drops.
+        """
+        await self._listen_loop()
+
     async def _listen_loop(self) -> None:
         chancy = self.chancy
         failures = 0

@@ -113,10 +113,9 @@ def web_command(
                 installed.append(signum)
         manager = worker.manager
         try:
-            listen = getattr(worker, "_listen_loop", None)
-            if chancy.notifications and listen is not None:
+            if chancy.notifications:
                 # Database notifications feed the hub, hence the event stream.
-                manager.add("chancy:listen", listen)
+                manager.add("chancy:listen", worker.listen)
             metrics = chancy.plugins.get("chancy.metrics")
             if metrics is not None and hasattr(metrics, "run"):
                 manager.add(
