@@ -11,9 +11,9 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, quote_plus, urlencode
 
 import attrs
@@ -62,6 +62,8 @@ class _JsonEncoders(threading.local):
     Per thread because the encoder's circular-reference markers are shared by
     its calls; they are cleared after a failed call.
     """
+
+    encode: Callable[[Any], str]
 
     def __init__(self) -> None:
         if _c_make_encoder is None:  # an interpreter without the C accelerator
@@ -118,7 +120,7 @@ def _copy_text(rows: Sequence[tuple[Any, ...]]) -> bytes:
             out = escaped[value] = value.translate(_COPY_ESCAPES)
         return out
 
-    lines = []
+    lines: list[str] = []
     append = lines.append
     # Jobs made from one template share their scheduled_at object.
     last_when: Any = None
@@ -346,7 +348,8 @@ class Chancy:
         if isinstance(dsn, dict):
             dsn = _dsn_from_django(dsn)
         if dsn is None and pool is not None:
-            dsn = pool.conninfo
+            # psycopg_pool also takes a callable conninfo: rejected just below.
+            dsn = pool.conninfo  # type: ignore[assignment]
         if not isinstance(dsn, str):
             raise ConfigurationError(
                 f"dsn must be a connection string or a Django DATABASES dict, got {type(dsn).__name__}"
@@ -611,7 +614,8 @@ class Chancy:
             self.sql.upsert_queue if upsert else self.sql.declare_queue, params
         )
         row = await cursor.fetchone()
-        return Queue.unpack(row)
+        # Both statements end in RETURNING * after an upsert: always one row.
+        return Queue.unpack(cast("dict[str, Any]", row))
 
     def sync_declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
         self.sync_ensure_open()
@@ -630,7 +634,8 @@ class Chancy:
         cursor.execute(
             self.sql.upsert_queue if upsert else self.sql.declare_queue, params
         )
-        return Queue.unpack(cursor.fetchone())
+        # Both statements end in RETURNING * after an upsert: always one row.
+        return Queue.unpack(cast("dict[str, Any]", cursor.fetchone()))
 
     async def get_all_queues(self) -> list[Queue]:
         """Every declared queue, whatever its state."""

@@ -26,6 +26,24 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+# attrs converters are named, annotated functions (not lambdas) so that mypy's
+# attrs plugin can type the generated ``__init__``.
+def _limit_type(value: str) -> Limit.Type:
+    return Limit.Type(value)
+
+
+def _kwargs(value: dict[str, Any] | None) -> dict[str, Any]:
+    return {} if value is None else value
+
+
+def _job_id(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _job_state(value: str) -> QueuedJob.State:
+    return QueuedJob.State(value)
+
+
 @attrs.define(slots=True)
 class Limit:
     """A resource limit applied to one run of a job.
@@ -39,7 +57,7 @@ class Limit:
         MEMORY = "memory"
         TIME = "time"
 
-    type_: Limit.Type = attrs.field(converter=lambda v: Limit.Type(v))
+    type_: Limit.Type = attrs.field(converter=_limit_type)
     value: int
 
     def serialize(self) -> dict[str, Any]:
@@ -99,9 +117,7 @@ class Job:
     #: Name of the queue the job runs on.
     queue: str = "default"
     #: Keyword arguments; must be JSON-serialisable.
-    kwargs: dict[str, Any] = attrs.field(
-        factory=dict, converter=lambda v: {} if v is None else v
-    )
+    kwargs: dict[str, Any] = attrs.field(factory=dict, converter=_kwargs)
     #: Higher runs first.
     priority: int = 0
     #: Total number of runs allowed (1 = no retry).
@@ -195,16 +211,12 @@ class QueuedJob(Job):
         RETRYING = "retrying"
         SUCCEEDED = "succeeded"
 
-    id: uuid.UUID = attrs.field(
-        converter=lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v))
-    )
+    id: uuid.UUID = attrs.field(converter=_job_id)
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
     attempts: int = 0
-    state: QueuedJob.State = attrs.field(
-        default="pending", converter=lambda v: QueuedJob.State(v)
-    )
+    state: QueuedJob.State = attrs.field(default=State.PENDING, converter=_job_state)
     errors: list[dict[str, Any]] = attrs.field(factory=list)
     #: The execution claim this instance was fetched with; the worker's update
     #: applies only while the row still carries it (fencing). Not user data.
@@ -213,7 +225,7 @@ class QueuedJob(Job):
     deadline: float | None = attrs.field(default=None, eq=False, repr=False)
 
     @classmethod
-    def unpack(cls, row: dict[str, Any]) -> QueuedJob:  # type: ignore[override]
+    def unpack(cls, row: dict[str, Any]) -> QueuedJob:
         """Build from a jobs-table row (as a dict)."""
         return cls(
             id=row["id"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,14 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
+
+
+def _state(value: str) -> Queue.State:
+    return Queue.State(value)
+
+
+def _executor_options(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {} if value is None else dict(value)
 
 
 def _validate_concurrency(_: Any, __: Any, value: int | None) -> None:
@@ -63,13 +72,13 @@ class Queue:
     tags: set[str] = attrs.field(factory=lambda: {".*"}, kw_only=True, converter=_tags)
     #: ``active`` or ``paused``.
     state: Queue.State = attrs.field(
-        default="active", kw_only=True, converter=lambda v: Queue.State(v)
+        default=State.ACTIVE, kw_only=True, converter=_state
     )
     #: Import path of the executor class running this queue's jobs.
     executor: str = attrs.field(default=PROCESS_EXECUTOR, kw_only=True)
     #: Keyword arguments for the executor's constructor (JSON-serialisable).
     executor_options: dict[str, Any] = attrs.field(
-        factory=dict, kw_only=True, converter=lambda v: {} if v is None else dict(v)
+        factory=dict, kw_only=True, converter=_executor_options
     )
     #: Seconds between polls when nothing wakes the queue.
     polling_interval: int | float = attrs.field(

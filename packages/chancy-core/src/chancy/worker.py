@@ -544,7 +544,7 @@ class Worker:
         while not (runner.stopping or runner.removed or runner.update is not None):
             try:
                 cls = import_string(queue.executor)
-                executor = cls(self, queue, **queue.executor_options)
+                executor: Executor = cls(self, queue, **queue.executor_options)
                 await executor.__aenter__()
                 return executor
             except Exception as exc:

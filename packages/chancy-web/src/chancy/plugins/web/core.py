@@ -642,7 +642,8 @@ class CoreApiPlugin(ApiPlugin):
                 ),
                 (job_id,),
             )
-            return await cursor.fetchone()
+            row: dict[str, Any] | None = await cursor.fetchone()
+            return row
 
     async def get_job(
         self, request: Request, *, chancy: Chancy, worker: Worker

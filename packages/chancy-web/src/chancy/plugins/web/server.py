@@ -139,7 +139,7 @@ class _Authentication(AuthenticationBackend):
                     if user is not None:
                         return AuthCredentials([AUTHENTICATED]), user
         result = await backend.authenticate(conn)
-        return result  # type: ignore[no-any-return]
+        return result
 
 
 def _on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
@@ -259,15 +259,15 @@ def build_app(api: Api, worker: Worker, chancy: Chancy) -> Starlette:
     ]
     middleware = [
         Middleware(
-            CORSMiddleware,  # type: ignore[arg-type]
+            CORSMiddleware,
             allow_origins=list(api.allow_origins or []),
             allow_methods=["*"],
             allow_headers=["*"],
             allow_credentials=True,
         ),
-        Middleware(_LazySessionMiddleware, api=api, chancy=chancy),  # type: ignore[arg-type]
+        Middleware(_LazySessionMiddleware, api=api, chancy=chancy),
         Middleware(
-            AuthenticationMiddleware,  # type: ignore[arg-type]
+            AuthenticationMiddleware,
             backend=_Authentication(api, chancy),
             on_error=_on_auth_error,
         ),
