@@ -94,6 +94,7 @@ async def test_health_needs_no_login(anon: httpx.AsyncClient) -> None:
         ("GET", "/api/v1/jobs"),
         ("POST", "/api/v1/jobs"),
         ("GET", "/api/v1/jobs/functions"),
+        ("GET", "/api/v1/jobs/counts"),
         ("GET", f"/api/v1/jobs/{uuid.uuid4()}"),
         ("DELETE", f"/api/v1/jobs/{uuid.uuid4()}"),
         ("POST", f"/api/v1/jobs/{uuid.uuid4()}/retry"),
@@ -349,6 +350,39 @@ def app_ref(job_id: str) -> Any:
     from chancy import Reference
 
     return Reference(job_id)
+
+
+async def test_job_counts_per_state_are_capped_and_filter_by_queue(
+    client: httpx.AsyncClient, app: Chancy
+) -> None:
+    await push(app, 5)
+    other = await app.push(Job(func=FUNC, queue="elsewhere"))
+    async with app.pool.connection() as conn:
+        await conn.execute(
+            f"UPDATE {app.sql.jobs} SET state = 'failed' WHERE id = %s",
+            (other.identifier,),
+        )
+    everything = (await client.get("/api/v1/jobs/counts")).json()
+    assert everything["cap"] == 10_000 and everything["capped"] == []
+    assert everything["counts"] == {
+        "pending": 5,
+        "running": 0,
+        "retrying": 0,
+        "succeeded": 0,
+        "failed": 1,
+    }
+    capped = (await client.get("/api/v1/jobs/counts", params={"cap": 3})).json()
+    assert capped["counts"]["pending"] == 3 and capped["capped"] == ["pending"]
+    one_queue = await client.get("/api/v1/jobs/counts", params={"queue": "elsewhere"})
+    assert one_queue.json()["counts"] == {
+        "pending": 0,
+        "running": 0,
+        "retrying": 0,
+        "succeeded": 0,
+        "failed": 1,
+    }
+    bad = await client.get("/api/v1/jobs/counts", params={"cap": "0"})
+    assert bad.status_code == 422 and "cap" in bad.json()["error"]
 
 
 async def test_job_list_pagination_has_no_overlap(

@@ -62,6 +62,9 @@ __all__ = ["CoreApiPlugin"]
 MAX_JOBS_PAGE: Final = 100
 #: Most ids one bulk action accepts.
 MAX_BULK_IDS: Final = 1000
+#: ``GET /api/v1/jobs/counts``: default and largest count per state.
+COUNT_CAP: Final = 10_000
+MAX_COUNT_CAP: Final = 100_000
 #: Seconds ``GET /api/v1/jobs/functions`` is cached.
 FUNCTIONS_TTL: Final = 60.0
 #: Most events a slow websocket client may have waiting; older ones are dropped.
@@ -305,6 +308,7 @@ class CoreApiPlugin(ApiPlugin):
             route(f"{v1}/jobs", self.get_jobs, ["GET"], "get_jobs"),
             route(f"{v1}/jobs", self.bulk_jobs, ["POST"], "bulk_jobs"),
             route(f"{v1}/jobs/functions", self.get_functions, ["GET"], "functions"),
+            route(f"{v1}/jobs/counts", self.get_counts, ["GET"], "job_counts"),
             route(f"{v1}/jobs/{{id}}", self.get_job, ["GET"], "get_job"),
             route(f"{v1}/jobs/{{id}}", self.delete_job, ["DELETE"], "delete_job"),
             route(f"{v1}/jobs/{{id}}/retry", self.retry_job, ["POST"], "retry_job"),
@@ -611,6 +615,33 @@ class CoreApiPlugin(ApiPlugin):
             await cursor.execute(query, [*args, limit + 1])
             rows = await cursor.fetchall()
         return page_response(request, rows[:limit], has_more=len(rows) > limit)
+
+    async def get_counts(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Jobs per state, each counted up to ``cap`` (``?queue=`` for one queue).
+
+        ``{"cap": 10000, "counts": {"pending": 12, ...}, "capped": ["succeeded"]}``:
+        a state in ``capped`` has more than ``cap`` jobs. Counting stops at the
+        cap, so the cost is bounded however large the table grows.
+        """
+        cap = query_int(request, "cap", COUNT_CAP, minimum=1, maximum=MAX_COUNT_CAP)
+        assert cap is not None
+        queue = request.query_params.get("queue") or None
+        query = sql.SQL(
+            "SELECT s.state, (SELECT count(*) FROM (SELECT 1 FROM {jobs} j"
+            " WHERE j.state = s.state AND (%(queue)s::text IS NULL OR j.queue = %(queue)s)"
+            " LIMIT %(limit)s) AS capped) FROM unnest(%(states)s::text[]) AS s(state)"
+        ).format(jobs=sql.Identifier(f"{chancy.prefix}jobs"))
+        await chancy.ensure_open()
+        async with chancy.pool.connection() as conn:
+            cursor = await conn.execute(
+                query, {"queue": queue, "limit": cap + 1, "states": _STATES}
+            )
+            rows = await cursor.fetchall()
+        counts = {state: min(int(n), cap) for state, n in rows}
+        capped = [state for state, n in rows if n > cap]
+        return json_response({"cap": cap, "counts": counts, "capped": capped})
 
     async def get_functions(
         self, request: Request, *, chancy: Chancy, worker: Worker

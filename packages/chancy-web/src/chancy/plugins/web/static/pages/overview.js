@@ -8,7 +8,9 @@ import { badge, emptyState, errorBox, pageHeader, stateBadge, stateDot, table } 
 import { h, link, replace, seg } from "../lib/dom.js";
 import { JOB_STATES, jobState, num, relative, shortId, timeEl, titleCase } from "../lib/format.js";
 
-const COUNT_LIMIT = 100;
+// Jobs counted per state before the card says "more than".
+const COUNT_CAP = 10000;
+const FAILURES_SHOWN = 6;
 
 export default async function mount(view, ctx) {
   ctx.setTitle("Overview");
@@ -44,16 +46,25 @@ export default async function mount(view, ctx) {
     });
 
   async function counts() {
-    const results = await Promise.all(JOB_STATES.map((state) =>
-      api.get("/api/v1/jobs", { state, limit: COUNT_LIMIT, pagination: "true" }, { signal: ctx.signal })
-        .then((d) => ({ state, page: asPage(d, COUNT_LIMIT) }))
+    // One bounded count per state, and the few latest failures for the table.
+    const [counted, failed] = await Promise.all([
+      api.get("/api/v1/jobs/counts", { cap: COUNT_CAP }, { signal: ctx.signal }).catch((err) => {
+        if (err.name === "AbortError") throw err;
+        return err;
+      }),
+      api.get("/api/v1/jobs", { state: "failed", limit: FAILURES_SHOWN, pagination: "true" }, { signal: ctx.signal })
+        .then((d) => ({ page: asPage(d, FAILURES_SHOWN) }))
         .catch((err) => {
           if (err.name === "AbortError") throw err;
-          return { state, error: err };
-        })));
+          return { error: err };
+        }),
+    ]);
     const metrics = ctx.hasPlugin("Metrics") ? await fetchMetricsQuietly("global:status", { resolution: "5min" }, ctx.signal) : {};
-    replace(cards, results.map(({ state, page, error }) => {
-      const count = error ? "?" : `${num(page.items.length)}${page.has_more ? "+" : ""}`;
+    const error = counted instanceof Error ? counted : null;
+    const capped = new Set(error ? [] : counted.capped || []);
+    replace(cards, JOB_STATES.map((state) => {
+      const n = error ? null : (counted.counts || {})[state] ?? 0;
+      const count = error ? "?" : `${num(n)}${capped.has(state) ? "+" : ""}`;
       const series = metrics[`global:status:${state}`];
       return h(
         "a",
@@ -62,13 +73,12 @@ export default async function mount(view, ctx) {
         h("span", { class: "stat-value" }, count),
         error ? h("span", { class: "stat-note error-text" }, error.message)
           : series ? h("span", { class: "stat-spark" }, sparkline(series, { resolution: "5min", label: `${state} jobs per 5 minutes` }))
-            : h("span", { class: "stat-note" }, page.has_more ? `at least ${COUNT_LIMIT}` : "jobs"),
+            : h("span", { class: "stat-note" }, capped.has(state) ? `more than ${num(counted.cap)}` : "jobs"),
       );
     }));
-    const failed = results.find((r) => r.state === "failed");
-    if (failed?.error) replace(failuresBox, errorBox(failed.error));
+    if (failed.error) replace(failuresBox, errorBox(failed.error));
     else {
-      const rows = failed.page.items.slice(0, 6);
+      const rows = failed.page.items.slice(0, FAILURES_SHOWN);
       replace(failuresBox, rows.length
         ? table([
             { label: "State", render: (j) => stateBadge(jobState(j)) },
