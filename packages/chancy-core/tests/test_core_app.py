@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference, job
@@ -342,7 +343,16 @@ def test_django_settings_dict_becomes_a_dsn() -> None:
             "OPTIONS": {"sslmode": "require"},
         }
     )
-    assert dsn == "postgresql://me%40x:p+w@db:6432/app?sslmode=require"
+    assert dsn == "postgresql://me%40x:p%20w@db:6432/app?sslmode=require"
+    # What libpq reads back: the password with its space ("p+w" would be
+    # read literally, as the original's plus-quoting produced).
+    assert conninfo_to_dict(dsn)["password"] == "p w"
+    assert (
+        conninfo_to_dict(_dsn_from_django({"USER": "a+b", "PASSWORD": "x/y:z"}))[
+            "password"
+        ]
+        == "x/y:z"
+    )
     assert _dsn_from_django({"NAME": "x"}) == "postgresql:///x"
     assert Chancy({"NAME": "x"}, no_default_plugins=True).dsn == "postgresql:///x"
 

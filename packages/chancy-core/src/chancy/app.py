@@ -14,7 +14,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote, quote_plus, urlencode
+from urllib.parse import quote, urlencode
 
 import attrs
 from psycopg import AsyncConnection, AsyncCursor, Connection, Cursor
@@ -264,9 +264,11 @@ def _dsn_from_django(settings: dict[str, Any]) -> str:
     name = quote(str(settings.get("NAME") or ""), safe="")
     auth = ""
     if user:
-        auth = quote_plus(user)
+        # Percent-encoded, not plus-quoted as in the original: libpq does not
+        # decode "+", so a password with a space would not authenticate.
+        auth = quote(user, safe="")
         if password:
-            auth += ":" + quote_plus(password)
+            auth += ":" + quote(password, safe="")
         auth += "@"
     if host.startswith("/"):
         # A Unix-socket directory: percent-encoded, as libpq URIs require.
