@@ -3,7 +3,6 @@ writes, and the admin reschedules in a way the plugin understands."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -22,39 +21,6 @@ uses_cron = pytest.mark.parametrize(
     [{"plugins": [Cron(), ImmediateLeadership()], "no_default_plugins": True}],
     indirect=True,
 )
-
-
-# -- Django, configured lazily on the test database (see chancy-core's
-# tests/contrib/conftest.py, which defines the same fixtures) -------------------
-
-
-@pytest.fixture(scope="session")
-def django_settings(chancy_dsn: str) -> str:
-    from chancy.contrib.django._testing import configure
-
-    configure(chancy_dsn)
-    return chancy_dsn
-
-
-@pytest.fixture
-async def django_orm(django_settings: str) -> AsyncIterator[None]:
-    from chancy.contrib.django._testing import close_connections
-
-    yield
-    await sync_to_async(close_connections)()
-    close_connections()
-
-
-@pytest.fixture(scope="module")
-def superuser(django_settings: str) -> Iterator[str]:
-    from django.contrib.auth import get_user_model
-
-    from chancy.contrib.django._testing import close_connections, django_tables
-
-    with django_tables():
-        get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-        close_connections()
-        yield "root"
 
 
 def a_job(key: str = "poll") -> Job:
@@ -133,7 +99,7 @@ def test_app_and_admin_registration(django_settings: str) -> None:
 
 @uses_cron
 async def test_admin_lists_and_reschedules(
-    chancy: Chancy, superuser: str, django_orm: None
+    chancy: Chancy, django_superuser: str, django_orm: None
 ) -> None:
     await Cron.schedule(chancy, "*/5 * * * *", a_job("poll"), a_job("other"))
 
@@ -142,7 +108,7 @@ async def test_admin_lists_and_reschedules(
         from django.test import Client
 
         client = Client()
-        client.force_login(get_user_model().objects.get(username=superuser))
+        client.force_login(get_user_model().objects.get(username=django_superuser))
 
         listing = client.get("/admin/chancy_cron/cron/")
         assert listing.status_code == 200

@@ -5,7 +5,6 @@ workflow with its steps inline."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -27,39 +26,6 @@ uses_workflows = pytest.mark.parametrize(
     ],
     indirect=True,
 )
-
-
-# -- Django, configured lazily on the test database (see chancy-core's
-# tests/contrib/conftest.py, which defines the same fixtures) -------------------
-
-
-@pytest.fixture(scope="session")
-def django_settings(chancy_dsn: str) -> str:
-    from chancy.contrib.django._testing import configure
-
-    configure(chancy_dsn)
-    return chancy_dsn
-
-
-@pytest.fixture
-async def django_orm(django_settings: str) -> AsyncIterator[None]:
-    from chancy.contrib.django._testing import close_connections
-
-    yield
-    await sync_to_async(close_connections)()
-    close_connections()
-
-
-@pytest.fixture(scope="module")
-def superuser(django_settings: str) -> Iterator[str]:
-    from django.contrib.auth import get_user_model
-
-    from chancy.contrib.django._testing import close_connections, django_tables
-
-    with django_tables():
-        get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-        close_connections()
-        yield "root"
 
 
 def step(name: str) -> Job:
@@ -158,7 +124,7 @@ def test_app_and_admin_registration(django_settings: str) -> None:
 
 @uses_workflows
 async def test_admin_shows_a_workflow_with_its_steps(
-    chancy: Chancy, superuser: str, django_orm: None
+    chancy: Chancy, django_superuser: str, django_orm: None
 ) -> None:
     workflow_id = await push_and_start(chancy)
     await WorkflowPlugin.push(chancy, Workflow("other").add("x", step("x")))
@@ -171,7 +137,7 @@ async def test_admin_shows_a_workflow_with_its_steps(
         from django.test import Client
 
         client = Client()
-        client.force_login(get_user_model().objects.get(username=superuser))
+        client.force_login(get_user_model().objects.get(username=django_superuser))
 
         listing = client.get("/admin/chancy_workflow/workflow/")
         assert listing.status_code == 200

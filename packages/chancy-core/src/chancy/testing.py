@@ -96,6 +96,17 @@ Fixtures
     The import path of each executor for ``async def`` jobs:
     ``chancy.executors.asyncex.AsyncExecutor``.
 
+``django_settings`` (session), ``django_orm``, ``django_tables`` (module),
+``django_superuser`` (module)
+    For tests of Chancy's Django apps (``chancy-core[django]``); a test that
+    asks for them is skipped when Django is not installed. ``django_settings``
+    configures Django on ``chancy_dsn`` (once per process, with every Chancy
+    Django app installed) and returns the DSN; ``django_orm`` closes the
+    test's ORM connections afterwards (for async tests); ``django_tables``
+    creates the tables of Django's own apps (auth, admin, sessions) for one
+    test module and drops them after it; ``django_superuser`` is the username
+    of a superuser (password ``pw``) in them.
+
 Environment variables
 =====================
 
@@ -129,6 +140,10 @@ __all__ = [
     "chancy_just_app",
     "chancy_server_dsn",
     "chancy_worker",
+    "django_orm",
+    "django_settings",
+    "django_superuser",
+    "django_tables",
     "sync_executor",
     "worker",
     "worker_no_start",
@@ -378,3 +393,51 @@ def sync_executor(request: pytest.FixtureRequest) -> str:
 def async_executor(request: pytest.FixtureRequest) -> str:
     """Import path of each executor for ``async def`` jobs."""
     return str(request.param)
+
+
+# ---------------------------------------------------------------------------
+# Django (chancy.contrib.django; the helpers live in its _testing module)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def django_settings(chancy_dsn: str) -> str:
+    """Django configured on the test database (once per process); its DSN."""
+    pytest.importorskip("django")
+    from chancy.contrib.django._testing import configure
+
+    configure(chancy_dsn)
+    return chancy_dsn
+
+
+@_async_fixture
+async def django_orm(django_settings: str) -> AsyncIterator[None]:
+    """The ORM for an async test; its connections are closed afterwards."""
+    from asgiref.sync import sync_to_async
+
+    from chancy.contrib.django._testing import close_connections
+
+    yield
+    await sync_to_async(close_connections)()
+    close_connections()
+
+
+@pytest.fixture(scope="module")
+def django_tables(django_settings: str) -> Iterator[None]:
+    """The tables of Django's own apps for one test module, dropped after it."""
+    from chancy.contrib.django._testing import migrated_django_tables
+
+    with migrated_django_tables():
+        yield
+
+
+@pytest.fixture(scope="module")
+def django_superuser(django_tables: None) -> str:
+    """The username of a superuser (password ``pw``), for one test module."""
+    from django.contrib.auth import get_user_model
+
+    from chancy.contrib.django._testing import close_connections
+
+    get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    close_connections()
+    return "root"

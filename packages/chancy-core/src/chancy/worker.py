@@ -270,7 +270,7 @@ class Worker:
         self.manager.add("chancy:flush", self._flush_loop)
         self.manager.add("chancy:heartbeat", self._heartbeat_loop)
         if chancy.notifications:
-            self.manager.add("chancy:listen", self._listen_loop)
+            self.manager.add("chancy:listen", self.listen)
             await self._listening.wait()
         for task in chancy.plugin_manager.worker_tasks(self, chancy):
             self.manager.add(task.name, task.factory, scope=task.scope)
@@ -863,9 +863,6 @@ class Worker:
         :attr:`manager` and every ``pg_notify`` on the app's channel becomes
         a hub event. Reconnects with back-off when the connection drops.
         """
-        await self._listen_loop()
-
-    async def _listen_loop(self) -> None:
         chancy = self.chancy
         failures = 0
         while True:

@@ -11,17 +11,6 @@ from asgiref.sync import sync_to_async
 from chancy import Chancy, Job, Worker
 
 
-@pytest.fixture(scope="module")
-def superuser(django_tables: None) -> str:
-    from django.contrib.auth import get_user_model
-
-    from chancy.contrib.django._testing import close_connections
-
-    get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-    close_connections()
-    return "root"
-
-
 def test_models_are_registered_and_their_admins_check_clean(
     django_settings: str,
 ) -> None:
@@ -60,7 +49,7 @@ def test_worker_admin_is_read_only(django_settings: str) -> None:
 
 
 async def test_admin_pages_list_search_and_filter(
-    chancy: Chancy, worker: Worker, superuser: str, django_orm: None
+    chancy: Chancy, worker: Worker, django_superuser: str, django_orm: None
 ) -> None:
     from chancy import Queue as ChancyQueue
 
@@ -76,7 +65,7 @@ async def test_admin_pages_list_search_and_filter(
         from django.test import Client
 
         client = Client()
-        client.force_login(get_user_model().objects.get(username=superuser))
+        client.force_login(get_user_model().objects.get(username=django_superuser))
 
         index = client.get("/admin/")
         assert index.status_code == 200

@@ -6,6 +6,9 @@ so they all go through :func:`configure`: settings for the database of the
 ``chancy_dsn`` fixture, with every Chancy app that is installed. Importing
 this module does not import Django.
 
+The fixtures built on it (``django_settings``, ``django_orm``,
+``django_tables``, ``django_superuser``) are in :mod:`chancy.testing`.
+
 It is also the test URLconf (``ROOT_URLCONF``): ``urlpatterns`` serves the
 admin site under ``/admin/``.
 """
@@ -22,7 +25,7 @@ __all__ = [
     "close_connections",
     "configure",
     "database_settings",
-    "django_tables",
+    "migrated_django_tables",
 ]
 
 #: Every Django app of Chancy, in ``INSTALLED_APPS`` when importable.
@@ -133,7 +136,7 @@ def close_connections() -> None:
 
 
 @contextlib.contextmanager
-def django_tables() -> Iterator[None]:
+def migrated_django_tables() -> Iterator[None]:
     """Create the tables of Django's own apps (auth, admin, ...) with
     ``migrate``, and drop every table it created on exit.
 

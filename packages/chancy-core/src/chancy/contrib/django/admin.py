@@ -7,13 +7,12 @@ their rows are heartbeats that the workers themselves write.
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.db.models import Q
 from django.utils import timezone
 
+from chancy.contrib.django._shared import SearchByIdMixin
 from chancy.contrib.django.models import Job, Queue, Worker
 
 if TYPE_CHECKING:
@@ -43,7 +42,7 @@ class QueueListFilter(admin.SimpleListFilter):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(SearchByIdMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "func",
@@ -94,19 +93,6 @@ class JobAdmin(admin.ModelAdmin):
     # Counting millions of rows on every page view is slow.
     show_full_result_count = False
     list_per_page = 50
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        results, may_have_duplicates = super().get_search_results(
-            request, queryset, search_term
-        )
-        try:
-            job_id = uuid.UUID(search_term.strip())
-        except ValueError:
-            return results, may_have_duplicates
-        matches = Q(pk=job_id) | Q(pk__in=results.values("pk"))
-        return queryset.filter(matches), may_have_duplicates
 
 
 @admin.register(Queue)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from chancy.contrib.django._shared import SearchByIdMixin
 from chancy.plugins.workflow.django.models import Workflow, WorkflowStep
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class WorkflowStepInline(admin.TabularInline):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):
+class WorkflowAdmin(SearchByIdMixin, admin.ModelAdmin):
     """Workflows are created with ``WorkflowPlugin.push`` and advanced by the
     plugin; here they can be inspected and deleted."""
 
@@ -72,19 +72,6 @@ class WorkflowAdmin(admin.ModelAdmin):
     @admin.display(description="steps", ordering="_step_count")
     def step_count(self, obj: Any) -> int:
         return int(obj._step_count)
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        results, may_have_duplicates = super().get_search_results(
-            request, queryset, search_term
-        )
-        try:
-            workflow_id = uuid.UUID(search_term.strip())
-        except ValueError:
-            return results, may_have_duplicates
-        matches = Q(pk=workflow_id) | Q(pk__in=results.values("pk"))
-        return queryset.filter(matches), may_have_duplicates
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from chancy.contrib.django._shared import JobState
 from chancy.contrib.django.conf import db_table
-from chancy.job import Job, QueuedJob
+from chancy.job import Job
 from chancy.plugins.workflow.models import Workflow as _Workflow
 from chancy.utils import uuid7
 
@@ -42,12 +43,7 @@ class Workflow(models.Model):
 class WorkflowStep(models.Model):
     """A row of ``{prefix}workflow_steps``: one step of a workflow."""
 
-    class State(models.TextChoices):
-        PENDING = QueuedJob.State.PENDING.value, "Pending"
-        RUNNING = QueuedJob.State.RUNNING.value, "Running"
-        RETRYING = QueuedJob.State.RETRYING.value, "Retrying"
-        SUCCEEDED = QueuedJob.State.SUCCEEDED.value, "Succeeded"
-        FAILED = QueuedJob.State.FAILED.value, "Failed"
+    State = JobState
 
     id = models.BigAutoField(primary_key=True)
     workflow = models.ForeignKey(
