@@ -294,6 +294,29 @@ async def test_eager_polling_drains_a_low_concurrency_queue(
     assert len(jobs) == 5
 
 
+async def test_a_backlog_drains_without_waiting_for_the_polling_interval(
+    chancy: Chancy, worker: Worker
+) -> None:
+    # Default settings otherwise (no eager polling): a fetch that filled every
+    # free slot makes each finished run fetch again, so 20 jobs at
+    # concurrency 5 do not drain in waves of one 30 s polling interval.
+    await declare(chancy, concurrency=5, polling_interval=30)
+    await wait_served(worker, "fast")
+    refs = [
+        ref
+        async for batch in chancy.push_many(
+            [
+                Job(func=fn(slow), queue="fast", kwargs={"seconds": 0.1, "value": i})
+                for i in range(20)
+            ]
+        )
+        for ref in batch
+    ]
+    jobs = await chancy.wait_for_jobs(refs, interval=0.05, timeout=20)
+    assert len(jobs) == 20
+    assert {j.state for j in jobs} == {QueuedJob.State.SUCCEEDED}
+
+
 async def test_queue_reconfiguration_is_picked_up_at_runtime(
     chancy: Chancy, worker: Worker
 ) -> None:

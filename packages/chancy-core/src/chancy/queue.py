@@ -96,7 +96,9 @@ class Queue:
     resume_at: datetime | None = attrs.field(
         default=None, kw_only=True, converter=_aware
     )
-    #: Poll again as soon as a job of this queue finishes.
+    #: Poll again as soon as a job of this queue finishes. (Without it, a
+    #: finished run still fetches at once when the last fetch filled every
+    #: free slot, so a backlog drains without waiting for the interval.)
     eager_polling: bool = attrs.field(default=False, kw_only=True)
 
     def __attrs_post_init__(self) -> None:

@@ -50,6 +50,7 @@ class _QueueRunner:
     """The polling loop of one served queue."""
 
     __slots__ = (
+        "backlog",
         "executor",
         "queue",
         "removed",
@@ -68,6 +69,9 @@ class _QueueRunner:
         self.update: Queue | None = None
         self.removed = False
         self.stopping = False
+        #: The last fetch filled every free slot, so more jobs may be waiting:
+        #: a finished run makes the queue fetch again at once.
+        self.backlog = False
 
 
 class Worker:
@@ -642,6 +646,9 @@ class Worker:
                     async with self.chancy.pool.connection() as conn:
                         jobs = await self.fetch_jobs(queue, conn, up_to=free)
                     failures = 0
+                    # A full fetch means a backlog: the next finished run
+                    # fetches again at once instead of waiting for the poll.
+                    runner.backlog = len(jobs) >= free
                 except _TRANSIENT as exc:
                     failures += 1
                     delay = min(
@@ -722,7 +729,8 @@ class Worker:
         """Called by executors after each run: wakes the queue when it should fetch."""
         runner = self._runners.get(queue.name)
         if runner is not None and (
-            runner.queue.eager_polling
+            runner.backlog
+            or runner.queue.eager_polling
             or runner.stopping
             or runner.removed
             or runner.update is not None
