@@ -168,6 +168,34 @@ async def test_failing_job_records_traceback(
     assert "Traceback" in tb  # the job's own frames, not just a summary
 
 
+@pytest.mark.parametrize(
+    "kind", ["SystemExit", "KeyboardInterrupt", "CustomBaseError", "CancelledError"]
+)
+@pytest.mark.parametrize("style", ["sync", "async"])
+@pytest.mark.parametrize("executor", ALL)
+async def test_a_base_exception_is_the_jobs_failure_and_the_worker_keeps_serving(
+    chancy: Chancy, worker: Worker, executor: str, style: str, kind: str
+) -> None:
+    # A poison job raising SystemExit, KeyboardInterrupt, CancelledError of its
+    # own or any BaseException subclass fails like any other exception: the
+    # traceback is recorded, the attempt counted (so max_attempts caps it) and
+    # the worker goes on serving the queue.
+    if executor == ASYNC and style == "sync":
+        pytest.skip("the async executor runs only async jobs")
+    queue, _ = await _serve(chancy, worker, executor)
+    func = jobs.async_raise_base if style == "async" else jobs.raise_base
+    ref = await _push(chancy, queue, func, kwargs={"kind": kind}, max_attempts=2)
+    job = await _wait(chancy, ref)
+    assert job.state is QueuedJob.State.FAILED, job.errors
+    assert job.attempts == 2
+    assert [e["attempt"] for e in job.errors] == [0, 1]
+    assert kind in job.errors[-1]["traceback"]
+    after = _sync_or_async(executor, jobs.noop, jobs.async_noop)
+    ok = await _wait(chancy, await _push(chancy, queue, after))
+    assert ok.state is QueuedJob.State.SUCCEEDED
+    assert not worker.shutdown_event.is_set()
+
+
 @pytest.mark.parametrize("executor", ALL)
 async def test_retries_until_max_attempts(
     chancy: Chancy, worker: Worker, executor: str

@@ -116,3 +116,27 @@ def cooperative_loop(*, seconds: float, context: QueuedJob) -> None:
         context.checkpoint()
         time.sleep(0.02)
     context.meta["finished"] = True
+
+
+class CustomBaseError(BaseException):
+    """A ``BaseException`` subclass that is neither ``Exception`` nor cancellation."""
+
+
+def _base_exception(kind: str) -> BaseException:
+    if kind == "SystemExit":
+        return SystemExit(3)
+    if kind == "KeyboardInterrupt":
+        return KeyboardInterrupt()
+    if kind == "CancelledError":
+        return asyncio.CancelledError("raised by the job itself")
+    return CustomBaseError("a BaseException subclass")
+
+
+def raise_base(*, kind: str) -> None:
+    """Raise a ``BaseException`` that is not an ``Exception`` (a poison job)."""
+    raise _base_exception(kind)
+
+
+async def async_raise_base(*, kind: str) -> None:
+    await asyncio.sleep(0)
+    raise _base_exception(kind)

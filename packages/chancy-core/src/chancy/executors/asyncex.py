@@ -25,7 +25,11 @@ class AsyncExecutor(Executor):
     The cheapest executor for I/O-bound work. CPU-bound code blocks the whole
     worker; use threads or processes for it. Synchronous functions fail the
     run with ``ValueError``. Time limits are enforced with ``asyncio.timeout``;
-    cancellation cancels the task. Default concurrency: 100.
+    cancellation cancels the task. Whatever a job raises (``SystemExit``,
+    ``KeyboardInterrupt`` and other ``BaseException`` subclasses included) is
+    recorded as that run's failure and never stops the worker. A job that
+    blocks the event loop blocks the whole worker, and its time limit only
+    acts once it yields. Default concurrency: 100.
     """
 
     capabilities = (
@@ -86,8 +90,16 @@ class AsyncExecutor(Executor):
                 # cancel_job: the database already holds the outcome.
                 await self._finish(job, exc=JobCancelledError(str(exc) or "cancelled"))
                 return
-            raise
-        except Exception as exc:
+            if task is not None and task.cancelling():
+                raise  # the worker is stopping: it puts the job back
+            # The job raised CancelledError itself (nobody cancelled this
+            # task): that is the run's failure like any other exception.
+            await self._finish(job, exc=exc)
+        except BaseException as exc:
+            # Whatever a job raises is that job's failure, recorded and
+            # counted: SystemExit and KeyboardInterrupt too, which would
+            # otherwise escape the task and stop the worker's event loop,
+            # and BaseException subclasses, which would leave it running.
             await self._finish(job, exc=exc)
         else:
             await self._finish(job, result=result)
