@@ -318,6 +318,14 @@ async def test_retry_jobs_resets_attempts_and_keeps_errors(chancy: Chancy) -> No
     assert len(stored.errors) == 1
 
 
+async def test_retry_jobs_resets_the_lost_runs_count(chancy: Chancy) -> None:
+    ref = await chancy.push(Job(func="m.f", meta={"lost_runs": 3, "mine": 1}))
+    await chancy.cancel_job(ref)
+    await chancy.retry_jobs([ref])
+    stored = await chancy.get_job(ref)
+    assert stored is not None and stored.meta == {"mine": 1}
+
+
 async def test_explicit_pool_usage_without_context_manager(
     chancy_dsn: str, chancy: Chancy
 ) -> None:

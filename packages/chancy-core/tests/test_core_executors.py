@@ -328,23 +328,42 @@ async def test_interrupted_shutdown_puts_running_jobs_back(
 # ---------------------------------------------------------------------------
 
 
-async def test_process_child_crash_fails_only_its_job(
+async def test_process_child_crash_is_a_lost_run_and_the_job_runs_again(
     chancy: Chancy, worker: Worker
 ) -> None:
+    # A default job (max_attempts=1) whose child process dies mid-run: the
+    # lost run is recorded but is not the job's attempt, so it runs again.
     queue, served = await _serve(chancy, worker, PROCESS, concurrency=1)
-    crashed = await _wait(
-        chancy, await _push(chancy, queue, jobs.kill_self, max_attempts=2)
-    )
-    assert crashed.state is QueuedJob.State.FAILED
-    assert crashed.attempts == 2  # the crash is a normal failed attempt, retried
-    tb = crashed.errors[0]["traceback"]
+    job = await _wait(chancy, await _push(chancy, queue, jobs.kill_self_once))
+    assert job.state is QueuedJob.State.SUCCEEDED, job.errors
+    assert job.attempts == 1
+    assert job.meta["lost_runs"] == 1
+    (error,) = job.errors
+    assert error["lost"] is True and error["attempt"] == 0
+    tb = error["traceback"]
     assert "WorkerLostError" in tb
     assert "the worker process running this job died" in tb
     assert "SIGKILL" in tb
+    assert "lost run 1 of at most 3" in tb
     # The executor keeps working with a fresh child.
     ok = await _wait(chancy, await _push(chancy, queue, jobs.record_pid))
     assert ok.state is QueuedJob.State.SUCCEEDED, ok.errors
     assert served.pids == [ok.meta["pid"]]  # type: ignore[attr-defined]
+
+
+async def test_process_a_job_that_kills_its_child_every_time_fails_after_3_lost_runs(
+    chancy: Chancy, worker: Worker
+) -> None:
+    queue, _ = await _serve(chancy, worker, PROCESS, concurrency=1)
+    job = await _wait(
+        chancy, await _push(chancy, queue, jobs.kill_self, max_attempts=5)
+    )
+    assert job.state is QueuedJob.State.FAILED
+    assert job.attempts == 0  # never an attempt of its own: always lost
+    assert job.meta["lost_runs"] == 3
+    assert [e["lost"] for e in job.errors] == [True, True, True]
+    assert "lost 3 times (max_lost_runs=3)" in job.errors[-1]["traceback"]
+    assert job.completed_at is not None
 
 
 async def test_process_kills_a_child_that_ignores_its_time_limit(

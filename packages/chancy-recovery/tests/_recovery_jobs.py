@@ -17,9 +17,9 @@ async def sleep_and_record(
     """Append ``start <job id> <pid> <time>`` to ``path``, sleep, then ``end ...``.
 
     The first run sleeps ``first_seconds`` (long: it is killed meanwhile),
-    later runs ``then_seconds``.
+    runs after a lost one ``then_seconds``.
     """
-    seconds = first_seconds if context.attempts == 0 else then_seconds
+    seconds = then_seconds if context.meta.get("lost_runs") else first_seconds
     with open(path, "a") as f:  # noqa: ASYNC230 - a tiny append, on purpose
         f.write(f"start {context.id} {os.getpid()} {time.time()}\n")
     await asyncio.sleep(seconds)

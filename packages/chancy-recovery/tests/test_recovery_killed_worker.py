@@ -72,7 +72,7 @@ async def test_jobs_of_a_killed_worker_are_run_again_by_another(
                         "first_seconds": 60,
                         "then_seconds": 0.3,
                     },
-                    max_attempts=3,
+                    # The default max_attempts=1: a lost run is not an attempt.
                 )
             )
         )
@@ -138,12 +138,14 @@ async def test_jobs_of_a_killed_worker_are_run_again_by_another(
     assert len(done) == JOBS
     for job in done:
         assert job.state is QueuedJob.State.SUCCEEDED, job
-        assert job.attempts == 2  # the lost run counts
-        assert len(job.errors) == 1
+        assert job.attempts == 1  # the lost run is not an attempt...
+        assert len(job.errors) == 1  # ...but it is recorded
         assert job.errors[0]["attempt"] == 0
+        assert job.errors[0]["lost"] is True
         assert job.errors[0]["traceback"].startswith(
             "chancy.errors.WorkerLostError: worker doomed stopped sending heartbeats"
         )
+        assert job.meta["lost_runs"] == 1
     assert recovery.rows_recovered == JOBS
 
     runs = read_runs(runs_path)

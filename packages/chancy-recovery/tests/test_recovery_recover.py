@@ -21,14 +21,21 @@ NO_DEFAULTS = {"plugins": [], "no_default_plugins": True}
 uses_db = pytest.mark.parametrize("chancy", [NO_DEFAULTS], indirect=True)
 
 
-def lost_error(worker_id: str, attempt: int) -> dict[str, Any]:
-    return {
-        "attempt": attempt,
-        "traceback": (
-            f"chancy.errors.WorkerLostError: worker {worker_id} stopped sending"
-            " heartbeats while running this job"
-        ),
-    }
+def lost_error(
+    worker_id: str, attempt: int, lost: int, *, max_lost_runs: int = 3
+) -> dict[str, Any]:
+    text = (
+        f"chancy.errors.WorkerLostError: worker {worker_id} stopped sending"
+        " heartbeats while running this job"
+    )
+    if lost >= max_lost_runs:
+        text += (
+            f"; the job was lost {lost} time{'s' if lost != 1 else ''}"
+            f" (max_lost_runs={max_lost_runs}), so it fails without running again"
+        )
+    else:
+        text += f" (lost run {lost} of at most {max_lost_runs}; it runs again)"
+    return {"attempt": attempt, "traceback": text, "lost": True}
 
 
 async def insert_job(
@@ -40,14 +47,16 @@ async def insert_job(
     max_attempts: int = 3,
     queue: str = "default",
     errors: str = "[]",
+    meta: str = "{}",
 ) -> tuple[uuid.UUID, uuid.UUID]:
     job_id, claim = uuid.uuid4(), uuid.uuid4()
     async with chancy.pool.connection() as conn:
         await conn.execute(
             f"INSERT INTO {chancy.sql.jobs} (id, queue, func, state, taken_by, claim_id,"
-            " attempts, max_attempts, started_at, errors)"
-            " VALUES (%s, %s, 'somewhere.something', %s, %s, %s, %s, %s, NOW(), %s::jsonb)",
-            (job_id, queue, state, taken_by, claim, attempts, max_attempts, errors),
+            " attempts, max_attempts, started_at, errors, meta)"
+            " VALUES (%s, %s, 'somewhere.something', %s, %s, %s, %s, %s, NOW(), %s::jsonb,"
+            " %s::jsonb)",
+            (job_id, queue, state, taken_by, claim, attempts, max_attempts, errors, meta),
         )
     return job_id, claim
 
@@ -112,19 +121,25 @@ async def test_jobs_of_dead_workers_are_recovered_and_live_ones_untouched(
     assert (plugin.passes, plugin.last_recovered, plugin.rows_recovered) == (1, 3, 3)
     assert plugin.recovered_event.is_set()
 
+    # A lost run does not use up an attempt: recorded, counted, run again.
     job = await row(chancy, dead)
-    assert job["state"] == "retrying"
-    assert job["attempts"] == 1
-    assert job["errors"] == [lost_error("dead", 0)]
+    assert job["state"] == "pending"
+    assert job["attempts"] == 0
+    assert job["errors"] == [lost_error("dead", 0, 1)]
+    assert job["meta"] == {"lost_runs": 1}
     assert job["claim_id"] is None and job["taken_by"] is None
     assert job["completed_at"] is None
     assert job["started_at"] is not None  # when the lost run started, kept
 
+    # A job with a failed attempt behind it goes back to retrying.
     job = await row(chancy, stale)
-    assert job["state"] == "retrying" and job["attempts"] == 2
-    assert job["errors"] == [{"attempt": 0, "traceback": "x"}, lost_error("stale", 1)]
+    assert job["state"] == "retrying" and job["attempts"] == 1
+    assert job["errors"] == [
+        {"attempt": 0, "traceback": "x"},
+        lost_error("stale", 1, 1),
+    ]
     job = await row(chancy, quiet)
-    assert job["state"] == "retrying" and job["errors"] == [lost_error("quiet", 0)]
+    assert job["state"] == "pending" and job["errors"] == [lost_error("quiet", 0, 1)]
 
     job = await row(chancy, alive)
     assert (job["state"], job["attempts"], job["claim_id"], job["taken_by"]) == (
@@ -148,19 +163,77 @@ async def test_jobs_of_dead_workers_are_recovered_and_live_ones_untouched(
 
 
 @uses_db
-async def test_a_job_without_attempts_left_fails(
+async def test_a_job_lost_max_lost_runs_times_fails(
     chancy: Chancy, worker_no_start: Worker
 ) -> None:
-    last, _ = await insert_job(chancy, attempts=2, max_attempts=3)
-    only, _ = await insert_job(chancy, attempts=0, max_attempts=1)
-    assert await Recovery().recover(worker_no_start, chancy) == 2
-    for job_id, attempts in ((last, 3), (only, 1)):
-        job = await row(chancy, job_id)
-        assert job["state"] == "failed"
-        assert job["attempts"] == attempts
-        assert job["completed_at"] is not None
-        assert job["errors"][-1] == lost_error("dead", attempts - 1)
-        assert job["claim_id"] is None and job["taken_by"] is None
+    # The default job (max_attempts=1) whose worker died runs again...
+    default, _ = await insert_job(chancy, attempts=0, max_attempts=1)
+    # ...until it was lost max_lost_runs times: a poison job does not loop.
+    poison, _ = await insert_job(chancy, meta='{"lost_runs": 2, "keep": "me"}')
+    fewer, _ = await insert_job(chancy, meta='{"lost_runs": 1}')
+    assert await Recovery().recover(worker_no_start, chancy) == 3
+
+    job = await row(chancy, default)
+    assert (job["state"], job["attempts"], job["max_attempts"]) == ("pending", 0, 1)
+    assert job["completed_at"] is None
+
+    job = await row(chancy, poison)
+    assert job["state"] == "failed"
+    assert job["attempts"] == 0
+    assert job["completed_at"] is not None
+    assert job["errors"] == [lost_error("dead", 0, 3)]
+    assert "lost 3 times" in job["errors"][-1]["traceback"]
+    assert job["meta"] == {"lost_runs": 3, "keep": "me"}
+    assert job["claim_id"] is None and job["taken_by"] is None
+
+    # The cap is a setting.
+    job = await row(chancy, fewer)
+    assert job["state"] == "pending" and job["meta"] == {"lost_runs": 2}
+    again, _ = await insert_job(chancy, meta='{"lost_runs": 1}')
+    assert await Recovery(max_lost_runs=2).recover(worker_no_start, chancy) == 1
+    job = await row(chancy, again)
+    assert job["state"] == "failed"
+    assert job["errors"] == [lost_error("dead", 0, 2, max_lost_runs=2)]
+
+
+@uses_db
+async def test_max_lost_runs_is_validated(chancy: Chancy) -> None:
+    for bad in (0, -1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="max_lost_runs"):
+            Recovery(max_lost_runs=bad)  # type: ignore[arg-type]
+
+
+@uses_db
+@pytest.mark.parametrize("worker_no_start", [{"worker_id": "me"}], indirect=True)
+async def test_the_leader_never_recovers_its_own_jobs(
+    chancy: Chancy, worker_no_start: Worker
+) -> None:
+    # The worker running the pass is alive by definition, even with no row
+    # in the workers table (emptied by a crash, or its heartbeat failing).
+    mine, _ = await insert_job(chancy, taken_by="me")
+    theirs, _ = await insert_job(chancy, taken_by="dead")
+    assert await Recovery().recover(worker_no_start, chancy) == 1
+    assert (await row(chancy, mine))["state"] == "running"
+    assert (await row(chancy, theirs))["state"] == "pending"
+
+
+@uses_db
+async def test_nothing_is_recovered_until_the_server_was_up_one_heartbeat_timeout(
+    chancy: Chancy, worker_no_start: Worker
+) -> None:
+    # After a restart, every worker first gets one heartbeat timeout to
+    # reconnect and announce itself: a threshold longer than the server's
+    # uptime stands for "the server started a moment ago".
+    async with chancy.pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT EXTRACT(EPOCH FROM NOW() - pg_postmaster_start_time())::float8"
+        )
+        (uptime,) = await cursor.fetchone()  # type: ignore[misc]
+    job_id, _ = await insert_job(chancy, taken_by="dead")  # no worker row at all
+    plugin = Recovery(heartbeat_timeout=uptime + 3600)
+    assert await plugin.recover(worker_no_start, chancy) == 0
+    assert (await row(chancy, job_id))["state"] == "running"
+    assert await Recovery(heartbeat_timeout=1).recover(worker_no_start, chancy) == 1
 
 
 @uses_db
@@ -172,7 +245,8 @@ async def test_a_late_save_from_the_presumed_dead_worker_changes_nothing(
     held = await chancy.get_job(job_id)
     assert held is not None and held.claim_id == claim
 
-    assert await Recovery().recover(worker_no_start, chancy) == 1
+    leader = Worker(chancy, worker_id="leader", register_signal_handlers=False)
+    assert await Recovery().recover(leader, chancy) == 1
     recovered = await row(chancy, job_id)
 
     # The "dead" worker was only cut off: it finishes the run and saves it
@@ -209,7 +283,7 @@ async def test_the_threshold_is_the_leaders_heartbeat_timeout_unless_given(
     assert (await row(chancy, job_id))["state"] == "running"
     # ...presumed dead with an explicit 2 s threshold.
     assert await Recovery(heartbeat_timeout=2).recover(worker_no_start, chancy) == 1
-    assert (await row(chancy, job_id))["state"] == "retrying"
+    assert (await row(chancy, job_id))["state"] == "pending"
 
 
 @uses_db
@@ -227,10 +301,10 @@ async def test_jobs_locked_by_another_transaction_are_skipped(
             assert (
                 await asyncio.wait_for(plugin.recover(worker_no_start, chancy), 5) == 1
             )
-    assert (await row(chancy, free))["state"] == "retrying"
+    assert (await row(chancy, free))["state"] == "pending"
     assert (await row(chancy, locked))["state"] == "running"
     assert await plugin.recover(worker_no_start, chancy) == 1
-    assert (await row(chancy, locked))["state"] == "retrying"
+    assert (await row(chancy, locked))["state"] == "pending"
 
 
 @uses_db
@@ -242,7 +316,7 @@ async def test_a_pass_notifies_each_recovered_job_and_the_totals(
         worker.hub.on(name, seen.append)
     retry, retry_claim = await insert_job(chancy, queue="again")
     failed, failed_claim = await insert_job(
-        chancy, queue="over", attempts=0, max_attempts=1
+        chancy, queue="over", meta='{"lost_runs": 2}'
     )
 
     waiter = asyncio.ensure_future(worker.hub.wait_for("recovery.recovered", timeout=5))
@@ -288,7 +362,7 @@ async def test_the_leader_recovers_without_being_asked(
     async with asyncio.timeout(5):
         while plugin.rows_recovered < 1:
             await plugin.wait_for_passes(1)
-    assert (await row(chancy, job_id))["state"] == "retrying"
+    assert (await row(chancy, job_id))["state"] == "pending"
 
 
 @pytest.mark.parametrize(
@@ -314,4 +388,4 @@ async def test_wake_up_runs_a_pass_now_instead_of_after_poll_interval(
     job_id, _ = await insert_job(chancy, queue="unserved")
     plugin.wake_up()
     await plugin.wait_for_passes(1, timeout=5)
-    assert (await row(chancy, job_id))["state"] == "retrying"
+    assert (await row(chancy, job_id))["state"] == "pending"

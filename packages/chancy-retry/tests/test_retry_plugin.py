@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from chancy import Chancy, Job, QueuedJob
-from chancy.errors import ConfigurationError, JobCancelledError
+from chancy.errors import ConfigurationError, JobCancelledError, WorkerLostError
 from chancy.executors.process import rebuild_exception
 from chancy.plugin import PluginScope
 from chancy.plugins.retry import (
@@ -281,6 +281,8 @@ async def test_success_and_cancellation_are_left_alone() -> None:
     assert await plugin.on_job_completed(worker=WORKER, job=done) is done
     run = failed_run()
     assert await complete(plugin, run, JobCancelledError("cancelled")) is run
+    # A lost run (the process running the job died) has its own cap in core.
+    assert await complete(plugin, run, WorkerLostError("process died")) is run
 
 
 async def test_fail_on_fails_at_once_with_the_reason() -> None:

@@ -101,7 +101,8 @@ class Statements:
         self.purge_jobs = f"DELETE FROM {jobs} WHERE id = ANY(%s::uuid[]) RETURNING id"
         self.retry_jobs = (
             f"UPDATE {jobs} SET state = 'retrying', attempts = 0, started_at = NULL,"
-            f" completed_at = NULL, scheduled_at = NOW(), claim_id = NULL, taken_by = NULL"
+            f" completed_at = NULL, scheduled_at = NOW(), claim_id = NULL, taken_by = NULL,"
+            f" meta = meta - 'lost_runs'"
             f" WHERE id = ANY(%s::uuid[]) AND state <> 'running' RETURNING id, queue"
         )
 

@@ -80,6 +80,13 @@ def kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def kill_self_once(*, context: QueuedJob) -> None:
+    """Kill the process running the job on its first run only; then succeed."""
+    if not context.meta.get("lost_runs"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    context.meta["survived"] = os.getpid()
+
+
 def busy_loop(*, seconds: float, context: QueuedJob) -> None:
     """Burn CPU for ``seconds`` without sleeping or calling ``checkpoint()``."""
     end = time.monotonic() + seconds

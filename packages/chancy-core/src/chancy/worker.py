@@ -25,7 +25,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from chancy.errors import MigrationsNeededError
-from chancy.executors.base import Executor
+from chancy.executors.base import DEFAULT_MAX_LOST_RUNS, Executor
 from chancy.hub import Event, Hub
 from chancy.job import QueuedJob, Reference
 from chancy.plugin import PluginScope
@@ -140,6 +140,9 @@ class Worker:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.backoff_max_retries = backoff_max_retries
+        #: Lost runs (the process running a job died) after which a job fails
+        #: instead of running again; Recovery sets it from its own setting.
+        self.max_lost_runs = DEFAULT_MAX_LOST_RUNS
 
         self.hub = Hub()
         self.hub.on_error = self._on_hub_error
@@ -840,8 +843,26 @@ class Worker:
     # ------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
+        failures = 0
         while True:
-            await self.announce()
+            try:
+                await self.announce()
+            except _TRANSIENT as exc:
+                # Retry within one heartbeat interval whatever the back-off
+                # settings: after a database restart the worker must announce
+                # itself again before anyone may take it for dead.
+                failures += 1
+                delay = min(
+                    self.backoff_initial * 2 ** (failures - 1),
+                    self.backoff_max,
+                    self.heartbeat_poll_interval,
+                )
+                self.log.warning("Heartbeat failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                continue
+            if failures:
+                self.log.info("Heartbeat sent again after %d failure(s)", failures)
+                failures = 0
             await asyncio.sleep(self.heartbeat_poll_interval)
 
     async def announce(self) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from chancy.errors import WorkerLostError
 from chancy.job import Limit, QueuedJob, Reference
 from chancy.utils import import_string
 
@@ -23,7 +24,21 @@ if TYPE_CHECKING:
     from chancy.queue import Queue
     from chancy.worker import Worker
 
-__all__ = ["ConcurrentExecutor", "Executor", "get_function_and_kwargs", "time_limit_of"]
+__all__ = [
+    "DEFAULT_MAX_LOST_RUNS",
+    "LOST_RUNS_KEY",
+    "ConcurrentExecutor",
+    "Executor",
+    "get_function_and_kwargs",
+    "lost_run",
+    "lost_runs_of",
+    "time_limit_of",
+]
+
+#: Lost runs (the process running the job died) a job may have before it fails.
+DEFAULT_MAX_LOST_RUNS = 3
+#: The key of ``QueuedJob.meta`` counting a job's lost runs.
+LOST_RUNS_KEY = "lost_runs"
 
 log = logging.getLogger("chancy.executors")
 
@@ -102,6 +117,53 @@ def memory_limit_of(job: QueuedJob) -> int | None:
         if limit.type_ is Limit.Type.MEMORY:
             found = int(limit.value)
     return found
+
+
+def lost_runs_of(job: QueuedJob) -> int:
+    """How many runs of ``job`` were lost so far (``meta["lost_runs"]``)."""
+    value = job.meta.get(LOST_RUNS_KEY)
+    return value if type(value) is int and value > 0 else 0
+
+
+def lost_run(
+    job: QueuedJob, reason: str, *, max_lost_runs: int, now: datetime | None = None
+) -> QueuedJob:
+    """The job after a lost run: the process running it died mid-run.
+
+    A lost run is recorded in ``errors`` (marked ``"lost": true``) and counted
+    in ``meta["lost_runs"]``, but it does not use up one of the job's own
+    attempts: the job runs again (``pending``, or ``retrying`` if it has
+    failed attempts). At ``max_lost_runs`` lost runs it fails instead, so a
+    job that kills its process every time does not loop forever. Recovery
+    applies the same rule, in SQL, to the jobs of workers that died.
+    """
+    lost = lost_runs_of(job) + 1
+    if lost >= max_lost_runs:
+        text = (
+            f"chancy.errors.WorkerLostError: {reason}; the job was lost {lost}"
+            f" time{'s' if lost != 1 else ''} (max_lost_runs={max_lost_runs}),"
+            " so it fails without running again"
+        )
+        state = QueuedJob.State.FAILED
+        completed_at: datetime | None = now or _utcnow()
+    else:
+        text = (
+            f"chancy.errors.WorkerLostError: {reason} (lost run {lost} of at most"
+            f" {max_lost_runs}; it runs again)"
+        )
+        state = QueuedJob.State.RETRYING if job.attempts else QueuedJob.State.PENDING
+        completed_at = None
+    return attrs.evolve(
+        job,
+        state=state,
+        completed_at=completed_at,
+        meta={**job.meta, LOST_RUNS_KEY: lost},
+        errors=[
+            *job.errors,
+            {"attempt": job.attempts, "traceback": text, "lost": True},
+        ],
+        deadline=None,
+    )
 
 
 def _utcnow() -> datetime:
@@ -223,7 +285,13 @@ class Executor(abc.ABC):
         """
         now = _utcnow()
         attempts = job.attempts + 1
-        if exc is None and tb is None:
+        if isinstance(exc, WorkerLostError):
+            # The process running the job died: not the job's own attempt.
+            new = lost_run(
+                job, str(exc), max_lost_runs=self.worker.max_lost_runs, now=now
+            )
+            log.warning("Job %s (%s): %s", job.id, job.func, new.errors[-1]["traceback"])
+        elif exc is None and tb is None:
             new = attrs.evolve(
                 job,
                 state=QueuedJob.State.SUCCEEDED,

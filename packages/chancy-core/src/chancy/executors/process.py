@@ -223,8 +223,11 @@ class ProcessExecutor(Executor):
     limit is applied as the soft ``RLIMIT_AS`` for the run (``MemoryError``).
     Cancelling a running job sends ``SIGUSR1`` (``JobCancelledError`` inside
     the job). A child that dies while running a job (killed, segfault, OOM
-    killer) fails that job with :class:`~chancy.errors.WorkerLostError`, as a
-    normal failed attempt, and is replaced.
+    killer, ``os._exit``) is replaced, and the run is *lost*: recorded in the
+    job's ``errors`` as :class:`~chancy.errors.WorkerLostError` and counted
+    in ``meta["lost_runs"]``, without using up one of the job's attempts; the
+    job runs again, and fails once it was lost ``Worker.max_lost_runs`` times
+    (3, or Recovery's ``max_lost_runs``).
 
     Subclasses may override :meth:`on_initialize_worker` and :meth:`job_wrapper`
     (both run in the child); they must be importable module-level classes.

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 
+from chancy.executors.base import DEFAULT_MAX_LOST_RUNS
 from chancy.plugin import Plugin, PluginScope
 
 if TYPE_CHECKING:
@@ -28,26 +29,48 @@ _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 def _recover_sql(jobs: str, workers: str) -> str:
     """One statement: find, lock and reset the jobs of lost workers.
 
-    ``jobs`` and ``workers`` are core's quoted, validated table names; the
-    heartbeat threshold is a bind parameter.
+    ``jobs`` and ``workers`` are core's quoted, validated table names; every
+    value is a bind parameter. A job is lost when its worker has no row seen
+    within ``threshold`` seconds; never this (live) worker's own jobs, and
+    nothing while the database server itself started less than ``threshold``
+    seconds ago: after a crash restart every worker gets one heartbeat timeout
+    to reconnect and announce itself before its jobs are taken.
+
+    The lost run does not use up an attempt: it is recorded in ``errors``
+    (``"lost": true``) and counted in ``meta["lost_runs"]``; at
+    ``max_lost_runs`` the job fails instead of running again.
     """
+    lost_before = (
+        "CASE WHEN jsonb_typeof(j.meta->'lost_runs') = 'number'"
+        " AND (j.meta->>'lost_runs')::numeric >= 0"
+        " THEN (j.meta->>'lost_runs')::numeric::int ELSE 0 END"
+    )
+    give_up = "lost.n >= %(max_lost_runs)s"
     return (
         f"WITH lost AS ("
-        f" SELECT j.id, j.claim_id, j.taken_by FROM {jobs} j"
-        f" WHERE j.state = 'running' AND NOT EXISTS ("
+        f" SELECT j.id, j.claim_id, j.taken_by, {lost_before} + 1 AS n FROM {jobs} j"
+        f" WHERE j.state = 'running' AND j.taken_by IS DISTINCT FROM %(self)s"
+        f" AND pg_postmaster_start_time() <= NOW() - make_interval(secs => %(threshold)s)"
+        f" AND NOT EXISTS ("
         f"  SELECT 1 FROM {workers} w WHERE w.worker_id = j.taken_by"
         f"  AND w.last_seen >= NOW() - make_interval(secs => %(threshold)s))"
         f" FOR UPDATE OF j SKIP LOCKED)"
         f" UPDATE {jobs} j SET"
-        f" attempts = j.attempts + 1,"
+        f" meta = jsonb_set(j.meta, '{{lost_runs}}', to_jsonb(lost.n)),"
         f" errors = j.errors || jsonb_build_array(jsonb_build_object("
-        f"  'attempt', j.attempts,"
+        f"  'attempt', j.attempts, 'lost', true,"
         f"  'traceback', 'chancy.errors.WorkerLostError: worker '"
-        f"  || COALESCE(lost.taken_by, '(unknown)') || ' {LOST_MESSAGE}')),"
-        f" state = CASE WHEN j.attempts + 1 < j.max_attempts"
-        f"  THEN 'retrying' ELSE 'failed' END,"
-        f" completed_at = CASE WHEN j.attempts + 1 < j.max_attempts"
-        f"  THEN NULL ELSE NOW() END,"
+        f"  || COALESCE(lost.taken_by, '(unknown)') || ' {LOST_MESSAGE}'"
+        f"  || CASE WHEN {give_up}"
+        f"   THEN '; the job was lost ' || lost.n || ' time'"
+        f"    || CASE WHEN lost.n = 1 THEN '' ELSE 's' END"
+        f"    || ' (max_lost_runs=' || %(max_lost_runs)s || '), so it fails without"
+        f" running again'"
+        f"   ELSE ' (lost run ' || lost.n || ' of at most ' || %(max_lost_runs)s"
+        f"    || '; it runs again)' END)),"
+        f" state = CASE WHEN {give_up} THEN 'failed'"
+        f"  WHEN j.attempts > 0 THEN 'retrying' ELSE 'pending' END,"
+        f" completed_at = CASE WHEN {give_up} THEN NOW() ELSE NULL END,"
         f" claim_id = NULL, taken_by = NULL"
         f" FROM lost WHERE j.id = lost.id"
         f" RETURNING j.id, lost.claim_id, lost.taken_by, j.queue, j.state"
@@ -64,32 +87,57 @@ class Recovery(Plugin):
     unless given here) and, in one statement, locked with
     ``FOR UPDATE SKIP LOCKED``:
 
-    * counts the lost run as an attempt and records it in ``errors``
-      (``chancy.errors.WorkerLostError: worker <id> stopped sending heartbeats
-      while running this job``);
-    * makes the job ``retrying`` if it has attempts left, ``failed`` (with
-      ``completed_at``) otherwise, so a job that kills its worker every time
-      is not retried forever;
+    * records the lost run in ``errors`` (``chancy.errors.WorkerLostError:
+      worker <id> stopped sending heartbeats while running this job``, marked
+      ``"lost": true``) and counts it in ``meta["lost_runs"]``, but does not
+      use up one of the job's attempts: the job runs again (``pending``, or
+      ``retrying`` if earlier attempts failed);
+    * at ``max_lost_runs`` lost runs fails the job instead (with
+      ``completed_at`` and an error naming the count), so a job that kills
+      its worker every time does not loop forever;
     * clears its execution claim and ``taken_by``: if the presumed-dead worker
       was only cut off and finishes the job later, its update no longer
       matches the claim and is discarded.
+
+    A worker that is alive never has its jobs recovered: the leader never
+    takes its own, and no job is taken while the database server has been up
+    for less than ``heartbeat_timeout`` (after a crash restart every worker
+    first gets the time to reconnect and send a heartbeat).
 
     Then it deletes expired worker rows and sends ``job.recovered``
     (``{"j": job id, "c": the cleared claim}``) for each job, so that a worker
     still running it stops, ``queue.pushed`` for the queues with jobs to run
     again, and ``recovery.recovered`` (``{"elapsed", "rows_recovered"}``).
 
+    The same lost-run rule applies where a worker itself sees the child
+    process running a job die (process executor): it uses this plugin's
+    ``max_lost_runs``, which is set on every worker of the app.
+
     :param poll_interval: seconds between passes.
     :param heartbeat_timeout: seconds without a heartbeat after which a
         worker is presumed dead; ``None`` uses the leader's
         ``Worker.heartbeat_timeout``. Keep it well above every worker's
         ``heartbeat_poll_interval``.
+    :param max_lost_runs: lost runs after which a job fails instead of
+        running again (the poison-pill rule of Sidekiq Pro's reliable fetch).
     """
 
     def __init__(
-        self, *, poll_interval: float = 60, heartbeat_timeout: float | None = None
+        self,
+        *,
+        poll_interval: float = 60,
+        heartbeat_timeout: float | None = None,
+        max_lost_runs: int = DEFAULT_MAX_LOST_RUNS,
     ) -> None:
         super().__init__()
+        if (
+            not isinstance(max_lost_runs, int)
+            or isinstance(max_lost_runs, bool)
+            or max_lost_runs < 1
+        ):
+            raise ValueError(
+                f"Recovery max_lost_runs must be a positive integer, got {max_lost_runs!r}"
+            )
         if poll_interval <= 0:
             raise ValueError(
                 f"Recovery poll_interval must be positive, got {poll_interval!r}"
@@ -102,6 +150,8 @@ class Recovery(Plugin):
         self.poll_interval = poll_interval
         #: Heartbeat threshold; ``None`` means the leader worker's setting.
         self.heartbeat_timeout = heartbeat_timeout
+        #: Lost runs after which a job fails.
+        self.max_lost_runs = max_lost_runs
         #: Test signals: passes done, jobs recovered by the last pass and in
         #: total, and an event set after every pass.
         self.passes = 0
@@ -113,7 +163,8 @@ class Recovery(Plugin):
     def __repr__(self) -> str:
         return (
             f"<Recovery(poll_interval={self.poll_interval!r},"
-            f" heartbeat_timeout={self.heartbeat_timeout!r})>"
+            f" heartbeat_timeout={self.heartbeat_timeout!r},"
+            f" max_lost_runs={self.max_lost_runs!r})>"
         )
 
     @staticmethod
@@ -135,6 +186,11 @@ class Recovery(Plugin):
     @classmethod
     def get_distribution(cls) -> str | None:
         return DISTRIBUTION
+
+    async def on_worker_started(self, *, worker: Worker) -> None:
+        """Every worker of the app applies this plugin's ``max_lost_runs`` when
+        it sees a job's process die itself."""
+        worker.max_lost_runs = self.max_lost_runs
 
     async def run(self, worker: Worker, chancy: Chancy) -> None:
         """On the leader: a pass at once, then one every ``poll_interval``."""
@@ -171,7 +227,14 @@ class Recovery(Plugin):
         await chancy.ensure_open()
         async with chancy.pool.connection() as conn:
             async with conn.transaction(), conn.cursor() as cursor:
-                await cursor.execute(self._statement(chancy), {"threshold": threshold})
+                await cursor.execute(
+                    self._statement(chancy),
+                    {
+                        "threshold": threshold,
+                        "self": worker.worker_id,
+                        "max_lost_runs": self.max_lost_runs,
+                    },
+                )
                 rows: list[tuple[Any, ...]] = await cursor.fetchall()
                 await cursor.execute(chancy.sql.heartbeat_expire)
                 elapsed = round(time.monotonic() - started, 6)
@@ -183,7 +246,7 @@ class Recovery(Plugin):
                     for job_id, claim, _by, _queue, _state in rows
                 ]
                 retry_queues = dict.fromkeys(
-                    q for *_, q, state in rows if state == "retrying"
+                    q for *_, q, state in rows if state != "failed"
                 )
                 events.extend(("queue.pushed", {"q": q}) for q in retry_queues)
                 events.append(
@@ -197,8 +260,8 @@ class Recovery(Plugin):
             lost_workers = sorted({str(by) for _id, _claim, by, _q, _s in rows})
             failed = sum(1 for *_, state in rows if state == "failed")
             worker.log.warning(
-                "Recovery: %d job(s) of lost worker(s) %s recovered (%d to retry, %d out of"
-                " attempts and failed)",
+                "Recovery: %d job(s) of lost worker(s) %s recovered (%d to run again, %d"
+                " lost too often and failed)",
                 len(rows),
                 ", ".join(lost_workers),
                 len(rows) - failed,

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import attrs
 
-from chancy.errors import ChancyError, ConfigurationError, JobCancelledError
+from chancy.errors import (
+    ChancyError,
+    ConfigurationError,
+    JobCancelledError,
+    WorkerLostError,
+)
 from chancy.job import QueuedJob
 from chancy.plugin import Plugin, PluginScope
 
@@ -449,6 +454,8 @@ class RetryPlugin(Plugin):
             return job  # out of attempts: failed, as the core decided
         if isinstance(exc, JobCancelledError):
             return job  # cancel_job already wrote the outcome
+        if isinstance(exc, WorkerLostError):
+            return job  # a lost run: not an attempt, it has its own cap
         try:
             settings = self.settings_for(job)
         except InvalidRetrySettings as error:
