@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import signal
+import subprocess
 import sys
 import time
 import types
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -364,6 +368,82 @@ async def test_process_a_job_that_kills_its_child_every_time_fails_after_3_lost_
     assert [e["lost"] for e in job.errors] == [True, True, True]
     assert "lost 3 times (max_lost_runs=3)" in job.errors[-1]["traceback"]
     assert job.completed_at is not None
+
+
+ORPHAN_WORKER = """
+import asyncio, sys
+from chancy import Chancy, Worker, Queue
+
+async def main():
+    app = Chancy(sys.argv[1], no_default_plugins=True)
+    async with app:
+        await app.declare(
+            Queue("orphans", executor=Chancy.Executor.Process, polling_interval=0.1),
+            upsert=True,
+        )
+        async with Worker(app) as worker:
+            print("ready", flush=True)
+            await worker.wait_for_shutdown()
+
+asyncio.run(main())
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie that nobody reaped yet counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the process executor needs POSIX")
+async def test_process_children_die_with_a_killed_worker(
+    chancy: Chancy, chancy_dsn: str, tmp_path: Path
+) -> None:
+    # A SIGKILLed worker's jobs are run again elsewhere by Recovery: a child
+    # still running one would make two live runs of the same job.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_WORKER, chancy_dsn],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    child_pid = None
+    try:
+        assert proc.stdout is not None
+        seen = ""
+        while "ready" not in seen:
+            line = await asyncio.to_thread(proc.stdout.readline)
+            assert line, seen
+            seen += line
+        pid_file = tmp_path / "child.pid"
+        ref = await chancy.push(
+            Job(
+                func=_name(jobs.record_pid_and_sleep),
+                queue="orphans",
+                kwargs={"path": str(pid_file), "seconds": 120},
+            )
+        )
+        await _wait(chancy, ref, states={QueuedJob.State.RUNNING})
+        await _until(lambda: pid_file.exists() and pid_file.read_text() != "")
+        child_pid = int(pid_file.read_text())
+        assert _alive(child_pid)
+        proc.kill()
+        await asyncio.to_thread(proc.wait, 10)
+        await _until(lambda: not _alive(child_pid), timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if child_pid is not None and _alive(child_pid):
+            os.kill(child_pid, signal.SIGKILL)
 
 
 async def test_process_kills_a_child_that_ignores_its_time_limit(

@@ -147,3 +147,10 @@ def raise_base(*, kind: str) -> None:
 async def async_raise_base(*, kind: str) -> None:
     await asyncio.sleep(0)
     raise _base_exception(kind)
+
+
+def record_pid_and_sleep(*, path: str, seconds: float) -> None:
+    """Write this process's id to ``path``, then sleep (to be killed meanwhile)."""
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)

@@ -23,6 +23,7 @@ import asyncio
 import atexit
 import builtins
 import contextlib
+import ctypes
 import inspect
 import itertools
 import logging
@@ -33,6 +34,8 @@ import pickle
 import signal
 import socket
 import struct
+import sys
+import threading
 import time
 import traceback
 import uuid
@@ -160,8 +163,45 @@ async def _with_timeout(job: QueuedJob, seconds: float | None, coro: Any) -> Any
         ) from None
 
 
-def _child_main(executor_cls: type[ProcessExecutor], conn: Connection) -> None:
+#: Seconds between the orphan watchdog's checks of the parent process.
+ORPHAN_CHECK_INTERVAL = 0.25
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make sure this child never outlives the worker that started it.
+
+    When the worker is SIGKILLed, Recovery gives its jobs to other workers;
+    a child still running one would make two live runs of the same job, both
+    with side effects. On Linux the kernel kills the child the moment its
+    parent dies (``PR_SET_PDEATHSIG``); everywhere a watchdog thread also
+    checks the parent every :data:`ORPHAN_CHECK_INTERVAL` seconds, and the
+    parent is checked once right away, in case it died before this ran.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - unusual libc
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(ORPHAN_CHECK_INTERVAL)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="chancy-orphan-watchdog", daemon=True).start()
+
+
+def _child_main(
+    executor_cls: type[ProcessExecutor], conn: Connection, parent_pid: int | None = None
+) -> None:
     """Entry point of a child process: run jobs until told to stop or orphaned."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     executor_cls.on_initialize_worker()
     while True:
         try:
@@ -228,6 +268,11 @@ class ProcessExecutor(Executor):
     in ``meta["lost_runs"]``, without using up one of the job's attempts; the
     job runs again, and fails once it was lost ``Worker.max_lost_runs`` times
     (3, or Recovery's ``max_lost_runs``).
+
+    Children never outlive the worker: if it is killed (SIGKILL, OOM), they
+    die with it (``PR_SET_PDEATHSIG`` on Linux, a watchdog of the parent
+    process elsewhere), so a job Recovery hands to another worker is never
+    still running here.
 
     Subclasses may override :meth:`on_initialize_worker` and :meth:`job_wrapper`
     (both run in the child); they must be importable module-level classes.
@@ -623,7 +668,7 @@ class ProcessExecutor(Executor):
         parent_conn, child_conn = self.mp_context.Pipe(duplex=True)
         process = self.mp_context.Process(  # type: ignore[attr-defined]
             target=_child_main,
-            args=(type(self), child_conn),
+            args=(type(self), child_conn, os.getpid()),
             name=f"chancy-{self.queue.name}-{next(self._counter)}",
         )
         try:
