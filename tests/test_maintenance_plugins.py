@@ -69,4 +69,5 @@ async def test_the_default_plugins_elect_prune_and_recover_at_once(
             await asyncio.sleep(0.02)
     assert await chancy.get_job(old) is None
     recovered = await chancy.get_job(lost)
-    assert recovered is not None and recovered.state.value == "retrying"
+    assert recovered is not None and recovered.state.value == "pending"
+    assert recovered.attempts == 0 and recovered.meta == {"lost_runs": 1}

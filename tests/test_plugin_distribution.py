@@ -22,7 +22,8 @@ async def test_plugin_migrations_and_transactional_hook(
             f'SELECT version_of, version FROM "{chancy.prefix}schema_version" ORDER BY 1'
         )
         versions = dict(await cur.fetchall())
-    assert versions["chancy"] == 1 and versions["testplugin"] == 2
+    assert versions["chancy"] == chancy.core_migrator().latest_version
+    assert versions["testplugin"] == 2
 
     await chancy.declare(
         Queue("tp", executor=Chancy.Executor.Async, polling_interval=0.1), upsert=True

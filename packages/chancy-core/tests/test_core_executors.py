@@ -446,6 +446,46 @@ async def test_process_children_die_with_a_killed_worker(
             os.kill(child_pid, signal.SIGKILL)
 
 
+ORPHAN_PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+ORPHAN_CHILD = """
+import os, sys, time
+sys.platform = "darwin"  # no PR_SET_PDEATHSIG: the watchdog thread must act
+from chancy.executors.process import _die_with_parent
+_die_with_parent(os.getppid())
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the process executor needs POSIX")
+async def test_process_orphan_watchdog_without_pdeathsig() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_PARENT, ORPHAN_CHILD],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    child_pid = None
+    try:
+        assert parent.stdout is not None
+        child_pid = int(await asyncio.to_thread(parent.stdout.readline))
+        await asyncio.sleep(0.5)  # the child is past _die_with_parent
+        assert _alive(child_pid)
+        parent.kill()
+        await asyncio.to_thread(parent.wait, 10)
+        await _until(lambda: not _alive(child_pid), timeout=5)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if child_pid is not None and _alive(child_pid):
+            os.kill(child_pid, signal.SIGKILL)
+
+
 async def test_process_kills_a_child_that_ignores_its_time_limit(
     chancy: Chancy, worker: Worker
 ) -> None:

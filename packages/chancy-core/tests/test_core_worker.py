@@ -71,6 +71,14 @@ def fn(f: Any) -> str:
     return f"{f.__module__}.{f.__qualname__}"
 
 
+async def _until(predicate: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
 async def test_job_runs_and_its_meta_change_is_saved(
     chancy: Chancy, worker: Worker
 ) -> None:
@@ -320,13 +328,15 @@ async def test_a_backlog_drains_without_waiting_for_the_polling_interval(
 async def test_queue_reconfiguration_is_picked_up_at_runtime(
     chancy: Chancy, worker: Worker
 ) -> None:
+    # A new executor type: new jobs run on it at once, while the job the old
+    # executor runs finishes there (it is neither interrupted nor waited for).
     await declare(chancy, concurrency=2)
     await wait_served(worker, "fast")
     updated = asyncio.ensure_future(
         worker.hub.wait_for("worker.queue.updated", timeout=5)
     )
     running = await chancy.push(
-        Job(func=fn(slow), queue="fast", kwargs={"seconds": 0.5, "value": "old"})
+        Job(func=fn(slow), queue="fast", kwargs={"seconds": 3, "value": "old"})
     )
     await chancy.wait_for_job(
         running, interval=0.01, timeout=5, states={QueuedJob.State.RUNNING}
@@ -340,12 +350,54 @@ async def test_queue_reconfiguration_is_picked_up_at_runtime(
         ),
         upsert=True,
     )
-    assert await updated  # the old executor drained first
-    assert (await chancy.get_job(running)).state is QueuedJob.State.SUCCEEDED  # type: ignore[union-attr]
+    assert await updated
+    await _until(
+        lambda: type(worker.executors.get("fast")).__name__ == "ThreadedExecutor"
+    )
+    executor = worker.executors["fast"]
+    assert executor.concurrency == 3
+    new = await chancy.push(Job(func=fn(sync_function), queue="fast"))
+    done = await chancy.wait_for_job(new, interval=0.02, timeout=5)
+    assert done is not None and done.state is QueuedJob.State.SUCCEEDED
+    # The old job still runs on the old executor, then is saved as usual.
+    old = await chancy.get_job(running)
+    assert old is not None and old.state is QueuedJob.State.RUNNING
+    old = await chancy.wait_for_job(running, interval=0.05, timeout=10)
+    assert old is not None and old.state is QueuedJob.State.SUCCEEDED
+    assert RUNS == ["old"]
+
+
+async def test_an_edit_in_place_takes_effect_without_draining(
+    chancy: Chancy, worker: Worker
+) -> None:
+    # Pause and resume (from the dashboard, say) while three long jobs run:
+    # new jobs start at once in the free slots, not after the long ones.
+    await declare(chancy, concurrency=4, polling_interval=30)
     await wait_served(worker, "fast")
     executor = worker.executors["fast"]
-    assert type(executor).__name__ == "ThreadedExecutor"
-    assert executor.concurrency == 3
+    long_refs = [
+        await chancy.push(
+            Job(func=fn(slow), queue="fast", kwargs={"seconds": 3600, "value": i})
+        )
+        for i in range(3)
+    ]
+    await _until(lambda: len(executor) == 3)
+    await chancy.pause_queue("fast")
+    await _until(lambda: worker["fast"].state is Queue.State.PAUSED)
+    paused = await chancy.push(
+        Job(func=fn(slow), queue="fast", kwargs={"seconds": 0, "value": "p"})
+    )
+    await chancy.resume_queue("fast")
+    done = await chancy.wait_for_job(paused, interval=0.02, timeout=10)
+    assert done is not None and done.state is QueuedJob.State.SUCCEEDED
+    # A concurrency change applies to the same executor, at once too.
+    await declare(chancy, concurrency=5, polling_interval=30)
+    await _until(lambda: worker["fast"].concurrency == 5)
+    assert worker.executors["fast"] is executor
+    assert executor.concurrency == 5 and len(executor) == 3
+    for ref in long_refs:
+        await chancy.cancel_job(ref)
+    await _until(lambda: len(executor) == 0)
 
 
 async def test_deleted_queue_is_dropped(chancy: Chancy, worker: Worker) -> None:

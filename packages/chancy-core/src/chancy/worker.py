@@ -51,9 +51,11 @@ class _QueueRunner:
 
     __slots__ = (
         "backlog",
+        "closing",
         "executor",
         "queue",
         "removed",
+        "retiring",
         "stopping",
         "task",
         "update",
@@ -65,8 +67,13 @@ class _QueueRunner:
         self.wake = asyncio.Event()
         self.executor: Executor | None = None
         self.task: asyncio.Task[None] | None = None
-        #: A new configuration waiting for the executor to drain.
+        #: A new configuration waiting to be applied by the queue's loop.
         self.update: Queue | None = None
+        #: Replaced executors finishing the jobs they still run (an edit that
+        #: needs a new executor does not wait for them).
+        self.retiring: list[Executor] = []
+        #: Stops of drained retiring executors in progress.
+        self.closing: set[asyncio.Task[None]] = set()
         self.removed = False
         self.stopping = False
         #: The last fetch filled every free slot, so more jobs may be waiting:
@@ -203,6 +210,15 @@ class Worker:
             for name, runner in self._runners.items()
             if runner.executor is not None
         }
+
+    def _every_executor(self) -> list[Executor]:
+        """Every executor that may run jobs: current ones and retiring ones."""
+        found: list[Executor] = []
+        for runner in self._runners.values():
+            if runner.executor is not None:
+                found.append(runner.executor)
+            found.extend(runner.retiring)
+        return found
 
     def __len__(self) -> int:
         return len(self._runners)
@@ -453,7 +469,7 @@ class Worker:
         if not job_id:
             return
         ref = Reference(job_id)
-        for executor in self.executors.values():
+        for executor in self._every_executor():
             with contextlib.suppress(Exception):
                 await executor.cancel(ref)
 
@@ -467,7 +483,7 @@ class Worker:
         if not job_id:
             return
         ref = Reference(job_id)
-        for executor in self.executors.values():
+        for executor in self._every_executor():
             for job in executor.get_running_jobs():
                 if job.id == ref.identifier and (
                     claim is None or str(job.claim_id) == str(claim)
@@ -542,6 +558,13 @@ class Worker:
                 if not restart:
                     return
         finally:
+            # Interrupted (shutdown deadline): retiring executors stop now,
+            # abandoning what they still run, like the current one did.
+            for executor in runner.retiring:
+                runner.closing.add(asyncio.ensure_future(executor.stop()))
+            runner.retiring.clear()
+            if runner.closing:
+                await asyncio.gather(*runner.closing, return_exceptions=True)
             if self._runners.get(runner.queue.name) is runner:
                 del self._runners[runner.queue.name]
 
@@ -590,30 +613,41 @@ class Worker:
             while True:
                 await wait_event(runner.wake, queue.polling_interval)
                 runner.wake.clear()
-                if runner.stopping or runner.removed or runner.update is not None:
-                    if executor is not None and len(executor):
+                self._stop_drained(runner)
+                if runner.stopping or runner.removed:
+                    if (executor is not None and len(executor)) or runner.retiring:
                         continue  # drain: completions wake us
                     if runner.stopping:
                         return False
                     await self.flush()  # drained jobs are saved before we move on
-                    if runner.removed:
-                        self.log.info(
-                            "Queue %r removed; no longer serving it", queue.name
-                        )
-                        await self.hub.emit(
-                            "worker.queue.removed",
-                            {"queue": queue, "executor": executor, "worker": self},
-                        )
-                        return False
-                    self.log.info(
-                        "Queue %r changed; restarting its executor", queue.name
+                    self.log.info("Queue %r removed; no longer serving it", queue.name)
+                    await self.hub.emit(
+                        "worker.queue.removed",
+                        {"queue": queue, "executor": executor, "worker": self},
                     )
+                    return False
+                if runner.update is not None:
+                    new, runner.update = runner.update, None
                     await self.hub.emit(
                         "worker.queue.updated",
                         {"queue": queue, "executor": executor, "worker": self},
                     )
-                    runner.queue, runner.update = runner.update, None  # type: ignore[assignment]
-                    return True
+                    # Applied at once, without waiting for running jobs: in
+                    # place when the executor can take it, else a new
+                    # executor serves new jobs while the old one finishes.
+                    if executor is not None and executor.reconfigure(new):
+                        runner.queue = queue = new
+                        self.log.info("Queue %r changed; applied at once", queue.name)
+                    else:
+                        if executor is not None:
+                            runner.retiring.append(executor)
+                            runner.executor = executor = None
+                            self._stop_drained(runner)
+                        runner.queue = new
+                        self.log.info(
+                            "Queue %r changed; starting a new executor", queue.name
+                        )
+                        return True
                 if executor is None:
                     return True
                 if queue.state is Queue.State.PAUSED:
@@ -639,6 +673,8 @@ class Worker:
                     else:
                         continue
                 free = executor.concurrency - len(executor)
+                for old in runner.retiring:
+                    free -= len(old)  # still running: they use the queue's slots
                 if free <= 0:
                     await self.hub.emit(
                         "worker.queue.full",
@@ -682,6 +718,20 @@ class Worker:
                     self.log.exception(
                         "Queue %r: stopping its executor failed", queue.name
                     )
+
+    def _stop_drained(self, runner: _QueueRunner) -> None:
+        """Stop the retiring executors of ``runner`` that finished their jobs."""
+        for executor in [e for e in runner.retiring if not len(e)]:
+            runner.retiring.remove(executor)
+            task = asyncio.ensure_future(self._stop_executor(runner.queue, executor))
+            runner.closing.add(task)
+            task.add_done_callback(runner.closing.discard)
+
+    async def _stop_executor(self, queue: Queue, executor: Executor) -> None:
+        try:
+            await executor.stop()
+        except Exception:
+            self.log.exception("Queue %r: stopping an executor failed", queue.name)
 
     async def fetch_jobs(
         self, queue: Queue, conn: AsyncConnection[Any], *, up_to: int = 1
@@ -736,7 +786,7 @@ class Worker:
             or runner.queue.eager_polling
             or runner.stopping
             or runner.removed
-            or runner.update is not None
+            or runner.retiring
         ):
             runner.wake.set()
 

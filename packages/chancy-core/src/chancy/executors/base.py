@@ -244,6 +244,24 @@ class Executor(abc.ABC):
     def is_job_running(self, ref: Reference) -> bool:
         return any(job.id == ref.identifier for job in self.get_running_jobs())
 
+    def reconfigure(self, queue: Queue) -> bool:
+        """Take a new configuration of this executor's queue without a restart.
+
+        Called when the queue is edited, paused or resumed while it is
+        served. Return ``True`` after adopting ``queue`` (the worker reads
+        the concurrency from :attr:`queue` before every fetch), or ``False``
+        when the change needs a new executor: the worker then starts one at
+        once for new jobs and lets this one finish its running jobs, without
+        waiting for them. The default adopts every change that keeps the
+        executor class and its options.
+        """
+        if str(queue.executor) != str(self.queue.executor) or (
+            queue.executor_options != self.queue.executor_options
+        ):
+            return False
+        self.queue = queue
+        return True
+
     async def __aenter__(self) -> Executor:
         return self
 

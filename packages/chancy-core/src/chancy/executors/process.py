@@ -174,20 +174,26 @@ def _die_with_parent(parent_pid: int) -> None:
     When the worker is SIGKILLed, Recovery gives its jobs to other workers;
     a child still running one would make two live runs of the same job, both
     with side effects. On Linux the kernel kills the child the moment its
-    parent dies (``PR_SET_PDEATHSIG``); everywhere a watchdog thread also
-    checks the parent every :data:`ORPHAN_CHECK_INTERVAL` seconds, and the
-    parent is checked once right away, in case it died before this ran.
+    parent dies (``PR_SET_PDEATHSIG``); elsewhere a watchdog thread checks
+    the parent every :data:`ORPHAN_CHECK_INTERVAL` seconds. The parent is
+    checked once right away, in case it died before this ran.
     """
+    armed = False
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
         except (OSError, AttributeError):  # pragma: no cover - unusual libc
-            pass
+            armed = False
     if os.getppid() != parent_pid:
         os._exit(1)
+    if armed:
+        return
 
     def watch() -> None:
+        # Signals sent to the process (SIGALRM time limits, SIGUSR1
+        # cancellation) must keep going to the thread running the job.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         while True:
             time.sleep(ORPHAN_CHECK_INTERVAL)
             if os.getppid() != parent_pid:

@@ -138,6 +138,14 @@ class SubInterpreterExecutor(ConcurrentExecutor):
     def get_default_concurrency(self) -> int:
         return min(32, (os.cpu_count() or 1) + 4)
 
+    def reconfigure(self, queue: Queue) -> bool:
+        # The pool's size is fixed when it is created: another concurrency
+        # needs a new pool (the worker swaps executors without waiting).
+        current = self.concurrency
+        if (queue.concurrency or self.get_default_concurrency()) != current:
+            return False
+        return super().reconfigure(queue)
+
     async def push(self, job: QueuedJob) -> None:
         try:
             job = await self.on_job_starting(job)

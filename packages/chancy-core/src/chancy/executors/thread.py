@@ -173,6 +173,14 @@ class ThreadedExecutor(Executor):
     def get_default_concurrency(self) -> int:
         return min(32, (os.cpu_count() or 1) + 4)
 
+    def reconfigure(self, queue: Queue) -> bool:
+        # The pool's size is fixed when it is created: another concurrency
+        # needs a new pool (the worker swaps executors without waiting).
+        current = self.concurrency
+        if (queue.concurrency or self.get_default_concurrency()) != current:
+            return False
+        return super().reconfigure(queue)
+
     def get_running_jobs(self) -> list[QueuedJob]:
         return [run.job for run in self._runs.values()]
 
