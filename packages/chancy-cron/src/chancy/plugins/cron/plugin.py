@@ -100,11 +100,11 @@ class _Statements:
         ).format(t=table)
         # Rows still due after this pass are locked by another pass: the
         # caller looks again soon rather than waiting for a future next_run.
+        # Both subqueries are answered from the next_run index.
         self.delay = sql.SQL(
-            "SELECT EXTRACT(EPOCH FROM min(next_run) FILTER (WHERE next_run > NOW())"
-            " - clock_timestamp())::float8 AS wait,"
-            " coalesce(bool_or(next_run <= NOW()), false) AS locked"
-            " FROM {t}"
+            "SELECT EXTRACT(EPOCH FROM (SELECT min(next_run) FROM {t}"
+            " WHERE next_run > NOW()) - clock_timestamp())::float8 AS wait,"
+            " EXISTS (SELECT 1 FROM {t} WHERE next_run <= NOW()) AS locked"
         ).format(t=table)
 
 
@@ -484,8 +484,9 @@ class Cron(Plugin):
         return fired
 
     async def _pass(self, chancy: Chancy) -> tuple[list[str], float | None]:
-        """Fire what is due; returns the keys fired and the seconds until the
-        next due time (``None``: no schedule)."""
+        """Fire what is due; returns the keys fired and how long to sleep: the
+        seconds until the next due time, at most :data:`LOCKED_RETRY` while
+        another pass holds a due row, ``None`` when nothing is scheduled."""
         fired: list[str] = []
         wait: float | None = None
         try:
