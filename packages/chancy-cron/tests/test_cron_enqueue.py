@@ -1,4 +1,5 @@
-"""Schedules in the database, firing on the leader, exactly-once with many workers.
+"""Schedules in the database, firing exactly once with many workers, with or
+without a leadership plugin.
 
 To make a schedule due without waiting, tests move its ``next_run`` into the
 past. Pushed jobs go to a queue no worker serves, so they stay pending and the
@@ -37,6 +38,12 @@ def cron_app(poll_interval: float = 60) -> dict[str, Any]:
 def uses_cron(poll_interval: float = 60) -> pytest.MarkDecorator:
     """The ``chancy`` fixture with fresh Cron and ImmediateLeadership plugins."""
     return pytest.mark.parametrize("chancy", [cron_app(poll_interval)], indirect=True)
+
+
+def uses_cron_alone(poll_interval: float = 60) -> pytest.MarkDecorator:
+    """The ``chancy`` fixture with a fresh Cron plugin and no leadership plugin."""
+    app = {"plugins": [Cron(poll_interval=poll_interval)], "no_default_plugins": True}
+    return pytest.mark.parametrize("chancy", [app], indirect=True)
 
 
 def a_job(key: str, **kwargs: Any) -> Job:
@@ -538,3 +545,93 @@ async def test_a_new_schedule_wakes_the_leader(chancy: Chancy, worker: Worker) -
     await asyncio.wait_for(plugin.fired.wait(), 5)
     assert time.monotonic() - started < 3
     assert plugin.fired_count >= 1
+
+
+# ---------------------------------------------------------------------------
+# Without a leadership plugin
+# ---------------------------------------------------------------------------
+
+
+@uses_cron_alone()
+async def test_schedules_are_managed_without_any_worker(
+    chancy: Chancy, chancy_dsn: str
+) -> None:
+    """No worker, no leadership: the class methods only need the database,
+    also from an app that does not enable Cron at all (a web app, a script)."""
+    assert "chancy.leadership" not in chancy.plugins
+    await Cron.schedule(chancy, "*/5 * * * *", a_job("five", n=1))
+    plain = Chancy(chancy_dsn, plugins=[], no_default_plugins=True)
+    try:
+        assert "chancy.cron" not in plain.plugins
+        await Cron.schedule(plain, "0 * * * *", a_job("hourly"), timezone="Asia/Tokyo")
+        schedules = await Cron.get_schedules(plain)
+        assert list(schedules) == ["five", "hourly"]
+        assert schedules["five"]["job"].kwargs == {"n": 1}
+        assert schedules["hourly"]["timezone"] == "Asia/Tokyo"
+        assert list(await Cron.get_schedules(chancy, unique_keys=["hourly"])) == [
+            "hourly"
+        ]
+        assert await Cron.unschedule(plain, "five", "missing") == ["five"]
+        assert list(await Cron.get_schedules(chancy)) == ["hourly"]
+        assert await Cron.unschedule(chancy, "hourly") == ["hourly"]
+        assert await Cron.get_schedules(plain) == {}
+    finally:
+        await plain.__aexit__(None, None, None)
+    assert await jobs_with_key(chancy, "five") == []  # nothing fires without a worker
+
+
+@uses_cron_alone(poll_interval=30)
+async def test_a_worker_without_leadership_starts_and_fires_a_due_schedule(
+    chancy: Chancy, worker: Worker
+) -> None:
+    plugin = plugin_of(chancy)
+    assert plugin.get_dependencies() == []
+    await Cron.schedule(chancy, "0 0 1 1 *", a_job("yearly", n=3))
+    await plugin.wait_for_pass(timeout=5)
+    assert plugin.fired_count == 0
+    await make_due(chancy, "yearly")
+    plugin.wake_up()
+    await asyncio.wait_for(plugin.fired.wait(), 5)
+    assert not worker.is_leader.is_set()  # no leadership: it fired anyway
+    assert plugin.last_fired == ["yearly"]
+    jobs = await jobs_with_key(chancy, "yearly")
+    assert [(func, queue, kwargs) for _, func, queue, kwargs, _, _ in jobs] == [
+        ("app.tasks.work", QUEUE, {"n": 3})
+    ]
+    row = (await Cron.get_schedules(chancy))["yearly"]
+    assert row["last_run"] is not None
+    assert row["next_run"] > datetime.now(UTC)
+
+
+@uses_cron_alone(poll_interval=30)
+async def test_a_due_row_held_by_another_pass_is_looked_at_again_soon(
+    chancy: Chancy, chancy_dsn: str, worker: Worker
+) -> None:
+    """A pass that finds a due row locked (another worker firing it) checks
+    again within a fraction of a second instead of sleeping ``poll_interval``,
+    so it fires the row if that other pass rolls back."""
+    plugin = plugin_of(chancy)
+    await Cron.schedule(chancy, "0 0 1 1 *", a_job("held"))
+    await plugin.wait_for_pass(timeout=5)
+    await make_due(chancy, "held")
+    other = Chancy(chancy_dsn, plugins=[], no_default_plugins=True)
+    try:
+        await other.ensure_open()
+        async with other.pool.connection() as conn:
+            async with conn.transaction(force_rollback=True):
+                # Another worker's pass, mid-firing: it holds the due row.
+                await conn.execute(
+                    f"SELECT 1 FROM {chancy.prefix}cron WHERE unique_key = 'held'"
+                    " FOR UPDATE"
+                )
+                plugin.wake_up()
+                await plugin.wait_for_pass(passes=2, timeout=5)
+                assert plugin.fired_count == 0  # skipped, and still looking
+                released = time.monotonic()
+            # That pass rolled back: the row is due and free again.
+        await asyncio.wait_for(plugin.fired.wait(), 5)
+        assert time.monotonic() - released < 3  # not poll_interval (30 s) later
+        assert plugin.fired_count == 1
+        assert len(await jobs_with_key(chancy, "held")) == 1
+    finally:
+        await other.__aexit__(None, None, None)

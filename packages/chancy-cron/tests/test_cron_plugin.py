@@ -9,7 +9,6 @@ import click
 import pytest
 
 from chancy import Chancy
-from chancy.errors import PluginDependencyError
 from chancy.plugin import PluginScope
 from chancy.plugins.cron import Cron, CronExpressionError, UnknownTimeZoneError, hooks
 from chancy.plugins.leadership import ImmediateLeadership
@@ -21,8 +20,9 @@ DSN = "postgresql://localhost/never_connected"
 def test_identity() -> None:
     plugin = Cron()
     assert Cron.get_identifier() == "chancy.cron"
-    assert Cron.get_scope() is PluginScope.LEADER
-    assert Cron.get_dependencies() == ["chancy.leadership"]
+    # Runs in every worker; it waits to lead when the app has Leadership.
+    assert Cron.get_scope() is PluginScope.WORKER
+    assert Cron.get_dependencies() == []
     assert Cron.is_default() is True
     assert Cron.get_distribution() == "chancy-cron"
     assert plugin.get_tables() == ["cron"]
@@ -57,10 +57,10 @@ def test_migrations_are_found() -> None:
     assert "cron" in [m.key for m in app.migrators()]
 
 
-def test_a_missing_leadership_plugin_names_the_distribution() -> None:
+def test_cron_does_not_need_a_leadership_plugin() -> None:
     app = Chancy(DSN, plugins=[Cron()], no_default_plugins=True)
-    with pytest.raises(PluginDependencyError, match="chancy-leadership"):
-        app.check_plugin_dependencies()
+    assert list(app.plugins) == ["chancy.cron"]
+    app.check_plugin_dependencies()  # no PluginDependencyError
 
 
 def test_hooks() -> None:
@@ -79,12 +79,10 @@ def test_pyproject() -> None:
         "cron": "chancy.plugins.cron.hooks"
     }
     dependencies = project["project"]["dependencies"]
-    for requirement in (
-        "chancy-core~=0.1.0",
-        "chancy-leadership~=0.1.0",
-        "croniter>=6.0",
-    ):
+    for requirement in ("chancy-core~=0.1.0", "croniter>=6.0"):
         assert requirement in dependencies
+    # Leadership is used when present, not required.
+    assert not any(d.startswith("chancy-leadership") for d in dependencies)
     assert project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == [
         "src/chancy"
     ]

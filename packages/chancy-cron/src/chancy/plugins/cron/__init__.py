@@ -1,6 +1,6 @@
-"""Cron schedules for Chancy: run jobs periodically, on the cluster's leader.
+"""Cron schedules for Chancy: run jobs periodically, exactly once per due time.
 
-Installed, the plugin is enabled by default (it needs ``chancy-leadership``).
+Installed, the plugin is enabled by default; it needs no other plugin.
 Schedules live in the ``{prefix}cron`` table and are managed from any
 process, with or without a worker::
 
@@ -24,9 +24,12 @@ Every job needs a ``unique_key``: it names the schedule (scheduling the key
 again replaces it) and keeps a slow run from being stacked up, since a push
 whose key is held by a pending or running job is a no-op.
 
-The leader fires each due schedule exactly once: it locks the due rows, pushes
-their jobs and advances their ``next_run`` in one transaction. Runs missed
-while no worker was up collapse into one. Expressions follow the wall clock of
+Each due schedule is fired exactly once: a pass locks the due rows
+(``FOR UPDATE SKIP LOCKED``), pushes their jobs and advances their
+``next_run`` in one transaction. Without a leadership plugin every worker runs
+passes (the row locks hand each due run to one of them); with one
+(``chancy-leadership``) only the leader does. Runs missed while no worker was
+up collapse into one. Expressions follow the wall clock of
 their time zone with Vixie/Debian cron daylight-saving semantics (see
 :mod:`chancy.plugins.cron.schedule`). To change the polling interval, pass an
 instance::

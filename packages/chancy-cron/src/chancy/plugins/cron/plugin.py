@@ -1,4 +1,4 @@
-"""The :class:`Cron` plugin: schedules stored in ``{prefix}cron``, fired by the leader."""
+"""The :class:`Cron` plugin: schedules stored in ``{prefix}cron``, fired by the workers."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ __all__ = ["Cron"]
 
 IDENTIFIER: Final = "chancy.cron"
 DISTRIBUTION: Final = "chancy-cron"
+#: With a plugin of this identifier in the app, only the leader fires.
+LEADERSHIP: Final = "chancy.leadership"
 
 #: Schedules fired per transaction; a pass keeps going while batches are full.
 BATCH_SIZE: Final = 500
@@ -38,6 +40,10 @@ BATCH_SIZE: Final = 500
 BROKEN_RETRY: Final = timedelta(hours=1)
 #: Added to the wait until the earliest ``next_run`` so the pass finds it due.
 _SLACK: Final = 0.005
+#: A due schedule locked by another pass (another worker firing it) is looked
+#: at again this soon, to learn its new ``next_run`` (or fire it if that pass
+#: rolled back), instead of sleeping a whole ``poll_interval``.
+LOCKED_RETRY: Final = 0.25
 
 _COLUMNS: Final = ("unique_key", "job", "cron", "timezone", "last_run", "next_run")
 
@@ -92,9 +98,13 @@ class _Statements:
         self.postpone = sql.SQL(
             "UPDATE {t} SET next_run = %s WHERE unique_key = ANY(%s::text[])"
         ).format(t=table)
+        # Rows still due after this pass are locked by another pass: the
+        # caller looks again soon rather than waiting for a future next_run.
+        # Both subqueries are answered from the next_run index.
         self.delay = sql.SQL(
-            "SELECT EXTRACT(EPOCH FROM min(next_run) - clock_timestamp())::float8 AS wait"
-            " FROM {t} WHERE next_run > NOW()"
+            "SELECT EXTRACT(EPOCH FROM (SELECT min(next_run) FROM {t}"
+            " WHERE next_run > NOW()) - clock_timestamp())::float8 AS wait,"
+            " EXISTS (SELECT 1 FROM {t} WHERE next_run <= NOW()) AS locked"
         ).format(t=table)
 
 
@@ -172,14 +182,16 @@ class Cron(Plugin):
 
     Schedules are managed from any process with the class methods
     :meth:`schedule`, :meth:`unschedule` and :meth:`get_schedules` (and their
-    ``_ex`` variants, which use the caller's cursor and transaction). The
-    plugin itself runs on the leader: every ``poll_interval`` seconds, or
-    earlier when a schedule is due sooner (or was just added), it fires the
-    due schedules. Each schedule fires exactly once per due time, whatever
-    the number of workers and across leader failover: the due rows are locked
-    (``FOR UPDATE SKIP LOCKED``) and their jobs pushed and their ``next_run``
-    advanced in the same transaction. Missed runs (no leader for a while)
-    collapse into a single run.
+    ``_ex`` variants, which use the caller's cursor and transaction); no
+    worker is needed for that. The plugin's loop fires the due schedules
+    every ``poll_interval`` seconds, or earlier when a schedule is due sooner
+    (or was just added). It runs in every worker when the app has no
+    leadership plugin, and only in the leader when it has one
+    (``chancy.leadership``). Either way each schedule fires exactly once per
+    due time, whatever the number of workers and across leader failover: the
+    due rows are claimed with ``FOR UPDATE SKIP LOCKED`` and their jobs pushed
+    and their ``next_run`` advanced in the same transaction. Missed runs (no
+    worker for a while) collapse into a single run.
 
     Test signals: :attr:`passes` and :attr:`pass_done` (one pass finished),
     :attr:`fired_count` and :attr:`fired` (a pass fired at least one
@@ -225,11 +237,14 @@ class Cron(Plugin):
 
     @classmethod
     def get_scope(cls) -> PluginScope:
-        return PluginScope.LEADER
+        """``WORKER``: the loop starts in every worker and, when the app has a
+        leadership plugin, waits to lead before each pass (see :meth:`run`)."""
+        return PluginScope.WORKER
 
     @staticmethod
     def get_dependencies() -> list[str]:
-        return ["chancy.leadership"]
+        """None: Cron uses ``chancy.leadership`` when present, and row locks always."""
+        return []
 
     @classmethod
     def is_default(cls) -> bool:
@@ -420,10 +435,26 @@ class Cron(Plugin):
             result[row["unique_key"]] = row
         return result
 
-    # -- firing (the leader) -----------------------------------------------------
+    # -- firing (every worker, or the leader) -------------------------------------
 
     async def run(self, worker: Worker, chancy: Chancy) -> None:
-        """Fire due schedules until cancelled (when leadership is lost or on shutdown)."""
+        """Fire due schedules until cancelled (on shutdown).
+
+        Without a leadership plugin in the app, every worker runs passes and
+        the row locks hand each due schedule to one of them. With one, a
+        worker runs a pass only while it leads: before each pass it waits
+        for ``worker.is_leader``, so a worker that lost the lead stops firing
+        at its next wake-up (a pass already under way finishes; the row locks
+        keep it from firing anything twice).
+        """
+        leader_only = LEADERSHIP in chancy.plugins
+        chancy.log.info(
+            "Cron: firing due schedules %s",
+            "while this worker leads (a leadership plugin is enabled)"
+            if leader_only
+            else "on this worker, as on every worker (no leadership plugin);"
+            " row locks give each due run to one worker",
+        )
 
         def on_scheduled(event: Event) -> None:
             self.wake_up()  # a new schedule may be due before we would wake
@@ -431,6 +462,8 @@ class Cron(Plugin):
         worker.hub.on("cron.scheduled", on_scheduled)
         try:
             while True:
+                if leader_only and not worker.is_leader.is_set():
+                    await self.wait_for_leader(worker)
                 _, wait = await self._pass(chancy)
                 delay = (
                     self.poll_interval
@@ -451,6 +484,9 @@ class Cron(Plugin):
         return fired
 
     async def _pass(self, chancy: Chancy) -> tuple[list[str], float | None]:
+        """Fire what is due; returns the keys fired and how long to sleep: the
+        seconds until the next due time, at most :data:`LOCKED_RETRY` while
+        another pass holds a due row, ``None`` when nothing is scheduled."""
         fired: list[str] = []
         wait: float | None = None
         try:
@@ -514,7 +550,11 @@ class Cron(Plugin):
                     )
                 await cursor.execute(statements.delay)
                 delay_row = await cursor.fetchone()
-                wait = delay_row["wait"] if delay_row is not None else None
+                assert delay_row is not None
+                wait: float | None = delay_row["wait"]
+                if delay_row["locked"]:
+                    # Another pass holds a due row: look again soon.
+                    wait = LOCKED_RETRY if wait is None else min(wait, LOCKED_RETRY)
         for key, job, following in zip(keys, jobs, runs, strict=True):
             log.debug(
                 "Cron: fired %r (%s on queue %r); next run at %s",
