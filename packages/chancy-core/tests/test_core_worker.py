@@ -696,3 +696,110 @@ async def test_worker_heals_after_every_connection_is_killed(
                 await asyncio.sleep(0.05)
     jobs = await chancy.wait_for_jobs(refs, interval=0.05, timeout=15)
     assert len(jobs) == 3 and all(j.state is QueuedJob.State.SUCCEEDED for j in jobs)
+
+
+class CuttingProxy:
+    """A TCP proxy to PostgreSQL on 127.0.0.1 that, once, forwards a fetch of
+    queue ``queue`` to the server and then cuts the connection instead of
+    forwarding the server's reply: the claim has committed, but the worker
+    never learns which jobs it claimed."""
+
+    def __init__(self, host: str, port: int, queue: str) -> None:
+        self.target = (host, port)
+        # The fetch binds the queue's name; the heartbeat (which names the
+        # queues it serves too) writes the workers table.
+        self.needle = queue.encode()
+        self.cut = asyncio.Event()
+        self.server: asyncio.base_events.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        armed = asyncio.Event()
+
+        async def upstream() -> None:
+            while data := await reader.read(65536):
+                up_writer.write(data)
+                await up_writer.drain()
+                if (
+                    self.needle in data
+                    and b"_workers" not in data
+                    and not self.cut.is_set()
+                ):
+                    armed.set()
+
+        async def downstream() -> None:
+            pending = b""
+            while data := await up_reader.read(65536):
+                if armed.is_set() and not self.cut.is_set():
+                    pending += data
+                    if b"Z\x00\x00\x00\x05" in pending:  # ReadyForQuery: committed
+                        self.cut.set()
+                        return
+                    continue
+                writer.write(data)
+                await writer.drain()
+
+        tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for w in (writer, up_writer):
+                w.close()
+
+
+async def test_jobs_claimed_by_a_fetch_whose_reply_was_lost_are_run(
+    chancy: Chancy, chancy_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    import psycopg
+
+    port = int(conninfo_to_dict(chancy_dsn).get("port") or 5432)
+    try:
+        tcp = make_conninfo(chancy_dsn, host="127.0.0.1", port=port)
+        await (await psycopg.AsyncConnection.connect(tcp)).close()
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"the test server does not answer on 127.0.0.1:{port}: {exc}")
+    proxy = CuttingProxy("127.0.0.1", port, "cut_here")
+    await proxy.start()
+    await declare(chancy, "cut_here", polling_interval=0.2)
+    ref = await chancy.push(
+        Job(func=fn(slow), queue="cut_here", kwargs={"seconds": 0, "value": 1})
+    )
+    app = Chancy(
+        make_conninfo(chancy_dsn, host="127.0.0.1", port=proxy.port),
+        no_default_plugins=True,
+    )
+    try:
+        async with (
+            app,
+            Worker(
+                app,
+                register_signal_handlers=False,
+                backoff_initial=0.05,
+                backoff_max=0.2,
+            ),
+        ):
+            await asyncio.wait_for(proxy.cut.wait(), 10)
+            done = await chancy.wait_for_job(ref, interval=0.05, timeout=10)
+    finally:
+        await proxy.stop()
+    assert done is not None and done.state is QueuedJob.State.SUCCEEDED, done
+    assert done.errors == [] and done.attempts == 1
+    assert RUNS == [1]
+    # The claim had committed: the worker found the row in its name and put it back.
+    assert "released 1 job(s) claimed by a fetch whose reply was lost" in caplog.text

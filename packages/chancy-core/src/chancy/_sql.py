@@ -176,6 +176,13 @@ class Statements:
             f" j.priority, j.attempts, j.max_attempts, j.claim_id, j.created_at,"
             f" j.started_at, j.completed_at, j.scheduled_at, j.unique_key, j.errors"
         )
+        # Rows a lost fetch reply claimed for a worker that does not run them.
+        self.release_orphans = (
+            f"UPDATE {jobs} SET state = CASE WHEN attempts > 0 THEN 'retrying'"
+            f" ELSE 'pending' END, taken_by = NULL, claim_id = NULL, started_at = NULL"
+            f" WHERE queue = %s AND taken_by = %s AND state = 'running'"
+            f" AND NOT (id = ANY(%s::uuid[])) RETURNING id"
+        )
         self.rate_limit_take = (
             f"INSERT INTO {rate} AS r (queue, window_start, count) VALUES (%(queue)s,"
             f" (floor(extract(epoch FROM NOW()) / %(window)s) * %(window)s)::bigint, 0)"

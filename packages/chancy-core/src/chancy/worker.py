@@ -54,6 +54,7 @@ class _QueueRunner:
         "closing",
         "executor",
         "queue",
+        "reconcile",
         "removed",
         "retiring",
         "stopping",
@@ -74,6 +75,8 @@ class _QueueRunner:
         self.retiring: list[Executor] = []
         #: Stops of drained retiring executors in progress.
         self.closing: set[asyncio.Task[None]] = set()
+        #: A fetch failed: rows it may have claimed must be released first.
+        self.reconcile = False
         self.removed = False
         self.stopping = False
         #: The last fetch filled every free slot, so more jobs may be waiting:
@@ -156,6 +159,8 @@ class Worker:
         self.is_leader = asyncio.Event()
         self.shutdown_event = asyncio.Event()
         self.outgoing: collections.deque[QueuedJob] = collections.deque()
+        #: The batch of updates being written right now.
+        self._saving: list[QueuedJob] = []
         self.manager = _TaskManager(self)
 
         self._runners: dict[str, _QueueRunner] = {}
@@ -682,6 +687,9 @@ class Worker:
                     )
                     continue
                 try:
+                    if runner.reconcile:
+                        await self._release_orphans(queue)
+                        runner.reconcile = False
                     async with self.chancy.pool.connection() as conn:
                         jobs = await self.fetch_jobs(queue, conn, up_to=free)
                     failures = 0
@@ -689,6 +697,9 @@ class Worker:
                     # fetches again at once instead of waiting for the poll.
                     runner.backlog = len(jobs) >= free
                 except _TRANSIENT as exc:
+                    # The claim may have committed and only the reply been
+                    # lost: before fetching again, release what was claimed.
+                    runner.reconcile = True
                     failures += 1
                     delay = min(
                         self.backoff_initial * 2 ** (failures - 1), self.backoff_max
@@ -718,6 +729,35 @@ class Worker:
                     self.log.exception(
                         "Queue %r: stopping its executor failed", queue.name
                     )
+
+    async def _release_orphans(self, queue: Queue) -> None:
+        """Put back the jobs of ``queue`` claimed in this worker's name that it
+        does not run.
+
+        A fetch whose reply was lost after its claim committed (the
+        connection dropped in between) leaves jobs ``running`` under this
+        live worker, which Recovery never takes. After a failed fetch the
+        queue's loop calls this before fetching again: every such row that is
+        not in one of this worker's executors, nor waiting to be saved, goes
+        back to ``pending`` (or ``retrying``) without an attempt counted.
+        """
+        known = {job.id for e in self._every_executor() for job in e.get_running_jobs()}
+        known.update(job.id for job in self.outgoing)
+        known.update(job.id for job in self._saving)
+        async with self.chancy.pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.execute(
+                self.chancy.sql.release_orphans,
+                (queue.name, self.worker_id, list(known)),
+            )
+            released = await cursor.fetchall()
+            if released:
+                await self.chancy.notify(cursor, "queue.pushed", {"q": queue.name})
+        if released:
+            self.log.warning(
+                "Queue %r: released %d job(s) claimed by a fetch whose reply was lost",
+                queue.name,
+                len(released),
+            )
 
     def _stop_drained(self, runner: _QueueRunner) -> None:
         """Stop the retiring executors of ``runner`` that finished their jobs."""
@@ -829,11 +869,14 @@ class Worker:
             batch.append(self.outgoing.popleft())
         if not batch:
             return
+        self._saving = batch
         try:
             applied = await self._save(batch)
         except BaseException:
             self.outgoing.extendleft(reversed(batch))
             raise
+        finally:
+            self._saving = []
         plugins = self.chancy.plugin_manager
         if plugins.has_job_updated:
             for job in applied:
