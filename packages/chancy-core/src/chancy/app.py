@@ -7,6 +7,7 @@ import enum
 import functools
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -44,13 +45,29 @@ CORE_MIGRATION_KEY = "chancy"
 
 _FINISHED = {QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED}
 
+#: A NUL character in JSON text: ``\u0000`` not itself escaped (``\\u0000``
+#: is the text "\u0000", which is fine).
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+#: The range of the jobs table's INTEGER columns (priority, max_attempts).
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
 #: Batches of plain (non-unique) jobs at least this large are written with COPY.
 COPY_THRESHOLD = 64
 #: Rows per ``COPY`` data message: the server parses one chunk while we format
 #: the next.
 COPY_CHUNK = 250
 
-_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+def _json_default(obj: Any) -> Any:
+    """Sets and frozensets are stored as lists (as in the original 0.26)."""
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+_JSON = json.JSONEncoder(
+    allow_nan=False, separators=(",", ":"), default=_json_default
+)
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 
 
@@ -250,7 +267,7 @@ class _InsertPlan:
 
 def _is_json(value: Any) -> bool:
     try:
-        json.dumps(value, allow_nan=False)
+        json.dumps(value, allow_nan=False, default=_json_default)
     except (TypeError, ValueError):
         return False
     return True
@@ -758,8 +775,11 @@ class Chancy:
                 and type(kwargs) is dict
                 and type(priority) is int
                 and type(max_attempts) is int
-                and max_attempts >= 1
+                and _INT_MIN <= priority <= _INT_MAX
+                and 1 <= max_attempts <= _INT_MAX
                 and type(when) is datetime
+                and "\x00" not in func
+                and "\x00" not in queue
             ):
                 self._check_job(job)
             try:
@@ -773,6 +793,15 @@ class Chancy:
                 raise TypeError(
                     f"cannot store job {func!r}: its {what} is not JSON-serialisable ({exc})"
                 ) from None
+            if ("\\u0000" in kw and _JSON_NUL.search(kw)) or (
+                "\\u0000" in meta_text and _JSON_NUL.search(meta_text)
+            ):
+                # PostgreSQL's jsonb cannot hold a NUL character.
+                what = "kwargs" if _JSON_NUL.search(kw) else "meta"
+                raise ValueError(
+                    f"cannot store job {func!r}: its {what} contain a NUL character"
+                    " (\\x00), which PostgreSQL cannot store"
+                )
             for name in kwargs:
                 if type(name) is not str:
                     raise TypeError(
@@ -804,6 +833,10 @@ class Chancy:
                 )
             elif not isinstance(key, str):
                 raise TypeError(f"job {func!r}: unique_key must be a string or None")
+            elif "\x00" in key:
+                raise ValueError(
+                    f"job {func!r}: unique_key must not contain NUL characters (\\x00)"
+                )
             elif key in by_key:
                 by_key[key].append(index)  # same key twice in one call: one job
             else:
@@ -830,14 +863,24 @@ class Chancy:
             raise ValueError(
                 f"job {func!r}: queue must be a non-empty string, got {queue!r}"
             )
+        if "\x00" in func or "\x00" in queue:
+            raise ValueError(
+                f"job {func!r}: func and queue must not contain NUL characters (\\x00)"
+            )
         if type(job.kwargs) is not dict:
             raise TypeError(f"cannot store job {func!r}: kwargs must be a dict")
         priority, max_attempts = job.priority, job.max_attempts
         if type(priority) is not int:
             raise TypeError(f"job {func!r}: priority must be an int, got {priority!r}")
-        if type(max_attempts) is not int or max_attempts < 1:
+        if not _INT_MIN <= priority <= _INT_MAX:
             raise ValueError(
-                f"job {func!r}: max_attempts must be an int >= 1, got {max_attempts!r}"
+                f"job {func!r}: priority must fit in 32 bits"
+                f" ({_INT_MIN}..{_INT_MAX}), got {priority!r}"
+            )
+        if type(max_attempts) is not int or not 1 <= max_attempts <= _INT_MAX:
+            raise ValueError(
+                f"job {func!r}: max_attempts must be an int from 1 to {_INT_MAX},"
+                f" got {max_attempts!r}"
             )
         if not isinstance(job.scheduled_at, datetime):
             raise TypeError(f"job {func!r}: scheduled_at must be a datetime")
