@@ -54,7 +54,7 @@ def test_wheels_install_and_discover_plugins_in_a_fresh_venv(tmp_path: Path) -> 
     assert not any(name.startswith("chancy/contrib/") for name in files("chancy_core"))
     django_files = files("chancy_django")
     assert all(name.startswith("chancy/contrib/django/") for name in django_files)
-    assert "chancy/contrib/django/models.py" in django_files
+    assert "chancy/contrib/django/backend.py" in django_files
     assert "chancy/contrib/django/py.typed" in django_files
     assert not any("testing" in name for name in django_files)
 
@@ -113,4 +113,16 @@ def test_wheels_install_and_discover_plugins_in_a_fresh_venv(tmp_path: Path) -> 
     out = run(python, "-c", django_probe, env=env, cwd=tmp_path).stdout
     assert "chancy.contrib.django chancy_jobs" in out
     assert str(env_dir) in out
+
+    # Without django.tasks (Django < 6) or its backport, the tasks backend
+    # says what to install.
+    tasks_probe = (
+        "import django; from django.conf import settings; settings.configure();"
+        "django.setup()\n"
+        "try:\n import chancy.contrib.django.backend\n"
+        "except Exception as exc:\n print(type(exc).__name__, exc)"
+    )
+    out = run(python, "-c", tasks_probe, env=env, cwd=tmp_path).stdout
+    assert out.startswith("ImproperlyConfigured")
+    assert 'pip install "chancy-django[tasks]"' in out
     shutil.rmtree(env_dir)

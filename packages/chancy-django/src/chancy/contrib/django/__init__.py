@@ -1,5 +1,5 @@
-"""Chancy in a Django project: models, admin pages and dashboard logins (the
-``chancy-django`` distribution).
+"""Chancy in a Django project: models, admin pages, dashboard logins and a
+``django.tasks`` backend (the ``chancy-django`` distribution).
 
 Install with ``pip install chancy-django`` (or ``"chancy-core[django]"``) and
 add the app::
@@ -19,6 +19,10 @@ add the app::
 * :mod:`chancy.contrib.django.auth`: :class:`DjangoAuthBackend`, which lets
   Django superusers log in to the dashboard of ``chancy-web``
   (``pip install "chancy-django[web]"``).
+* :mod:`chancy.contrib.django.backend`: :class:`ChancyBackend`, a backend for
+  Django's Tasks framework (``django.tasks`` in Django >= 6.0, or its backport
+  with ``pip install "chancy-django[tasks]"``) that runs tasks as Chancy jobs.
+  It needs no ``INSTALLED_APPS`` entry.
 
 Plugins ship their own apps: ``chancy.plugins.cron.django`` (label
 ``chancy_cron``) and ``chancy.plugins.workflow.django`` (label
