@@ -1,4 +1,6 @@
-"""Wheels install into a fresh virtualenv and the plugin namespace still works there."""
+"""Wheels install into a fresh virtualenv and the namespaces still work there:
+``chancy.plugins`` (a plugin distribution) and ``chancy.contrib`` (chancy-django,
+installed through chancy-core's ``django`` extra)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,7 @@ def test_wheels_install_and_discover_plugins_in_a_fresh_venv(tmp_path: Path) -> 
     dist = tmp_path / "dist"
     for project in (
         ROOT / "packages" / "chancy-core",
+        ROOT / "packages" / "chancy-django",
         ROOT / "tests" / "chancy-testplugin",
     ):
         run(
@@ -38,11 +42,21 @@ def test_wheels_install_and_discover_plugins_in_a_fresh_venv(tmp_path: Path) -> 
             dist,
             project,
         )
-    wheels = sorted(dist.glob("*.whl"))
-    assert {w.name.split("-")[0] for w in wheels} == {
-        "chancy_core",
-        "chancy_testplugin",
-    }
+    wheels = {w.name.split("-")[0]: w for w in dist.glob("*.whl")}
+    assert set(wheels) == {"chancy_core", "chancy_django", "chancy_testplugin"}
+
+    def files(wheel: str) -> set[str]:
+        with zipfile.ZipFile(wheels[wheel]) as archive:
+            return {name for name in archive.namelist() if ".dist-info/" not in name}
+
+    # Core ships no chancy/contrib/ (which would hide chancy-django's), and
+    # chancy-django ships its package and nothing else, test set-up included.
+    assert not any(name.startswith("chancy/contrib/") for name in files("chancy_core"))
+    django_files = files("chancy_django")
+    assert all(name.startswith("chancy/contrib/django/") for name in django_files)
+    assert "chancy/contrib/django/backend.py" in django_files
+    assert "chancy/contrib/django/py.typed" in django_files
+    assert not any("testing" in name for name in django_files)
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
@@ -50,6 +64,7 @@ def test_wheels_install_and_discover_plugins_in_a_fresh_venv(tmp_path: Path) -> 
     env = {
         k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}
     }
+    # chancy-django comes in through the extra, found next to the other wheels.
     run(
         python,
         "-m",
@@ -57,7 +72,10 @@ def test_wheels_install_and_discover_plugins_in_a_fresh_venv(tmp_path: Path) -> 
         "install",
         "--quiet",
         "--disable-pip-version-check",
-        *wheels,
+        "--find-links",
+        dist,
+        f"{wheels['chancy_core']}[django]",
+        wheels["chancy_testplugin"],
         env=env,
     )
 
@@ -74,4 +92,37 @@ def test_wheels_install_and_discover_plugins_in_a_fresh_venv(tmp_path: Path) -> 
 
     listing = run(env_dir / "bin" / "chancy", "plugins", env=env, cwd=tmp_path).stdout
     assert "testplugin" in listing
+
+    # The Django app loads from the wheels (Django set up without a database
+    # connection: models and admin are imported, nothing is queried).
+    django_probe = (
+        "import django; from django.conf import settings;"
+        "settings.configure(INSTALLED_APPS=['django.contrib.contenttypes',"
+        " 'django.contrib.auth', 'django.contrib.admin',"
+        " 'django.contrib.messages', 'django.contrib.sessions',"
+        " 'chancy.contrib.django'],"
+        " DATABASES={'default': {'ENGINE': 'django.db.backends.postgresql',"
+        " 'NAME': 'unused'}});"
+        "django.setup();"
+        "import chancy.contrib, chancy.contrib.django.admin;"
+        "from django.apps import apps;"
+        "from chancy.contrib.django.models import Job;"
+        "print(apps.get_app_config('chancy').name, Job._meta.db_table,"
+        " list(chancy.contrib.__path__))"
+    )
+    out = run(python, "-c", django_probe, env=env, cwd=tmp_path).stdout
+    assert "chancy.contrib.django chancy_jobs" in out
+    assert str(env_dir) in out
+
+    # Without django.tasks (Django < 6) or its backport, the tasks backend
+    # says what to install.
+    tasks_probe = (
+        "import django; from django.conf import settings; settings.configure();"
+        "django.setup()\n"
+        "try:\n import chancy.contrib.django.backend\n"
+        "except Exception as exc:\n print(type(exc).__name__, exc)"
+    )
+    out = run(python, "-c", tasks_probe, env=env, cwd=tmp_path).stdout
+    assert out.startswith("ImproperlyConfigured")
+    assert 'pip install "chancy-django[tasks]"' in out
     shutil.rmtree(env_dir)

@@ -98,14 +98,16 @@ Fixtures
 
 ``django_settings`` (session), ``django_orm``, ``django_tables`` (module),
 ``django_superuser`` (module)
-    For tests of Chancy's Django apps (``chancy-core[django]``); a test that
-    asks for them is skipped when Django is not installed. ``django_settings``
-    configures Django on ``chancy_dsn`` (once per process, with every Chancy
-    Django app installed) and returns the DSN; ``django_orm`` closes the
-    test's ORM connections afterwards (for async tests); ``django_tables``
-    creates the tables of Django's own apps (auth, admin, sessions) for one
-    test module and drops them after it; ``django_superuser`` is the username
-    of a superuser (password ``pw``) in them.
+    For tests of Chancy's Django apps (``chancy-django``); a test that asks
+    for them is skipped, with the reason, when Django or chancy-django is not
+    installed. ``django_settings`` configures Django on ``chancy_dsn`` (once
+    per process, with every Chancy Django app that is installed, the
+    ``django_tasks`` backport if present, and the admin site under
+    ``/admin/``) and returns the DSN; ``django_orm`` closes the test's ORM
+    connections afterwards (for async tests); ``django_tables`` creates the
+    tables of Django's own apps (auth, admin, sessions) for one test module
+    and drops them after it; ``django_superuser`` is the username of a
+    superuser (password ``pw``) in them.
 
 Environment variables
 =====================
@@ -396,17 +398,145 @@ def async_executor(request: pytest.FixtureRequest) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Django (chancy.contrib.django; the helpers live in its _testing module)
+# Django (chancy-django). Everything is set up here, from strings: importing
+# this module imports neither Django nor chancy-django, and the test set-up
+# ships with the pytest plugin instead of in chancy-django's runtime wheel.
 # ---------------------------------------------------------------------------
+
+#: Chancy's Django apps, in ``INSTALLED_APPS`` when importable. The plugins'
+#: apps build on ``chancy.contrib.django`` (chancy-django).
+_CHANCY_DJANGO_APPS = (
+    "chancy.contrib.django",
+    "chancy.plugins.cron.django",
+    "chancy.plugins.workflow.django",
+)
+
+_DJANGO_APPS = (
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+)
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
+
+
+def _django_database(dsn: str) -> dict[str, Any]:
+    """A Django ``DATABASES`` entry for a libpq DSN (the other way round from
+    ``Chancy(settings.DATABASES["default"])``)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(dsn)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": str(params.pop("dbname", "")),
+        "USER": str(params.pop("user", "")),
+        "PASSWORD": str(params.pop("password", "")),
+        "HOST": str(params.pop("host", "")),
+        "PORT": str(params.pop("port", "")),
+        "OPTIONS": {key: str(value) for key, value in params.items()},
+    }
+
+
+def _configure_django(dsn: str) -> None:
+    """Configure Django for the database ``dsn`` (once per process) and set it up.
+
+    Django can be configured only once per process, and the tests of
+    chancy-django and of the cron and workflow Django apps run in one process,
+    so the settings install every Chancy app that is importable (and the
+    ``django_tasks`` backport when present). The URLconf is this module: it
+    serves the admin site under ``/admin/``.
+    """
+    import django
+    from django.conf import settings
+
+    database = _django_database(dsn)
+    if settings.configured:
+        current = settings.DATABASES["default"]
+        if current.get("NAME") != database["NAME"]:
+            raise RuntimeError(
+                f"Django is already configured for the database {current.get('NAME')!r},"
+                f" not the test database {database['NAME']!r}"
+            )
+    else:
+        optional = [*_CHANCY_DJANGO_APPS, "django_tasks"]
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="chancy-tests-only-not-a-secret",
+            ALLOWED_HOSTS=["testserver"],
+            USE_TZ=True,
+            TIME_ZONE="UTC",
+            DATABASES={"default": database},
+            INSTALLED_APPS=[*_DJANGO_APPS, *filter(_importable, optional)],
+            MIDDLEWARE=[
+                "django.contrib.sessions.middleware.SessionMiddleware",
+                "django.contrib.auth.middleware.AuthenticationMiddleware",
+                "django.contrib.messages.middleware.MessageMiddleware",
+            ],
+            ROOT_URLCONF=__name__,
+            SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+            MESSAGE_STORAGE="django.contrib.messages.storage.cookie.CookieStorage",
+            # Fast hashing: the tests create and check a few passwords.
+            PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+            TEMPLATES=[
+                {
+                    "BACKEND": "django.template.backends.django.DjangoTemplates",
+                    "APP_DIRS": True,
+                    "OPTIONS": {
+                        "context_processors": [
+                            "django.template.context_processors.request",
+                            "django.contrib.auth.context_processors.auth",
+                            "django.contrib.messages.context_processors.messages",
+                        ]
+                    },
+                }
+            ],
+            DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+            # Leave the process's logging (and warnings) alone: other tests
+            # run in the same process.
+            LOGGING_CONFIG=None,
+            CHANCY_PREFIX="chancy_",
+        )
+    django.setup()
+
+
+def _close_django_connections() -> None:
+    """Close this thread's Django database connections."""
+    from django.db import connections
+
+    connections.close_all()
+
+
+if not TYPE_CHECKING:  # hidden from type checkers: not an attribute to use
+
+    def __getattr__(name: str) -> Any:
+        # This module is the test settings' ROOT_URLCONF; its ``urlpatterns``
+        # are built on first use, once Django is set up.
+        if name == "urlpatterns":
+            from django.contrib import admin
+            from django.urls import path
+
+            return [path("admin/", admin.site.urls)]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @pytest.fixture(scope="session")
 def django_settings(chancy_dsn: str) -> str:
     """Django configured on the test database (once per process); its DSN."""
     pytest.importorskip("django")
-    from chancy.contrib.django._testing import configure
-
-    configure(chancy_dsn)
+    if not _importable("chancy.contrib.django"):
+        pytest.skip(
+            "Chancy's Django apps need chancy-django: pip install chancy-django"
+        )
+    _configure_django(chancy_dsn)
     return chancy_dsn
 
 
@@ -415,20 +545,38 @@ async def django_orm(django_settings: str) -> AsyncIterator[None]:
     """The ORM for an async test; its connections are closed afterwards."""
     from asgiref.sync import sync_to_async
 
-    from chancy.contrib.django._testing import close_connections
-
     yield
-    await sync_to_async(close_connections)()
-    close_connections()
+    await sync_to_async(_close_django_connections)()
+    _close_django_connections()
 
 
 @pytest.fixture(scope="module")
 def django_tables(django_settings: str) -> Iterator[None]:
-    """The tables of Django's own apps for one test module, dropped after it."""
-    from chancy.contrib.django._testing import migrated_django_tables
+    """The tables of Django's own apps for one test module, dropped after it.
 
-    with migrated_django_tables():
+    They are created with ``migrate``; on exit every table it created is
+    dropped (Chancy's own tables belong to its migrations and are left alone).
+    """
+    from django.contrib.contenttypes.models import ContentType
+    from django.core.management import call_command
+    from django.db import connection
+
+    before = set(connection.introspection.table_names())
+    try:
+        call_command("migrate", verbosity=0, interactive=False)
         yield
+    finally:
+        # Only the tables of Django's (managed) models that were not there before.
+        managed = set(connection.introspection.django_table_names())
+        managed.add("django_migrations")
+        created = (set(connection.introspection.table_names()) - before) & managed
+        with connection.cursor() as cursor:
+            for table in sorted(created):
+                cursor.execute(
+                    f"DROP TABLE IF EXISTS {connection.ops.quote_name(table)} CASCADE"
+                )
+        ContentType.objects.clear_cache()
+        _close_django_connections()
 
 
 @pytest.fixture(scope="module")
@@ -436,8 +584,6 @@ def django_superuser(django_tables: None) -> str:
     """The username of a superuser (password ``pw``), for one test module."""
     from django.contrib.auth import get_user_model
 
-    from chancy.contrib.django._testing import close_connections
-
     get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-    close_connections()
+    _close_django_connections()
     return "root"

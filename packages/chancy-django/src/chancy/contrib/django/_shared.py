@@ -1,12 +1,14 @@
-"""Pieces shared by Chancy's Django apps (core, cron, workflow).
+"""Pieces shared by Chancy's Django apps (core, cron, workflow) and the
+tasks backend.
 
 Importing it needs no app registry and no ``django.contrib.admin``, so each
 app's models and admin can use it whether or not ``chancy.contrib.django``
-itself is installed.
+itself is in ``INSTALLED_APPS``.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,32 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
     from django.http import HttpRequest
 
-__all__ = ["JobState", "SearchByIdMixin"]
+__all__ = ["JobState", "SearchByIdMixin", "ensure_django_setup"]
+
+
+def ensure_django_setup(user: str) -> None:
+    """Set Django up if the process has not done so yet (``DJANGO_SETTINGS_MODULE``).
+
+    :param user: what needs Django, for the error message.
+    :raises django.core.exceptions.ImproperlyConfigured: Django is neither
+        configured nor given a settings module.
+    """
+    from django.apps import apps
+
+    if apps.ready:
+        return
+    from django.conf import settings
+
+    if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"{user} needs a configured Django project: set"
+            " DJANGO_SETTINGS_MODULE or call django.setup() first"
+        )
+    import django
+
+    django.setup()
 
 
 class JobState(models.TextChoices):

@@ -27,8 +27,9 @@ demoting a user revokes their sessions and tokens at once.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any, Final
+
+from chancy.contrib.django._shared import ensure_django_setup
 
 try:
     from starlette.authentication import BaseUser, SimpleUser
@@ -36,7 +37,8 @@ try:
     from chancy.plugins.web.auth import AuthBackend
 except ImportError as exc:  # pragma: no cover - exercised without chancy-web
     raise ImportError(
-        "chancy.contrib.django.auth needs the web plugin: pip install chancy-web"
+        "chancy.contrib.django.auth needs the web plugin:"
+        ' pip install "chancy-django[web]" (or chancy-web)'
     ) from exc
 
 if TYPE_CHECKING:
@@ -67,26 +69,6 @@ class DjangoUser(SimpleUser):
         return str(self.django_user.pk)
 
 
-def _ensure_django() -> None:
-    """Set Django up if the process has not done so yet (``DJANGO_SETTINGS_MODULE``)."""
-    from django.apps import apps
-
-    if apps.ready:
-        return
-    from django.conf import settings
-
-    if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured(
-            "DjangoAuthBackend needs a configured Django project: set"
-            " DJANGO_SETTINGS_MODULE or call django.setup() before serving the API"
-        )
-    import django
-
-    django.setup()
-
-
 class DjangoAuthBackend(AuthBackend):
     """Dashboard and API logins for Django superusers.
 
@@ -101,7 +83,7 @@ class DjangoAuthBackend(AuthBackend):
         )
 
     async def login(self, request: Request, username: str, password: str) -> bool:
-        _ensure_django()
+        ensure_django_setup("DjangoAuthBackend")
         from django.contrib import auth
 
         if hasattr(auth, "aauthenticate"):  # Django >= 5.0
@@ -126,7 +108,7 @@ class DjangoAuthBackend(AuthBackend):
     async def get_user(self, username: str) -> BaseUser | None:
         """The Django account ``username`` if it may still use the dashboard
         (called for every request with a session or a bearer token)."""
-        _ensure_django()
+        ensure_django_setup("DjangoAuthBackend")
         from asgiref.sync import sync_to_async
 
         user = await sync_to_async(self._load_user)(username)

@@ -26,8 +26,7 @@ PASSWORD = "correct horse"
 def users(django_tables: None) -> dict[str, Any]:
     """A superuser, a normal user, a staff member and an inactive superuser."""
     from django.contrib.auth import get_user_model
-
-    from chancy.contrib.django._testing import close_connections
+    from django.db import connections
 
     model = get_user_model()
     created = {
@@ -40,7 +39,7 @@ def users(django_tables: None) -> dict[str, Any]:
             "inactive", "i@example.com", PASSWORD, is_active=False
         ),
     }
-    close_connections()
+    connections.close_all()
     return created
 
 

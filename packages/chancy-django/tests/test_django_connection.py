@@ -13,7 +13,6 @@ pytest.importorskip("django")
 from psycopg.conninfo import conninfo_to_dict
 
 from chancy import Chancy, Job, Queue, QueuedJob, Worker
-from chancy.contrib.django._testing import database_settings
 
 
 async def test_django_databases_dict_is_accepted(django_settings: str) -> None:
@@ -63,8 +62,10 @@ async def test_process_executor_sets_django_up_in_its_children(
     worker: Worker,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    chancy_dsn: str,
+    django_settings: str,
 ) -> None:
+    from django.conf import settings
+
     settings_module = f"chancy_probe_settings_{tmp_path.name}".replace("-", "_")
     (tmp_path / f"{settings_module}.py").write_text(
         textwrap.dedent(
@@ -76,7 +77,7 @@ async def test_process_executor_sets_django_up_in_its_children(
                 "django.contrib.auth",
                 "chancy.contrib.django",
             ]
-            DATABASES = {{"default": {database_settings(chancy_dsn)!r}}}
+            DATABASES = {{"default": {settings.DATABASES["default"]!r}}}
             DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
             CHANCY_PREFIX = {chancy.prefix!r}
             """

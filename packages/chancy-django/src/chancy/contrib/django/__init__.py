@@ -1,6 +1,8 @@
-"""Chancy in a Django project: models, admin pages and dashboard logins.
+"""Chancy in a Django project: models, admin pages, dashboard logins and a
+``django.tasks`` backend (the ``chancy-django`` distribution).
 
-Install with ``pip install "chancy-core[django]"`` and add the app::
+Install with ``pip install chancy-django`` (or ``"chancy-core[django]"``) and
+add the app::
 
     INSTALLED_APPS = [
         ...,
@@ -15,7 +17,12 @@ Install with ``pip install "chancy-core[django]"`` and add the app::
 * :mod:`chancy.contrib.django.admin`: admin pages for the three models
   (workers are read-only; queues can be paused and resumed).
 * :mod:`chancy.contrib.django.auth`: :class:`DjangoAuthBackend`, which lets
-  Django superusers log in to the dashboard of ``chancy-web``.
+  Django superusers log in to the dashboard of ``chancy-web``
+  (``pip install "chancy-django[web]"``).
+* :mod:`chancy.contrib.django.backend`: :class:`ChancyBackend`, a backend for
+  Django's Tasks framework (``django.tasks`` in Django >= 6.0, or its backport
+  with ``pip install "chancy-django[tasks]"``) that runs tasks as Chancy jobs.
+  It needs no ``INSTALLED_APPS`` entry.
 
 Plugins ship their own apps: ``chancy.plugins.cron.django`` (label
 ``chancy_cron``) and ``chancy.plugins.workflow.django`` (label
