@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         help="stop after the demo instead of keeping the dashboard up",
     )
     args = parser.parse_args(argv)
-    logging.getLogger("chancy").setLevel(logging.WARNING)
+    from chancy.utils import configure_logging
+
+    configure_logging(logging.WARNING)
     options = {"web": args.web, "port": args.port, "stay": args.stay}
     if args.dsn:
         asyncio.run(run(args.dsn, args.jobs, **options))

@@ -701,3 +701,146 @@ async def test_pooled_connections_load_json_and_jsonb_like_psycopg(
         )
         row = await cursor.fetchone()
     assert row == ({"a": [1, 2.5, "é", None]}, {"b": {"c": True}}, None, "x")
+
+
+LOGGING_SCRIPT = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
+from chancy import Chancy
+app = Chancy("postgresql://localhost/app", no_default_plugins=True)
+app.log.info("hello from chancy")
+kinds = [type(h).__name__ for h in logging.getLogger("chancy").handlers]
+print("handlers", kinds)
+"""
+
+
+def test_the_library_adds_no_log_handler_so_basicconfig_shows_each_line_once() -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", LOGGING_SCRIPT],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    ).stdout
+    assert out.count("hello from chancy") == 1, out
+    assert "handlers ['NullHandler']" in out
+
+
+def test_configure_logging_adds_one_handler_unless_logging_is_configured() -> None:
+    import logging
+
+    from chancy.utils import configure_logging
+
+    log = logging.getLogger("chancy")
+    before = list(log.handlers)
+    level = log.level
+    root = logging.getLogger()
+    root_handlers = list(root.handlers)
+    try:
+        root.handlers = []
+        configure_logging()
+        configure_logging()  # idempotent
+        added = [h for h in log.handlers if h not in before]
+        assert len(added) == 1 and log.level == logging.INFO
+        log.handlers = list(before)
+        root.addHandler(logging.NullHandler())
+        configure_logging()
+        assert log.handlers == before  # the application configured logging
+    finally:
+        log.handlers = before
+        log.setLevel(level)
+        root.handlers = root_handlers
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresq://postgres:s3cretpw@db.example/app",
+        "host=db.example password=s3cretpw port=notaport =",
+        "host=db.example password='s3cret pw' port=notaport =",
+    ],
+)
+def test_an_invalid_dsn_is_reported_without_its_password(dsn: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid PostgreSQL DSN") as info:
+        Chancy(dsn)
+    assert "s3cret" not in str(info.value)
+
+
+async def test_a_failed_connection_is_reported_without_the_password() -> None:
+    app = Chancy(
+        "postgresql://someone:s3cretpw@127.0.0.1:1/app?connect_timeout=2",
+        no_default_plugins=True,
+    )
+    with pytest.raises(ConnectionError, match="cannot connect") as info:
+        await app.ensure_open()
+    assert "s3cretpw" not in str(info.value)
+
+
+async def test_declare_warns_when_it_keeps_other_stored_settings(
+    chancy: Chancy, caplog: pytest.LogCaptureFixture
+) -> None:
+    await chancy.declare(Queue("q", concurrency=2, executor=Chancy.Executor.Async))
+    caplog.clear()
+    same = await chancy.declare(
+        Queue("q", concurrency=2, executor=Chancy.Executor.Async)
+    )
+    assert same.concurrency == 2 and "already exists" not in caplog.text
+    kept = await chancy.declare(Queue("q", concurrency=5))
+    assert kept.concurrency == 2  # stored settings kept, as in the original
+    warning = caplog.text
+    assert "queue 'q' already exists with other settings" in warning
+    assert "concurrency: stored 2, given 5" in warning
+    assert "executor: stored 'chancy.executors.asyncex.AsyncExecutor'" in warning
+    assert "upsert=True" in warning
+    caplog.clear()
+    assert (
+        await chancy.declare(Queue("q", concurrency=5), upsert=True)
+    ).concurrency == 5
+    assert "already exists" not in caplog.text
+
+
+async def test_a_push_to_an_undeclared_queue_warns_once(
+    chancy: Chancy, caplog: pytest.LogCaptureFixture
+) -> None:
+    await chancy.declare(Queue("known"))
+    await chancy.push(Job(func="m.f", queue="known"))
+    await chancy.push(Job(func="m.f"))  # "default": every worker declares it
+    assert "nobody declared" not in caplog.text
+    await chancy.push(Job(func="m.f", queue="typo"))
+    assert caplog.text.count("queue 'typo', which nobody declared") == 1
+    refs = [
+        r
+        async for b in chancy.push_many([Job(func="m.f", queue="typo")] * 100)
+        for r in b
+    ]
+    assert len(refs) == 100
+    assert caplog.text.count("queue 'typo', which nobody declared") == 1
+    # ("default" too: no worker ran yet to declare it.)
+    assert await chancy.get_undeclared_queues() == {"default": 1, "typo": 101}
+    await chancy.declare(Queue("typo"))
+    assert await chancy.get_undeclared_queues() == {"default": 1}
+
+
+async def test_a_queue_declared_in_the_same_transaction_counts(
+    chancy: Chancy, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with (
+        chancy.pool.connection() as conn,
+        conn.cursor(row_factory=dict_row) as cur,
+    ):
+        await chancy.declare_ex(cur, Queue("together"))
+        await chancy.push_ex(cur, Job(func="m.f", queue="together"))
+    assert "nobody declared" not in caplog.text
+
+
+def test_sync_push_to_an_undeclared_queue_warns(
+    chancy_dsn: str, chancy: Chancy, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Chancy(chancy_dsn, no_default_plugins=True)
+    with app:
+        app.sync_push(Job(func="m.f", queue="nowhere"))
+    assert "queue 'nowhere', which nobody declared" in caplog.text

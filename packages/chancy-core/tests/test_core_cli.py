@@ -43,7 +43,12 @@ APP_SOURCE = """
 import logging
 import os
 
-from chancy import Chancy
+from chancy import Chancy, job
+
+
+@job(queue="emails", max_attempts=3, priority=4, meta={"from": "decorator"})
+def send_welcome(*, user_id):
+    pass
 
 
 def make_app():
@@ -546,6 +551,67 @@ def test_job_push_get_cancel(runner: CliRunner, app_module: str, cli_dsn: str) -
         cli_dsn, "SELECT queue, priority, max_attempts FROM chancy_jobs WHERE id = %s",
         alias.stdout.strip(),
     ) == [("default", 0, 1)]  # fmt: skip
+
+
+def test_job_push_applies_the_decorators_settings_and_flags_override_them(
+    runner: CliRunner, app_module: str, cli_dsn: str
+) -> None:
+    app = f"{app_module}:chancy"
+    migrated(runner, app)
+    func = f"{app_module}.send_welcome"
+    plain = invoke(runner, "-a", app, "job", "push", func, "-k", '{"user_id": 7}')
+    assert plain.exit_code == 0, plain.output
+    assert "note:" not in plain.stderr
+    overridden = invoke(
+        runner, "-a", app, "job", "push", func, "-k", '{"user_id": 8}',
+        "-q", "other", "-m", "1",
+    )  # fmt: skip
+    assert overridden.exit_code == 0, overridden.output
+    rows = query(
+        cli_dsn,
+        "SELECT id::text, func, queue, priority, max_attempts, kwargs, meta"
+        " FROM chancy_jobs ORDER BY id",
+    )
+    assert [r[1:] for r in rows] == [
+        (func, "emails", 4, 3, {"user_id": 7}, {"from": "decorator"}),
+        (func, "other", 4, 1, {"user_id": 8}, {"from": "decorator"}),
+    ]
+    assert [r[0] for r in rows] == [
+        plain.stdout.strip(),
+        overridden.stdout.strip(),
+    ]
+
+
+def test_job_push_of_a_function_it_cannot_import_says_so(
+    runner: CliRunner, app_module: str, cli_dsn: str
+) -> None:
+    app = f"{app_module}:chancy"
+    migrated(runner, app)
+    result = invoke(runner, "-a", app, "job", "push", "elsewhere.tasks.send")
+    assert result.exit_code == 0, result.output
+    assert "cannot import 'elsewhere.tasks.send' here" in result.stderr
+    assert query(cli_dsn, "SELECT queue, max_attempts FROM chancy_jobs") == [
+        ("default", 1)
+    ]
+
+
+def test_queue_list_shows_queues_nobody_declared(
+    runner: CliRunner, app_module: str, cli_dsn: str
+) -> None:
+    app = f"{app_module}:chancy"
+    migrated(runner, app)
+    invoke(runner, "-a", app, "queue", "declare", "emails")
+    for _ in range(2):
+        invoke(runner, "-a", app, "job", "push", "m.f", "-q", "typo")
+    listed = invoke(runner, "-a", app, "queue", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "emails" in listed.stdout
+    assert "queues nobody declared" in listed.stderr
+    assert (
+        "typo: 2 job(s); declare it with `chancy queue declare typo`" in listed.stderr
+    )
+    data = json.loads(invoke(runner, "-a", app, "queue", "list", "--json").stdout)
+    assert {"name": "typo", "declared": False, "waiting": 2} in data
 
 
 @pytest.mark.parametrize("command", ["get", "cancel"])

@@ -242,6 +242,37 @@ async def test_plugin_helpers_sleep_wake_and_repr() -> None:
     assert plugin.cleanup is not None
 
 
+class Forgetful(Plugin):
+    """Forgets to call super().__init__(): still a working plugin."""
+
+    def __init__(self) -> None:
+        self.loops = 0
+        self.done = asyncio.Event()
+
+    @staticmethod
+    def get_identifier() -> str:
+        return "test.forgetful"
+
+    async def run(self, worker: Worker, chancy: Chancy) -> None:
+        while await self.sleep(0.01):
+            self.loops += 1
+            if self.loops == 3:
+                self.done.set()
+
+
+@pytest.mark.parametrize(
+    "chancy", [{"plugins": [Forgetful()], "no_default_plugins": True}], indirect=True
+)
+async def test_a_plugin_that_forgets_super_init_still_runs(
+    chancy: Chancy, worker: Worker
+) -> None:
+    plugin = chancy.plugins["test.forgetful"]
+    assert isinstance(plugin, Forgetful)
+    await asyncio.wait_for(plugin.done.wait(), 5)
+    plugin.wake_up()
+    assert plugin.wakeup_signal is plugin.wakeup_signal
+
+
 def test_installed_plugins_lists_entry_point_distributions() -> None:
     rows = _plugins.installed_plugins()
     assert all({"name", "distribution", "version", "plugins"} <= set(r) for r in rows)

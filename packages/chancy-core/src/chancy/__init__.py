@@ -22,6 +22,7 @@ from __future__ import annotations
 # the package path so editable installs (one src/ per package) find them.
 __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 
+import logging as _logging
 from typing import TYPE_CHECKING, Any
 
 import pluggy as _pluggy
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
     from chancy.app import Chancy
     from chancy.queue import Queue
     from chancy.worker import Worker
+
+# A library only adds a NullHandler; applications configure logging (the
+# ``chancy`` command line does, with chancy.utils.configure_logging).
+_logging.getLogger("chancy").addHandler(_logging.NullHandler())
 
 #: Marks hook implementations: ``@chancy.hookimpl def chancy_job_completed(...)``.
 hookimpl = _pluggy.HookimplMarker("chancy")

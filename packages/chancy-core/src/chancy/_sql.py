@@ -129,6 +129,13 @@ class Statements:
             f" RETURNING *"
         )
         self.get_all_queues = f"SELECT * FROM {queues} ORDER BY name"
+        self.declared_queues = f"SELECT name FROM {queues} WHERE name = ANY(%s::text[])"
+        self.undeclared_queues = (
+            f"SELECT j.queue, count(*) FROM {jobs} j"
+            f" WHERE j.state IN ('pending', 'retrying')"
+            f" AND NOT EXISTS (SELECT 1 FROM {queues} q WHERE q.name = j.queue)"
+            f" GROUP BY j.queue ORDER BY j.queue"
+        )
         self.get_queue = f"SELECT * FROM {queues} WHERE name = %s"
         self.delete_queue = f"DELETE FROM {queues} WHERE name = %s RETURNING name"
         self.delete_queue_jobs = f"DELETE FROM {jobs} WHERE queue = %s"

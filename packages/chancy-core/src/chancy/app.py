@@ -14,7 +14,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import attrs
@@ -31,7 +31,7 @@ from chancy.job import IsAJob, Job, QueuedJob, Reference, as_job
 from chancy.migrate import Migrator
 from chancy.plugin import Plugin
 from chancy.queue import Queue
-from chancy.utils import import_string, json_dumps, uuid7_many
+from chancy.utils import import_string, json_dumps, redact_dsn, uuid7_many
 
 if TYPE_CHECKING:
     from chancy.migrate import Migrator as _Migrator
@@ -58,6 +58,7 @@ COPY_THRESHOLD = 64
 #: the next.
 COPY_CHUNK = 250
 
+
 def _json_default(obj: Any) -> Any:
     """Sets and frozensets are stored as lists (as in the original 0.26)."""
     if isinstance(obj, (set, frozenset)):
@@ -65,9 +66,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-_JSON = json.JSONEncoder(
-    allow_nan=False, separators=(",", ":"), default=_json_default
-)
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_json_default)
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 
 
@@ -244,6 +243,8 @@ class _InsertPlan:
     refs: list[Reference | None]
     by_key: dict[str, list[int]]
     payloads: list[str]
+    #: Every distinct queue of the jobs, in order of first appearance.
+    queues: list[str]
 
     @property
     def single_job(self) -> bool:
@@ -263,6 +264,45 @@ class _InsertPlan:
         return (not self.plain) != (not self.unique) and len(
             self.plain
         ) < COPY_THRESHOLD
+
+
+def _row_dict(cursor: Any, row: Any) -> dict[str, Any]:
+    """A row as a dict, whatever the cursor's row factory."""
+    if isinstance(row, dict):
+        return row
+    names = [column.name for column in cursor.description]
+    return dict(zip(names, row, strict=True))
+
+
+#: The queue settings a plain declare() keeps when the queue exists.
+_QUEUE_SETTINGS = (
+    "state",
+    "concurrency",
+    "tags",
+    "executor",
+    "executor_options",
+    "polling_interval",
+    "rate_limit",
+    "rate_limit_window",
+    "resume_at",
+    "eager_polling",
+)
+
+
+def _queue_differences(given: Queue, stored: Queue) -> list[str]:
+    """``field: stored X, given Y`` for each setting that differs."""
+    out = []
+    for name in _QUEUE_SETTINGS:
+        mine, theirs = getattr(given, name), getattr(stored, name)
+        if name == "executor":
+            mine, theirs = str(mine), str(theirs)
+        if mine != theirs:
+            if name == "tags":
+                mine, theirs = sorted(mine), sorted(theirs)
+            elif isinstance(mine, enum.Enum):
+                mine, theirs = mine.value, getattr(theirs, "value", theirs)
+            out.append(f"{name}: stored {theirs!r}, given {mine!r}")
+    return out
 
 
 def _is_json(value: Any) -> bool:
@@ -301,22 +341,13 @@ def _dsn_from_django(settings: dict[str, Any]) -> str:
 
 
 def _default_logger() -> logging.Logger:
-    log = logging.getLogger("chancy")
-    if not log.handlers:
-        log.setLevel(logging.INFO)
-        try:
-            from rich.logging import RichHandler  # type: ignore[import-not-found]
+    """The ``chancy`` logger, as the application configured it.
 
-            handler: logging.Handler = RichHandler(rich_tracebacks=True)
-        except ImportError:
-            handler = logging.StreamHandler()
-            handler.setFormatter(
-                logging.Formatter(
-                    "[%(asctime)s][%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S"
-                )
-            )
-        log.addHandler(handler)
-    return log
+    A library adds no handler of its own (only core's ``NullHandler``):
+    ``logging.basicConfig`` in the application shows each line once. The
+    ``chancy`` command line and the demo call :func:`chancy.utils.configure_logging`.
+    """
+    return logging.getLogger("chancy")
 
 
 class Chancy:
@@ -376,7 +407,9 @@ class Chancy:
         try:
             conninfo_to_dict(dsn)
         except Exception as exc:
-            raise ConfigurationError(f"invalid PostgreSQL DSN: {exc}") from None
+            raise ConfigurationError(
+                redact_dsn(f"invalid PostgreSQL DSN: {exc}", dsn)
+            ) from None
         if min_connection_pool_size < 0 or max_connection_pool_size < max(
             1, min_connection_pool_size
         ):
@@ -399,6 +432,8 @@ class Chancy:
         self._sync_pool: ConnectionPool[Any] | None = None
         self._open_lock: asyncio.Lock | None = None
         self._idle_check = _IdleCheck(IDLE_CHECK_AFTER)
+        #: Queues known to be declared, or already warned about (see push).
+        self._checked_queues: set[str] = {"default"}
 
         self.plugin_manager = _plugins.PluginManager()
         discovered = self.plugin_manager.discover()
@@ -494,7 +529,7 @@ class Chancy:
                     await conn.close()
                 except Exception as exc:
                     raise ConnectionError(
-                        f"cannot connect to PostgreSQL: {exc}"
+                        redact_dsn(f"cannot connect to PostgreSQL: {exc}", self.dsn)
                     ) from exc
                 await pool.open(wait=True, timeout=30)
         return self.pool
@@ -505,7 +540,9 @@ class Chancy:
             try:
                 Connection.connect(self.dsn).close()
             except Exception as exc:
-                raise ConnectionError(f"cannot connect to PostgreSQL: {exc}") from exc
+                raise ConnectionError(
+                    redact_dsn(f"cannot connect to PostgreSQL: {exc}", self.dsn)
+                ) from exc
             pool.open(wait=True, timeout=30)
         return self.sync_pool
 
@@ -614,13 +651,18 @@ class Chancy:
         """Create ``queue``; if it exists keep it as is, or overwrite it with ``upsert``.
 
         Returns the queue as stored. Running workers pick the change up at once.
+        When the queue exists with other settings and ``upsert`` is false, the
+        stored settings are kept and a warning names the fields that differ.
         """
+        return await self._declare(queue, upsert=upsert, warn=True)
+
+    async def _declare(self, queue: Queue, *, upsert: bool, warn: bool) -> Queue:
         await self.ensure_open()
         async with (
             self.pool.connection() as conn,
             conn.cursor(row_factory=dict_row) as cursor,
         ):
-            stored = await self.declare_ex(cursor, queue, upsert=upsert)
+            stored = await self._declare_ex(cursor, queue, upsert=upsert, warn=warn)
             await self.notify(cursor, "queue.declared", {"q": queue.name})
         return stored
 
@@ -628,13 +670,18 @@ class Chancy:
         self, cursor: AsyncCursor[Any], queue: Queue, *, upsert: bool = False
     ) -> Queue:
         """:meth:`declare` on the caller's cursor (no notification, no commit)."""
+        return await self._declare_ex(cursor, queue, upsert=upsert, warn=True)
+
+    async def _declare_ex(
+        self, cursor: AsyncCursor[Any], queue: Queue, *, upsert: bool, warn: bool
+    ) -> Queue:
         params = self._queue_params(queue)
         await cursor.execute(
             self.sql.upsert_queue if upsert else self.sql.declare_queue, params
         )
         row = await cursor.fetchone()
         # Both statements end in RETURNING * after an upsert: always one row.
-        return Queue.unpack(cast("dict[str, Any]", row))
+        return self._declared(queue, _row_dict(cursor, row), upsert=upsert, warn=warn)
 
     def sync_declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
         self.sync_ensure_open()
@@ -654,7 +701,26 @@ class Chancy:
             self.sql.upsert_queue if upsert else self.sql.declare_queue, params
         )
         # Both statements end in RETURNING * after an upsert: always one row.
-        return Queue.unpack(cast("dict[str, Any]", cursor.fetchone()))
+        row = cursor.fetchone()
+        return self._declared(queue, _row_dict(cursor, row), upsert=upsert, warn=True)
+
+    def _declared(
+        self, queue: Queue, row: dict[str, Any], *, upsert: bool, warn: bool
+    ) -> Queue:
+        """The stored queue; warns when a plain declare kept other settings."""
+        stored = Queue.unpack(row)
+        self._checked_queues.add(stored.name)
+        if warn and not upsert:
+            differences = _queue_differences(queue, stored)
+            if differences:
+                self.log.warning(
+                    "declare(): queue %r already exists with other settings (%s);"
+                    " the stored ones are kept. Use declare(queue, upsert=True) to"
+                    " apply yours.",
+                    queue.name,
+                    "; ".join(differences),
+                )
+        return stored
 
     async def get_all_queues(self) -> list[Queue]:
         """Every declared queue, whatever its state."""
@@ -665,6 +731,17 @@ class Chancy:
         ):
             await cursor.execute(self.sql.get_all_queues)
             return [Queue.unpack(row) for row in await cursor.fetchall()]
+
+    async def get_undeclared_queues(self) -> dict[str, int]:
+        """Queues that have jobs waiting to run but were never declared.
+
+        No worker serves such a queue, so its jobs wait forever. Returns
+        ``{queue name: number of pending or retrying jobs}``.
+        """
+        await self.ensure_open()
+        async with self.pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.execute(self.sql.undeclared_queues)
+            return {name: count for name, count in await cursor.fetchall()}
 
     async def get_queue(self, name: str) -> Queue:
         """The queue named ``name``. :raises KeyError: no such queue."""
@@ -848,7 +925,7 @@ class Chancy:
         # Lock unique keys in a stable order so concurrent pushes cannot deadlock.
         unique.sort(key=_unique_key)
         payloads = [_pushed_payload(q) for q in queues] if self.notifications else []
-        return _InsertPlan(plain, unique, refs, by_key, payloads)
+        return _InsertPlan(plain, unique, refs, by_key, payloads, list(queues))
 
     @staticmethod
     def _check_job(job: Job) -> None:
@@ -1007,12 +1084,48 @@ class Chancy:
                 else:
                     async with conn.cursor() as cur:
                         rows = await self._insert(cur, plan, sent)
+                if self._unchecked(plan):
+                    async with conn.cursor() as cur:
+                        await self._check_declared(cur, plan)
         elif isinstance(cursor, AsyncConnection):
             async with cursor.cursor() as cur:
                 rows = await self._insert(cur, plan, sent)
+                if self._unchecked(plan):
+                    await self._check_declared(cur, plan)
         else:
             rows = await self._insert(cursor, plan, sent)
+            if self._unchecked(plan):
+                await self._check_declared(cursor, plan)
         return self._finish_refs(plan, rows)
+
+    def _unchecked(self, plan: _InsertPlan) -> list[str]:
+        checked = self._checked_queues
+        return [q for q in plan.queues if q not in checked]
+
+    async def _check_declared(self, cur: AsyncCursor[Any], plan: _InsertPlan) -> None:
+        """Warn, once per queue, about jobs pushed to a queue nobody declared.
+
+        Costs one query the first time a queue is pushed to by this app (on
+        the same connection, so a queue declared in the same transaction
+        counts), nothing afterwards.
+        """
+        names = self._unchecked(plan)
+        await cur.execute(self.sql.declared_queues, (names,))
+        self._warn_undeclared(names, await cur.fetchall())
+
+    def _warn_undeclared(self, names: list[str], rows: list[Any]) -> None:
+        found = {row["name"] if isinstance(row, dict) else row[0] for row in rows}
+        for name in names:
+            self._checked_queues.add(name)
+            if name not in found:
+                self.log.warning(
+                    "Jobs were pushed to queue %r, which nobody declared: no worker"
+                    " runs them until it is declared (chancy.declare(Queue(%r)) or"
+                    " `chancy queue declare %s`)",
+                    name,
+                    name,
+                    name,
+                )
 
     async def _insert(
         self,
@@ -1074,15 +1187,24 @@ class Chancy:
                 try:
                     with conn.cursor() as cur:
                         rows = self._sync_insert(cur, plan)
+                        self._sync_check_declared(cur, plan)
                 finally:
                     if single:
                         conn.autocommit = False
         elif isinstance(cursor, Connection):
             with cursor.cursor() as cur:
                 rows = self._sync_insert(cur, plan)
+                self._sync_check_declared(cur, plan)
         else:
             rows = self._sync_insert(cursor, plan)
+            self._sync_check_declared(cursor, plan)
         return self._finish_refs(plan, rows)
+
+    def _sync_check_declared(self, cur: Cursor[Any], plan: _InsertPlan) -> None:
+        names = self._unchecked(plan)
+        if names:
+            cur.execute(self.sql.declared_queues, (names,))
+            self._warn_undeclared(names, cur.fetchall())
 
     def _sync_insert(self, cur: Cursor[Any], plan: _InsertPlan) -> list[Any]:
         sql = self.sql

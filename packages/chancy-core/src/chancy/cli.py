@@ -79,6 +79,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import attrs
 import click
 
 from chancy import __version__
@@ -88,6 +89,7 @@ from chancy.job import Job, Limit, QueuedJob, Reference
 from chancy.migrate import Migrator
 from chancy.plugin import Plugin
 from chancy.queue import Queue
+from chancy.utils import configure_logging, import_string, redact_dsn
 from chancy.worker import Worker
 
 __all__ = [
@@ -325,14 +327,14 @@ def _user_error(exc: BaseException) -> click.ClickException | None:
             f" `chancy --app {_current_app_path()} migrate` first"
         )
     if isinstance(exc, ChancyError):
-        return click.ClickException(str(exc))
+        return click.ClickException(redact_dsn(str(exc)))
     if isinstance(exc, ConnectionError):
         message = str(exc)
         if not message.startswith("cannot connect"):
             message = f"cannot connect to PostgreSQL: {message}"
-        return click.ClickException(message)
+        return click.ClickException(redact_dsn(message))
     if isinstance(exc, psycopg.OperationalError):
-        return click.ClickException(f"database error: {exc}")
+        return click.ClickException(redact_dsn(f"database error: {exc}"))
     return None
 
 
@@ -636,6 +638,7 @@ def cli(ctx: click.Context, app_path: str | None) -> None:
 
     Commands that use the database need --app (or CHANCY_APP).
     """
+    configure_logging()
     if isinstance(ctx.obj, CliState):
         if app_path:
             ctx.obj.app_path = app_path
@@ -905,14 +908,15 @@ cli.add_command(misc)
 
 @click.command("push")
 @click.argument("func", metavar="FUNC")
-@click.option("--queue", "-q", default="default", show_default=True, help="Queue name.")
+@click.option(
+    "--queue", "-q", default=None, help="Queue name.  [default: @job()'s, else default]"
+)
 @click.option(
     "--priority",
     "-p",
     type=int,
-    default=0,
-    show_default=True,
-    help="Higher runs first.",
+    default=None,
+    help="Higher runs first.  [default: @job()'s, else 0]",
 )
 @click.option(
     "--unique-key",
@@ -924,9 +928,8 @@ cli.add_command(misc)
     "--max-attempts",
     "-m",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Total runs allowed (1 = no retry).",
+    default=None,
+    help="Total runs allowed (1 = no retry).  [default: @job()'s, else 1]",
 )
 @click.option(
     "--kwargs",
@@ -946,17 +949,18 @@ cli.add_command(misc)
 def job_push(
     ctx: click.Context,
     func: str,
-    queue: str,
-    priority: int,
+    queue: str | None,
+    priority: int | None,
     unique_key: str | None,
-    max_attempts: int,
-    kwargs: dict[str, Any],
+    max_attempts: int | None,
+    kwargs: dict[str, Any] | None,
     scheduled_at: datetime | None,
 ) -> None:
     """Push a job running FUNC (an import path like package.module.function).
 
-    Nothing is imported: options set with @job() on the function are not
-    applied. Prints the job's id.
+    When FUNC is decorated with @job(), its settings (queue, priority,
+    max_attempts, unique key, limits, meta, kwargs) are the starting point and
+    the options given here override them. Prints the job's id.
     """
     if "." not in func or not all(func.split(".")):
         raise click.BadParameter(
@@ -964,20 +968,24 @@ def job_push(
             ctx,
             param_hint="'FUNC'",
         )
-    if not queue:
+    if queue is not None and not queue:
         raise click.BadParameter("must not be empty", ctx, param_hint="'--queue'")
-    options: dict[str, Any] = {}
-    if scheduled_at is not None:
-        options["scheduled_at"] = scheduled_at
-    job = Job(
-        func=func,
-        queue=queue,
-        kwargs=kwargs,
-        priority=priority,
-        max_attempts=max_attempts,
-        unique_key=unique_key,
-        **options,
+    template = _job_template(func)
+    overrides: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("queue", queue),
+            ("priority", priority),
+            ("max_attempts", max_attempts),
+            ("unique_key", unique_key),
+            ("kwargs", kwargs),
+        )
+        if value is not None
+    }
+    overrides["scheduled_at"] = (
+        scheduled_at if scheduled_at is not None else datetime.now(UTC)
     )
+    job = attrs.evolve(template, **overrides)
 
     async def main(app: Chancy) -> Reference:
         try:
@@ -986,6 +994,27 @@ def job_push(
             raise click.ClickException(str(exc)) from None
 
     click.echo(str(run_with_app(ctx, main)))
+
+
+def _job_template(func: str) -> Job:
+    """The ``@job()`` template of the function at ``func``, or a plain job.
+
+    A function that cannot be imported here (the worker may have code this
+    machine lacks) is pushed with the defaults, saying so on stderr.
+    """
+    try:
+        target = import_string(func)
+    except Exception as exc:
+        click.echo(
+            f"note: cannot import {func!r} here ({exc}); pushing it with the default"
+            " settings (any @job() settings of the function are not applied)",
+            err=True,
+        )
+        return Job(func=func)
+    template = getattr(target, "job", None)
+    if isinstance(template, Job):
+        return template
+    return Job(func=func)
 
 
 @click.group("job", cls=BuiltinGroup)
@@ -1074,12 +1103,38 @@ def _queue_row(queue: Queue) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def queue_list(ctx: click.Context, as_json: bool) -> None:
-    """List every declared queue, whatever its state."""
-    queues = run_with_app(ctx, lambda app: app.get_all_queues())
+    """List every declared queue, whatever its state, and the queues nobody
+    declared that have jobs waiting (no worker serves those)."""
+
+    async def main(app: Chancy) -> tuple[list[Queue], dict[str, int]]:
+        return await app.get_all_queues(), await app.get_undeclared_queues()
+
+    queues, undeclared = run_with_app(ctx, main)
     queues.sort(key=lambda q: q.name)
     if as_json:
-        click.echo(json.dumps([q.pack() for q in queues], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    *(q.pack() for q in queues),
+                    *(
+                        {"name": name, "declared": False, "waiting": waiting}
+                        for name, waiting in undeclared.items()
+                    ),
+                ],
+                indent=2,
+            )
+        )
         return
+    if undeclared:
+        click.echo(
+            "Jobs are waiting in queues nobody declared (no worker runs them):\n"
+            + "".join(
+                f"  {name}: {waiting} job(s); declare it with"
+                f" `chancy queue declare {name}`\n"
+                for name, waiting in undeclared.items()
+            ),
+            err=True,
+        )
     if not queues:
         click.echo("No queues declared.")
         return

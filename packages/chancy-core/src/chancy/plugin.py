@@ -60,11 +60,24 @@ class WorkerTask:
 class Plugin:
     """Base class of Chancy plugins.
 
-    Subclasses must call ``super().__init__()``.
+    Subclasses should call ``super().__init__()``; one that forgets still
+    works (the :attr:`wakeup_signal` is created on first use).
     """
 
     def __init__(self) -> None:
         self.wakeup_signal = asyncio.Event()
+
+    @property
+    def wakeup_signal(self) -> asyncio.Event:
+        """Set by :meth:`wake_up` to end the current :meth:`sleep` early."""
+        event: asyncio.Event | None = self.__dict__.get("_wakeup_signal")
+        if event is None:
+            event = self.__dict__["_wakeup_signal"] = asyncio.Event()
+        return event
+
+    @wakeup_signal.setter
+    def wakeup_signal(self, event: asyncio.Event) -> None:
+        self.__dict__["_wakeup_signal"] = event
 
     # -- identity -----------------------------------------------------------
 

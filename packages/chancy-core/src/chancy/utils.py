@@ -7,7 +7,9 @@ import dataclasses
 import enum
 import importlib
 import json
+import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -194,3 +196,67 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def configure_logging(level: int | str = logging.INFO) -> logging.Logger:
+    """Show Chancy's log lines on stderr, for programs that do not configure
+    logging themselves (the ``chancy`` command line, the demo).
+
+    Adds a handler to the ``chancy`` logger (``rich``'s when it is installed,
+    else ``[time][LEVEL] message`` lines) unless that logger or the root
+    logger already has one, and sets the ``chancy`` logger's level. Libraries
+    and applications that configure logging never need it: Chancy itself only
+    adds a ``NullHandler``.
+    """
+    log = logging.getLogger("chancy")
+    log.setLevel(level)
+    has_handler = any(
+        not isinstance(h, logging.NullHandler) for h in log.handlers
+    ) or bool(logging.getLogger().handlers)
+    if not has_handler:
+        try:
+            from rich.logging import RichHandler  # type: ignore[import-not-found]
+
+            handler: logging.Handler = RichHandler(rich_tracebacks=True)
+        except ImportError:
+            handler = logging.StreamHandler()
+            handler.setFormatter(
+                logging.Formatter(
+                    "[%(asctime)s][%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S"
+                )
+            )
+        log.addHandler(handler)
+    return log
+
+
+#: ``scheme://user:password@`` in a URI (the password is group 2).
+_URI_PASSWORD = re.compile(
+    r"([a-z][a-z0-9+.-]*://[^/\s:@]*:)([^@\s/]*)(@)", re.IGNORECASE
+)
+#: ``password=...`` in a key/value connection string, quoted or not.
+_KV_PASSWORD = re.compile(
+    r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE
+)
+
+
+def redact_dsn(text: str, dsn: str | None = None) -> str:
+    """``text`` with every PostgreSQL password in it replaced by ``***``.
+
+    Masks ``scheme://user:password@`` and ``password=...`` wherever they
+    appear (also in a DSN that cannot be parsed, quoted inside an error
+    message), and, when ``dsn`` is given and parses, that DSN's password
+    wherever else it shows up. Used for every error and log line that may
+    include a DSN.
+    """
+    text = _URI_PASSWORD.sub(r"\1***\3", text)
+    text = _KV_PASSWORD.sub(r"\1***", text)
+    if dsn:
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+
+            password = conninfo_to_dict(dsn).get("password")
+        except Exception:
+            password = None
+        if password and len(str(password)) >= 3:
+            text = text.replace(str(password), "***")
+    return text

@@ -30,7 +30,7 @@ from chancy.hub import Event, Hub
 from chancy.job import QueuedJob, Reference
 from chancy.plugin import PluginScope
 from chancy.queue import Queue
-from chancy.utils import import_string, wait_event
+from chancy.utils import import_string, redact_dsn, wait_event
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -306,7 +306,8 @@ class Worker:
         if self.register_signal_handlers:
             self._install_signal_handlers()
 
-        await chancy.declare(Queue("default"))
+        # Quietly: a "default" queue the user configured is kept as it is.
+        await chancy._declare(Queue("default"), upsert=False, warn=False)
         await self._scan_queues()
         self.manager.add("chancy:queues", self._queue_scan_loop)
         await chancy.plugin_manager.worker_started(self)
@@ -996,7 +997,9 @@ class Worker:
                     self.backoff_initial * 2 ** (failures - 1), self.backoff_max
                 )
                 self.log.warning(
-                    "LISTEN: cannot connect (%s); retrying in %.1fs", exc, delay
+                    "LISTEN: cannot connect (%s); retrying in %.1fs",
+                    redact_dsn(str(exc), chancy.dsn),
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 continue
