@@ -95,12 +95,15 @@ async def test_each_operation_pushes_one_job_per_statement(
     await run(sql.SQL("UPDATE {} SET n = n + 1").format(t))
     await run(sql.SQL("DELETE FROM {} WHERE n > 50").format(t))
     await run(sql.SQL("DELETE FROM {}").format(t))
+    # Statement-level: a statement that touches no row fires too.
+    await run(sql.SQL("UPDATE {} SET n = 0 WHERE false").format(t))
     pushed = await jobs(run)
     assert [j.meta["trigger"]["operation"] for j in pushed] == [
         "INSERT",
         "UPDATE",
         "DELETE",
         "DELETE",
+        "UPDATE",
     ]
     assert {j.meta["trigger"]["trigger_id"] for j in pushed} == {str(trigger_id)}
     # Several statements in one transaction: one job each, committed together.
@@ -109,12 +112,12 @@ async def test_each_operation_pushes_one_job_per_statement(
             await conn.execute(insert(table, 3))
             await conn.execute(insert(table, 3))
             raise psycopg.Rollback
-    assert len(await jobs(run)) == 4  # rolled back: no job either
+    assert len(await jobs(run)) == 5  # rolled back: no job either
     async with chancy.pool.connection() as conn:
         async with conn.transaction():
             await conn.execute(insert(table, 3))
             await conn.execute(insert(table, 3))
-    assert len(await jobs(run)) == 6
+    assert len(await jobs(run)) == 7
 
 
 @uses_db
@@ -482,22 +485,37 @@ async def test_a_failure_after_the_record_is_written_rolls_everything_back(
     role = f"chancy_trigger_test_{secrets.token_hex(4)}"
     await run(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
     await run(
-        sql.SQL("GRANT SELECT, INSERT ON chancy_triggers, chancy_jobs TO {}").format(
-            sql.Identifier(role)
-        )
+        sql.SQL(
+            "GRANT SELECT, INSERT, UPDATE ON chancy_triggers, chancy_jobs TO {}"
+        ).format(sql.Identifier(role))
     )
     limited = Chancy(make_conninfo(chancy_dsn, user=role), no_default_plugins=True)
+    arguments: dict[str, Any] = {
+        "table_name": table,
+        "operations": ["INSERT"],
+        "job_template": TEMPLATE,
+    }
     try:
         async with limited:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                await Trigger.register_trigger(
-                    limited,
-                    table_name=table,
-                    operations=["INSERT"],
-                    job_template=TEMPLATE,
-                )
+                await Trigger.register_trigger(limited, **arguments)
+            async with limited.pool.connection() as conn:
+                # On an autocommit connection: a transaction of its own.
+                await conn.set_autocommit(True)
+                async with conn.cursor() as cur:
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        await Trigger.register_trigger_ex(limited, cur, **arguments)
+                await conn.set_autocommit(False)
+                # In the caller's transaction: a savepoint, and the caller's
+                # transaction goes on.
+                async with conn.transaction(), conn.cursor() as cur:
+                    await limited.push_ex(cur, TEMPLATE)
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        await Trigger.register_trigger_ex(limited, cur, **arguments)
+                    await limited.push_ex(cur, TEMPLATE)
         assert await Trigger.get_triggers(chancy) == {}
         assert await installed(run, table) == []
+        assert len(await jobs(run)) == 2
     finally:
         await run(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         await run(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

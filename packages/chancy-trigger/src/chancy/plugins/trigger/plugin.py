@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from psycopg import AsyncCursor, errors, sql
+from psycopg import AsyncConnection, AsyncCursor, errors, pq, sql
 from psycopg.rows import dict_row
 
 from chancy.errors import ChancyError, ConfigurationError, MigrationsNeededError
@@ -171,6 +172,23 @@ def _missing_tables(chancy: Chancy) -> MigrationsNeededError:
         " `await chancy.migrate()` (or `chancy migrate`) with the Trigger plugin"
         " enabled first"
     )
+
+
+@contextlib.asynccontextmanager
+async def _atomic(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
+    """Make several statements on the caller's connection all-or-nothing
+    without committing the caller's transaction.
+
+    Inside a transaction: a savepoint, so a failure leaves the caller's
+    transaction usable. On an autocommit connection: a transaction of its
+    own. On an idle connection that is not in autocommit mode, the
+    statements open the transaction the caller will commit or roll back.
+    """
+    if conn.autocommit or conn.info.transaction_status == pq.TransactionStatus.INTRANS:
+        async with conn.transaction():
+            yield
+    else:
+        yield
 
 
 # -- validation (before anything is written) ------------------------------------------
@@ -467,7 +485,10 @@ class Trigger(Plugin):
         """:meth:`register_trigger` on the caller's cursor; the caller commits.
 
         Every argument is checked, and the table looked up, before anything
-        is written, so a bad argument leaves the caller's transaction usable.
+        is written. Inside a transaction the statements run in a savepoint,
+        so a failure (a missing privilege, say) leaves the caller's
+        transaction usable; on an autocommit connection they run in a
+        transaction of their own. Either way nothing is left half done.
         """
         table_name = _name(table_name, "table_name")
         schema_name = _name(schema_name, "schema_name")
@@ -476,7 +497,8 @@ class Trigger(Plugin):
             raise TypeError(f"enabled must be True or False, got {enabled!r}")
         job, packed = _template(job_template)
         statements = _sql(chancy.prefix)
-        async with cursor.connection.cursor(row_factory=dict_row) as cur:
+        conn = cursor.connection
+        async with _atomic(conn), conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 statements.context,
                 {
@@ -591,10 +613,15 @@ class Trigger(Plugin):
     async def unregister_trigger_ex(
         cls, chancy: Chancy, cursor: AsyncCursor[Any], trigger_id: uuid.UUID | str
     ) -> None:
-        """:meth:`unregister_trigger` on the caller's cursor; the caller commits."""
+        """:meth:`unregister_trigger` on the caller's cursor; the caller commits.
+
+        Atomic like :meth:`register_trigger_ex` (a savepoint inside a
+        transaction).
+        """
         tid = _trigger_id(trigger_id)
         statements = _sql(chancy.prefix)
-        async with cursor.connection.cursor(row_factory=dict_row) as cur:
+        conn = cursor.connection
+        async with _atomic(conn), conn.cursor(row_factory=dict_row) as cur:
             try:
                 await cur.execute(statements.lock, (tid,))
             except errors.UndefinedTable:
