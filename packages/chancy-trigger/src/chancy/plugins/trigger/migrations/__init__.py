@@ -1,0 +1,1 @@
+"""Schema migrations of ``chancy-trigger`` (migration line ``trigger``)."""
