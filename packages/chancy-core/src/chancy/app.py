@@ -1110,8 +1110,20 @@ class Chancy:
         counts), nothing afterwards.
         """
         names = self._unchecked(plan)
-        await cur.execute(self.sql.declared_queues, (names,))
-        self._warn_undeclared(names, await cur.fetchall())
+        try:
+            # In a savepoint (or a transaction of its own in autocommit): the
+            # check must never break the push or the caller's transaction,
+            # e.g. for a role that may insert jobs but not read the queues.
+            async with cur.connection.transaction():
+                await cur.execute(self.sql.declared_queues, (names,))
+                rows = await cur.fetchall()
+        except Exception as exc:
+            self.log.debug(
+                "Could not check that queues %s are declared: %s", names, exc
+            )
+            self._checked_queues.update(names)
+            return
+        self._warn_undeclared(names, rows)
 
     def _warn_undeclared(self, names: list[str], rows: list[Any]) -> None:
         found = {row["name"] if isinstance(row, dict) else row[0] for row in rows}
@@ -1202,9 +1214,19 @@ class Chancy:
 
     def _sync_check_declared(self, cur: Cursor[Any], plan: _InsertPlan) -> None:
         names = self._unchecked(plan)
-        if names:
-            cur.execute(self.sql.declared_queues, (names,))
-            self._warn_undeclared(names, cur.fetchall())
+        if not names:
+            return
+        try:
+            with cur.connection.transaction():  # see _check_declared
+                cur.execute(self.sql.declared_queues, (names,))
+                rows = cur.fetchall()
+        except Exception as exc:
+            self.log.debug(
+                "Could not check that queues %s are declared: %s", names, exc
+            )
+            self._checked_queues.update(names)
+            return
+        self._warn_undeclared(names, rows)
 
     def _sync_insert(self, cur: Cursor[Any], plan: _InsertPlan) -> list[Any]:
         sql = self.sql
