@@ -492,13 +492,24 @@ async def test_cli_worker_web(
                     headers={"Origin": "http://x.example"},
                 )
                 assert refused.status_code == 403
+                # Listening on loopback: only the loopback names (DNS rebinding).
+                rebound = await client.get("/health", headers={"host": "evil.example"})
+                assert rebound.status_code == 400
         finally:
             assert await stop(process) == 0
 
         # The app's Api asks for the busy port; the explicit --port wins, and
         # its users apply (the alias `chancy web` is the same command).
         process = run_cli(
-            tmp_path, chancy_dsn, busy_port, "with_api", "web", "--port", "0"
+            tmp_path,
+            chancy_dsn,
+            busy_port,
+            "with_api",
+            "web",
+            "--port",
+            "0",
+            "--allowed-host",
+            "ops.example",
         )
         try:
             port = int(
@@ -506,6 +517,8 @@ async def test_cli_worker_web(
             )
             assert port != busy_port
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                assert (await client.get("/health")).status_code == 400
+                client.headers["host"] = "ops.example"
                 login = await client.post("/api/v1/login", json=CREDENTIALS)
                 assert login.status_code == 200
         finally:
