@@ -172,5 +172,9 @@ async def test_dashboard_login_with_sessions_and_bearer_tokens(
                 await fresh.get("/api/v1/queues", headers=bearer)
             ).status_code == 200
 
-        assert (await client.post("/api/v1/logout")).status_code == 200
+        assert (await client.post("/api/v1/logout", json={})).status_code == 200
         assert (await client.get("/api/v1/queues")).status_code == 401
+        # The logout revoked the login's token too.
+        async with client_for(api, chancy) as fresh:
+            response = await fresh.get("/api/v1/queues", headers=bearer)
+            assert response.status_code == 401

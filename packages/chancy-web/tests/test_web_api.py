@@ -137,7 +137,7 @@ async def test_configuration_system_and_plugins(
             "scope": "worker",
             "default": False,
             "dependencies": [],
-            "tables": ["web_secrets"],
+            "tables": ["web_secrets", "web_sessions", "web_login_attempts"],
             "migrate_key": "web",
             "migrate_package": "chancy.plugins.web.migrations",
             "api_plugin": None,
@@ -151,7 +151,7 @@ async def test_unknown_api_paths_are_json_404_and_wrong_methods_405(
     response = await client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.json() == {"error": "Not found"}
-    response = await client.put("/api/v1/queues")
+    response = await client.put("/api/v1/queues", json={})
     assert response.status_code == 405
     assert (await client.get("/api/v1/login")).status_code == 405
 
@@ -205,8 +205,10 @@ async def test_queue_create_update_pause_resume_delete(
     assert stored.state is Queue.State.PAUSED
     assert stored.resume_at is not None and stored.resume_at.year == 2099
 
-    assert (await client.post("/api/v1/queues/emails/pause")).status_code == 200
-    resumed = await client.post("/api/v1/queues/emails/resume")
+    assert (
+        await client.post("/api/v1/queues/emails/pause", json={})
+    ).status_code == 200
+    resumed = await client.post("/api/v1/queues/emails/resume", json={})
     assert resumed.json()["state"] == "active"
     assert (await app.get_queue("emails")).state is Queue.State.ACTIVE
 
@@ -216,12 +218,59 @@ async def test_queue_create_update_pause_resume_delete(
     assert deleted.json()["purge_jobs"] is False
     assert await app.get_job(kept) is not None
 
-    [purged] = await push(app, 1, queue="nobody")
+    # Jobs are kept unless purging is asked for.
+    [kept_too] = await push(app, 1, queue="nobody")
+    await client.post("/api/v1/queues", json={"name": "nobody"})
     deleted = await client.delete("/api/v1/queues/nobody")
     assert deleted.status_code == 200
-    assert deleted.json()["purge_jobs"] is True  # like Chancy.delete_queue
+    assert deleted.json()["purge_jobs"] is False
+    assert await app.get_job(kept_too) is not None
+
+    [purged] = await push(app, 1, queue="nobody")
+    await client.post("/api/v1/queues", json={"name": "nobody"})
+    deleted = await client.delete("/api/v1/queues/nobody?purge_jobs=true")
+    assert deleted.status_code == 200
+    assert deleted.json()["purge_jobs"] is True
     assert await app.get_job(purged) is None
     assert await app.get_all_queues() == []
+
+
+async def test_posting_an_existing_queue_changes_only_the_given_fields(
+    client: httpx.AsyncClient, app: Chancy
+) -> None:
+    """POST on an existing queue is an upsert that never resets what the body
+    omits (it used to overwrite every omitted field with its default)."""
+    await app.declare(
+        Queue(
+            "gpu",
+            concurrency=4,
+            tags={"has=gpu"},
+            executor=Chancy.Executor.Async,
+            rate_limit=10,
+            rate_limit_window=60,
+            executor_options={"x": 1},
+        )
+    )
+    response = await client.post(
+        "/api/v1/queues", json={"name": "gpu", "polling_interval": 2}
+    )
+    assert response.status_code == 200, response.text
+    assert await app.get_queue("gpu") == Queue(
+        "gpu",
+        concurrency=4,
+        tags={"has=gpu"},
+        executor=Chancy.Executor.Async,
+        rate_limit=10,
+        rate_limit_window=60,
+        executor_options={"x": 1},
+        polling_interval=2,
+    )
+    # A field given explicitly does change, null included.
+    response = await client.post(
+        "/api/v1/queues", json={"name": "gpu", "tags": None, "concurrency": None}
+    )
+    stored = await app.get_queue("gpu")
+    assert (stored.tags, stored.concurrency, stored.rate_limit) == ({".*"}, None, 10)
 
 
 async def test_queue_errors(client: httpx.AsyncClient, app: Chancy) -> None:
@@ -238,14 +287,18 @@ async def test_queue_errors(client: httpx.AsyncClient, app: Chancy) -> None:
 
     bad: list[tuple[Any, str]] = [
         ({}, "name must be a non-empty string"),
-        ({"name": "q", "concurrency": 0}, "concurrency must be a positive integer"),
+        ({"name": "q", "concurrency": 0}, "concurrency must be an integer from 1"),
+        ({"name": "q", "concurrency": 2**31}, "concurrency must be an integer from 1"),
+        ({"name": "q", "concurrency": 1.5}, "concurrency must be an integer"),
         ({"name": "q", "colour": "red"}, "unknown queue field(s): colour"),
         ({"name": "q", "tags": "x"}, "tags must be a list of strings"),
         ({"name": "q", "tags": ["("]}, "is not a valid regular expression"),
+        ({"name": "q", "tags": ["(a+)+"]}, "could backtrack catastrophically"),
         ({"name": "q", "state": "sleeping"}, "state must be 'active' or 'paused'"),
-        ({"name": "q", "polling_interval": -1}, "polling_interval must be a positive"),
+        ({"name": "q", "polling_interval": -1}, "polling_interval must be a number"),
+        ({"name": "q", "polling_interval": 1e-300}, "from 0.01 to 86400"),
         ({"name": "q", "rate_limit": 5}, "rate_limit and rate_limit_window"),
-        ({"name": "q", "executor": "no.such.Executor"}, "cannot be imported"),
+        ({"name": "q", "executor": "no.such.Executor"}, "is not allowed"),
         ({"name": "q", "resume_at": "tomorrow"}, "resume_at must be an ISO 8601"),
         (["q"], "must be a JSON object"),
     ]
@@ -519,7 +572,7 @@ async def test_bulk_actions_reject_bad_input(
 
 async def test_single_job_actions(client: httpx.AsyncClient, app: Chancy) -> None:
     a, b = await push(app, 2)
-    cancelled = await client.post(f"/api/v1/jobs/{a}/cancel")
+    cancelled = await client.post(f"/api/v1/jobs/{a}/cancel", json={})
     assert cancelled.status_code == 200
     assert cancelled.json() == {
         "ok": True,
@@ -527,11 +580,11 @@ async def test_single_job_actions(client: httpx.AsyncClient, app: Chancy) -> Non
         "status": "completed",
         "message": "job cancelled",
     }
-    again = await client.post(f"/api/v1/jobs/{a}/cancel")
+    again = await client.post(f"/api/v1/jobs/{a}/cancel", json={})
     assert again.status_code == 409
     assert again.json()["status"] == "skipped"
 
-    retried = await client.post(f"/api/v1/jobs/{a}/retry")
+    retried = await client.post(f"/api/v1/jobs/{a}/retry", json={})
     assert retried.status_code == 200
     job = await app.get_job(a)
     assert job is not None and job.state is QueuedJob.State.RETRYING
@@ -544,7 +597,7 @@ async def test_single_job_actions(client: httpx.AsyncClient, app: Chancy) -> Non
     assert gone.status_code == 404
     assert gone.json() == {}
     for action in ("retry", "cancel"):
-        response = await client.post(f"/api/v1/jobs/{b}/{action}")
+        response = await client.post(f"/api/v1/jobs/{b}/{action}", json={})
         assert response.status_code == 404
         assert response.json() == {"error": "Job not found"}
     bad = await client.get("/api/v1/jobs/not-a-uuid")
@@ -586,8 +639,11 @@ async def test_dashboard_files_and_fallback(
     assert script.status_code == 200
     assert script.text == "console.log(1)"
     assert script.headers["content-type"].startswith("text/javascript")
+    # The dashboard routes with the URL hash: a deeper path goes back to the
+    # root (where the page's relative script URLs resolve).
     deep = await anon.get("/jobs/pending")
-    assert deep.status_code == 200 and deep.text == "<html>dashboard</html>"
+    assert deep.status_code == 307
+    assert deep.headers["location"] == "/"
     assert (await anon.get("/missing.js")).status_code == 404
     escaped = await anon.get("/%2e%2e/secret.txt")  # no way out of the directory
     assert escaped.status_code == 404

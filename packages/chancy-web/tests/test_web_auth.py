@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -128,23 +130,27 @@ def test_api_validates_its_settings() -> None:
 
 
 async def test_session_cookie_and_logout(apps: list[Chancy], migrated: str) -> None:
-    _, _, client = await setup(apps, migrated)
+    api, chancy, client = await setup(apps, migrated)
+    name = await api.get_session_cookie(chancy)
+    assert re.fullmatch(r"chancy_session_[0-9a-f]{12}", name)
     async with client:
         assert (await client.get("/api/v1/configuration")).status_code == 401
         login = await client.post("/api/v1/login", json=CREDENTIALS)
         assert login.status_code == 200
         assert login.json()["success"] == "Authenticated"
         assert login.json()["token"]
-        cookie = login.headers["set-cookie"]
-        assert cookie.startswith("session=") and "httponly" in cookie.lower()
+        cookie = login.headers["set-cookie"].lower()
+        assert cookie.startswith(f"{name}=")
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert "secure" not in cookie  # plain http
         assert (await client.get("/api/v1/configuration")).status_code == 200
 
-        logout = await client.post("/api/v1/logout")
+        logout = await client.post("/api/v1/logout", json={})
         assert logout.status_code == 200
         assert logout.json() == {"success": "Logged out"}
         assert (await client.get("/api/v1/configuration")).status_code == 401
         # Logging out without a session is fine too.
-        assert (await client.post("/api/v1/logout")).status_code == 200
+        assert (await client.post("/api/v1/logout", json={})).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -180,9 +186,25 @@ async def test_login_body_errors_and_form(apps: list[Chancy], migrated: str) -> 
         )
         assert response.status_code == 422
         assert (await client.post("/api/v1/login", json=["admin"])).status_code == 422
-        assert (await client.post("/api/v1/login")).status_code == 401
+        empty = await client.post(
+            "/api/v1/login", headers={"content-type": "application/json"}
+        )
+        assert empty.status_code == 401
+        # Forms and text/plain are what another site's page can send without
+        # asking: never parsed.
         form = await client.post("/api/v1/login", data=CREDENTIALS)
-        assert form.status_code == 200
+        assert form.status_code == 415
+        assert form.json() == {
+            "error": "POST requests must have Content-Type: application/json"
+            " (got application/x-www-form-urlencoded)"
+        }
+        text = await client.post(
+            "/api/v1/login",
+            content=json.dumps(CREDENTIALS),
+            headers={"content-type": "text/plain"},
+        )
+        assert text.status_code == 415
+        assert "set-cookie" not in text.headers
 
 
 async def test_bearer_token(
@@ -207,9 +229,13 @@ async def test_bearer_token(
         # Tokens are not taken from the query string of plain requests.
         assert (await fresh.get(f"/api/v1/queues?token={token}")).status_code == 401
 
+        # Used every day, the token lasts token_max_age; not a second longer.
         now = auth_module._now()
-        monkeypatch.setattr(auth_module, "_now", lambda: now + api.token_max_age - 5)
-        assert (await fresh.get("/api/v1/queues", headers=headers)).status_code == 200
+        day = 24 * 3600
+        for used in range(day - 100, api.token_max_age - 5, day - 100):
+            monkeypatch.setattr(auth_module, "_now", lambda used=used: now + used)
+            response = await fresh.get("/api/v1/queues", headers=headers)
+            assert response.status_code == 200, used
         monkeypatch.setattr(auth_module, "_now", lambda: now + api.token_max_age + 5)
         assert (await fresh.get("/api/v1/queues", headers=headers)).status_code == 401
 
@@ -329,11 +355,21 @@ async def test_generated_key_is_shared_by_every_worker(
     async with client1, client2:
         login = await client1.post("/api/v1/login", json=CREDENTIALS)
         token = login.json()["token"]
-        cookie = client1.cookies["session"]
+        name = await api1.get_session_cookie(chancy1)
+        assert name == await api2.get_session_cookie(chancy2)
+        cookie = client1.cookies[name]
         headers = {"Authorization": f"Bearer {token}"}
         assert (await client2.get("/api/v1/queues", headers=headers)).status_code == 200
-        client2.cookies.set("session", cookie)
+        client2.cookies.set(name, cookie)
         assert (await client2.get("/api/v1/queues")).status_code == 200
+        # Logging out on one worker ends the login on the other.
+        assert (
+            await client2.post("/api/v1/logout", json={}, headers=headers)
+        ).status_code == 200
+        client2.cookies.set(name, cookie)
+        assert (await client1.get("/api/v1/queues")).status_code == 401
+        assert (await client2.get("/api/v1/queues")).status_code == 401
+        assert (await client1.get("/api/v1/queues", headers=headers)).status_code == 401
 
     key1 = await api1.get_secret_key(chancy1)
     assert key1 == await api2.get_secret_key(chancy2)

@@ -24,14 +24,16 @@ from starlette.routing import Mount
 
 from chancy import Chancy, Worker
 from chancy.plugins.api import Api
-from chancy.plugins.api.auth import SimpleAuthBackend
+from chancy.plugins.api.auth import SimpleAuthBackend, hash_password
 
 CREDENTIALS = {"username": "admin", "password": "secret"}
+#: Hashed (no plaintext warning), with few rounds (fast tests).
+USERS = {"admin": hash_password("secret", iterations=1000)}
 
 
 def new_api(**options: Any) -> Api:
     options.setdefault("port", 0)
-    return Api(authentication_backend=SimpleAuthBackend({"admin": "secret"}), **options)
+    return Api(authentication_backend=SimpleAuthBackend(dict(USERS)), **options)
 
 
 @pytest.fixture
@@ -165,7 +167,13 @@ async def test_other_bind_errors_are_raised(
 class WebSocketClient:
     """Drives an ASGI app's websocket endpoint in this event loop."""
 
-    def __init__(self, app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        subprotocols: list[str] | None = None,
+    ) -> None:
         raw_path, _, query = path.partition("?")
         scope = {
             "type": "websocket",
@@ -179,7 +187,7 @@ class WebSocketClient:
             "headers": [(b"host", b"test"), *headers],
             "client": ("127.0.0.1", 40000),
             "server": ("test", 80),
-            "subprotocols": [],
+            "subprotocols": subprotocols or [],
             "state": {},
         }
         self.to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -216,7 +224,15 @@ async def test_websocket_streams_hub_events(
     app = await open_app(apps, chancy_dsn, api)
     worker = quick_worker(app)
     asgi = api.build_starlette_app(worker, app)
-    token = await api.create_token(app, "admin")
+    session_id = await api.start_session(app, "admin")
+    token = await api.create_token(app, "admin", session_id=session_id)
+    # A token without a server-side login (as older versions issued) is refused.
+    stateless = await api.create_token(app, "admin")
+    old = WebSocketClient(
+        asgi, "/api/v1/ws", [], ["chancy", f"chancy.token.{stateless}"]
+    )
+    await old.connect()
+    assert (await old.receive())["code"] == 4401
 
     anonymous = WebSocketClient(asgi, "/api/v1/ws", [])
     assert (await anonymous.connect())["type"] == "websocket.accept"
@@ -225,12 +241,19 @@ async def test_websocket_streams_hub_events(
     assert closed["code"] == 4401
     await asyncio.wait_for(anonymous.task, 10)
 
-    forged = WebSocketClient(asgi, "/api/v1/ws?token=forged", [])
+    forged = WebSocketClient(asgi, "/api/v1/ws", [], ["chancy", "chancy.token.forged"])
     await forged.connect()
     assert (await forged.receive())["code"] == 4401
 
-    ws = WebSocketClient(asgi, f"/api/v1/ws?token={token}", [])
-    assert (await ws.connect())["type"] == "websocket.accept"
+    # The token is never taken from the URL (logs and history keep URLs).
+    in_url = WebSocketClient(asgi, f"/api/v1/ws?token={token}", [])
+    await in_url.connect()
+    assert (await in_url.receive())["code"] == 4401
+
+    ws = WebSocketClient(asgi, "/api/v1/ws", [], ["chancy", f"chancy.token.{token}"])
+    accepted = await ws.connect()
+    assert accepted["type"] == "websocket.accept"
+    assert accepted["subprotocol"] == "chancy"  # the token is not echoed
     await worker.hub.emit("test.ping", {"n": 1, "when": worker})
     event = await next_event(ws, "test.ping")
     assert event == {"event": "test.ping", "data": {"n": 1, "when": repr(worker)}}
@@ -243,9 +266,10 @@ async def test_websocket_streams_hub_events(
         transport=httpx.ASGITransport(app=asgi), base_url="http://test"
     ) as client:
         await client.post("/api/v1/login", json=CREDENTIALS)
-        cookie = client.cookies["session"]
+        name = await api.get_session_cookie(app)
+        cookie = client.cookies[name]
     with_cookie = WebSocketClient(
-        asgi, "/api/v1/ws", [(b"cookie", f"session={cookie}".encode())]
+        asgi, "/api/v1/ws", [(b"cookie", f"{name}={cookie}".encode())]
     )
     assert (await with_cookie.connect())["type"] == "websocket.accept"
     await worker.hub.emit("test.pong", {})
@@ -265,15 +289,20 @@ async def test_websocket_over_uvicorn_sees_database_notifications(
         base = f"127.0.0.1:{api.bound_port}"
         token = await login(f"http://{base}")
         async with websockets_client.connect(
-            f"ws://{base}/api/v1/ws?token={token}"
+            f"ws://{base}/api/v1/ws",
+            subprotocols=["chancy", f"chancy.token.{token}"],
         ) as ws:
+            assert ws.subprotocol == "chancy"
             async with httpx.AsyncClient(
                 base_url=f"http://{base}", headers={"Authorization": f"Bearer {token}"}
             ) as client:
                 # Until the subscription is certainly active, keep declaring.
                 async def declare() -> None:
-                    for _ in range(100):
-                        await client.post("/api/v1/queues", json={"name": "live"})
+                    for i in range(100):
+                        await client.post(
+                            "/api/v1/queues",
+                            json={"name": "live", "polling_interval": 1 + i},
+                        )
                         await asyncio.sleep(0.1)
 
                 declaring = asyncio.ensure_future(declare())
@@ -448,6 +477,7 @@ async def test_cli_worker_web(
                 assert (await client.get("/api/v1/configuration")).json()[
                     "plugins"
                 ] == []
+                # No other origin is allowed unless --allow-origin names it.
                 preflight = await client.options(
                     "/api/v1/queues",
                     headers={
@@ -455,17 +485,31 @@ async def test_cli_worker_web(
                         "Access-Control-Request-Method": "GET",
                     },
                 )
-                assert (
-                    preflight.headers["access-control-allow-origin"]
-                    == "http://x.example"
+                assert "access-control-allow-origin" not in preflight.headers
+                refused = await client.post(
+                    "/api/v1/queues",
+                    json={"name": "x"},
+                    headers={"Origin": "http://x.example"},
                 )
+                assert refused.status_code == 403
+                # Listening on loopback: only the loopback names (DNS rebinding).
+                rebound = await client.get("/health", headers={"host": "evil.example"})
+                assert rebound.status_code == 400
         finally:
             assert await stop(process) == 0
 
         # The app's Api asks for the busy port; the explicit --port wins, and
         # its users apply (the alias `chancy web` is the same command).
         process = run_cli(
-            tmp_path, chancy_dsn, busy_port, "with_api", "web", "--port", "0"
+            tmp_path,
+            chancy_dsn,
+            busy_port,
+            "with_api",
+            "web",
+            "--port",
+            "0",
+            "--allowed-host",
+            "ops.example",
         )
         try:
             port = int(
@@ -473,6 +517,8 @@ async def test_cli_worker_web(
             )
             assert port != busy_port
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                assert (await client.get("/health")).status_code == 400
+                client.headers["host"] = "ops.example"
                 login = await client.post("/api/v1/login", json=CREDENTIALS)
                 assert login.status_code == 200
         finally:

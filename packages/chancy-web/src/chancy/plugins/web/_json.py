@@ -1,5 +1,6 @@
 """JSON encoding for the API: datetimes as ISO 8601, UUIDs as strings, enums
-as their values, sets as sorted lists."""
+as their values, sets as sorted lists; NaN and infinite numbers (which JSON
+cannot express) as ``null``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import datetime as dt
 import decimal
 import enum
 import json
+import math
 import uuid
 from typing import Any
 
@@ -45,11 +47,42 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinite floats replaced by ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 def dumps(value: Any) -> str:
-    """``value`` as compact JSON; anything unknown becomes its ``str()``."""
-    return json.dumps(
-        value, default=_default, ensure_ascii=False, separators=(",", ":")
-    )
+    """``value`` as compact, valid JSON; anything unknown becomes its ``str()``,
+    NaN and infinite numbers ``null``."""
+    try:
+        return json.dumps(
+            value,
+            default=_default,
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+    except ValueError:
+        # Rare (a row stored before numbers were validated): walk and retry.
+        return json.dumps(
+            _finite(to_plain(value)),
+            default=_default,
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+
+
+def to_plain(value: Any) -> Any:
+    """``value`` as plain JSON types, NaN and infinities kept."""
+    return json.loads(json.dumps(value, default=_default, allow_nan=True))
 
 
 def to_jsonable(value: Any) -> Any:

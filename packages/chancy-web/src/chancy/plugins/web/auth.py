@@ -2,8 +2,10 @@
 
 Every protected endpoint accepts either a **session cookie** (set by ``POST
 /api/v1/login``) or a **bearer token** (``Authorization: Bearer <token>``,
-returned by the same login; ``?token=`` for the websocket), whatever the
-backend.
+returned by the same login; for the websocket, which browsers cannot give
+headers, the subprotocol ``chancy.token.<token>`` next to ``chancy``),
+whatever the backend. Both name a server-side login that ``POST
+/api/v1/logout`` revokes (see :mod:`chancy.plugins.web.sessions`).
 
 * :class:`AuthBackend`: the abstract base. A Starlette
   :class:`~starlette.authentication.AuthenticationBackend` plus
@@ -55,11 +57,14 @@ from starlette.authentication import (
 from starlette.requests import HTTPConnection, Request
 
 __all__ = [
+    "WS_PROTOCOL",
+    "WS_TOKEN_PREFIX",
     "AuthBackend",
     "SimpleAuthBackend",
     "TokenAuthBackend",
     "TokenSigner",
     "bearer_token",
+    "hash_iterations",
     "hash_password",
     "is_password_hash",
     "verify_password",
@@ -71,6 +76,11 @@ AUTHENTICATED: Final = "authenticated"
 DEFAULT_TOKEN_MAX_AGE: Final = 7 * 24 * 3600
 #: PBKDF2-SHA256 iterations of :func:`hash_password` (OWASP 2023 advice).
 DEFAULT_ITERATIONS: Final = 600_000
+
+#: The websocket subprotocol of the event stream; a client authenticates with
+#: a second one, ``chancy.token.<bearer token>`` (never in the URL).
+WS_PROTOCOL: Final = "chancy"
+WS_TOKEN_PREFIX: Final = "chancy.token."
 
 _HASH_SCHEME: Final = "pbkdf2_sha256"
 _SESSION_KEY: Final = "username"
@@ -119,6 +129,11 @@ def is_password_hash(value: str) -> bool:
     return len(parts) == 4 and parts[0] == _HASH_SCHEME and parts[1].isdigit()
 
 
+def hash_iterations(value: str) -> int | None:
+    """The PBKDF2 rounds of a :func:`hash_password` hash (``None`` for plaintext)."""
+    return int(value.split("$")[1]) if is_password_hash(value) else None
+
+
 def verify_password(password: str, stored: str) -> bool:
     """Whether ``password`` matches ``stored`` (a :func:`hash_password` hash, or
     a plaintext password), compared in constant time."""
@@ -148,17 +163,20 @@ def _now() -> float:
 
 def bearer_token(conn: HTTPConnection) -> str | None:
     """The bearer token of a request: the ``Authorization: Bearer`` header or,
-    for websockets (browsers cannot set their headers), the ``token`` query
-    parameter."""
+    for websockets (browsers cannot set their headers), a subprotocol
+    ``chancy.token.<token>``. Never the URL, which logs and browser history
+    keep."""
     header = conn.headers.get("authorization")
     if header:
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
     if conn.scope.get("type") == "websocket":
-        token = conn.query_params.get("token")
-        if token:
-            return token
+        for protocol in conn.scope.get("subprotocols") or ():
+            if protocol.startswith(WS_TOKEN_PREFIX) and len(protocol) > len(
+                WS_TOKEN_PREFIX
+            ):
+                return str(protocol[len(WS_TOKEN_PREFIX) :])
     return None
 
 
@@ -167,7 +185,8 @@ class TokenSigner:
 
     A token is ``{"u": username, "t": issued_at}`` signed with HMAC
     (itsdangerous, salt ``chancy.api.token``); it is valid for ``max_age``
-    seconds after it was issued.
+    seconds after it was issued. Tokens returned by the API's login also name
+    their server-side login (``"s"``), so logging out revokes them.
     """
 
     def __init__(self, secret_key: str, *, max_age: float = DEFAULT_TOKEN_MAX_AGE):
@@ -178,25 +197,43 @@ class TokenSigner:
         self.max_age = max_age
         self._serializer = itsdangerous.URLSafeSerializer(secret_key, salt=_TOKEN_SALT)
 
-    def create_token(self, username: str) -> str:
-        """A token for ``username``, valid for ``max_age`` seconds from now."""
-        return str(self._serializer.dumps({"u": username, "t": int(_now())}))
+    def create_token(self, username: str, *, session_id: str | None = None) -> str:
+        """A token for ``username``, valid for ``max_age`` seconds from now
+        (and, with ``session_id``, while that login is not revoked)."""
+        data: dict[str, Any] = {"u": username, "t": int(_now())}
+        if session_id is not None:
+            data["s"] = session_id
+        return str(self._serializer.dumps(data))
 
-    def verify_token(self, token: str) -> str | None:
-        """The username in ``token``, or ``None`` if it is forged, altered or expired."""
+    def verify_claims(self, token: str) -> dict[str, Any] | None:
+        """The contents of ``token`` (``u``: user, ``t``: issued at, ``s``:
+        session id if any), or ``None`` if it is forged, altered or expired."""
+        if not isinstance(token, str) or len(token) > 4096:
+            return None
         try:
             data = self._serializer.loads(token)
         except (itsdangerous.BadData, ValueError, TypeError):
             return None
         if not isinstance(data, dict):
             return None
-        username, issued = data.get("u"), data.get("t")
-        if not isinstance(username, str) or not isinstance(issued, int):
+        username, issued, session = data.get("u"), data.get("t"), data.get("s")
+        if (
+            not isinstance(username, str)
+            or not isinstance(issued, int)
+            or isinstance(issued, bool)
+            or not (session is None or isinstance(session, str))
+        ):
             return None
         age = _now() - issued
         if age > self.max_age or age < -60:  # a minute of clock skew
             return None
-        return username
+        return data
+
+    def verify_token(self, token: str) -> str | None:
+        """The username in ``token``, or ``None`` if it is forged, altered or
+        expired (revocation is checked by the API, which keeps the logins)."""
+        claims = self.verify_claims(token)
+        return None if claims is None else str(claims["u"])
 
 
 # ---------------------------------------------------------------------------
@@ -264,18 +301,51 @@ class SimpleAuthBackend(AuthBackend):
             if not isinstance(name, str) or not isinstance(password, str):
                 raise TypeError("users must map string usernames to string passwords")
         self.users = dict(users)
-        self._dummy = hash_password(secrets.token_hex(8), iterations=1000)
+        self._dummy_plain = secrets.token_urlsafe(24)
+        self._dummies: dict[int, str] = {}
+        strongest = self._strongest()
+        if strongest:  # made now, so that no login pays for it
+            self._dummy_hash(strongest)
+
+    def _strongest(self) -> int:
+        """The highest PBKDF2 iteration count among the stored hashes (0: none)."""
+        return max((hash_iterations(pw) or 0 for pw in self.users.values()), default=0)
+
+    def plaintext_users(self) -> list[str]:
+        """The users whose password is stored in plaintext (not a hash)."""
+        return sorted(
+            name for name, pw in self.users.items() if not is_password_hash(pw)
+        )
+
+    def _dummy_hash(self, iterations: int) -> str:
+        dummy = self._dummies.get(iterations)
+        if dummy is None:
+            dummy = self._dummies[iterations] = hash_password(
+                secrets.token_urlsafe(16), iterations=iterations
+            )
+        return dummy
 
     async def check_password(self, username: str, password: str) -> bool:
-        """Whether ``password`` is ``username``'s (hashes are checked off the event loop)."""
+        """Whether ``password`` is ``username``'s.
+
+        Every check costs the same whether or not the user exists: when any
+        password is hashed, an unknown user (or one with a plaintext password)
+        is checked against a dummy hash of the strongest iteration count in
+        use, off the event loop like a real hash; with plaintext passwords
+        only, against a dummy plaintext password. So the time a wrong login
+        takes does not tell which usernames exist.
+        """
         stored = self.users.get(username)
-        if stored is None:
-            # Spend comparable time whether or not the user exists.
-            verify_password(password, self._dummy)
-            return False
-        if is_password_hash(stored):
+        if stored is not None and is_password_hash(stored):
             return await asyncio.to_thread(verify_password, password, stored)
-        return verify_password(password, stored)
+        strongest = self._strongest()
+        if strongest:
+            await asyncio.to_thread(
+                verify_password, password, self._dummy_hash(strongest)
+            )
+        else:
+            verify_password(password, self._dummy_plain)
+        return stored is not None and verify_password(password, stored)
 
     async def login(self, request: Request, username: str, password: str) -> bool:
         if not await self.check_password(username, password):
@@ -295,17 +365,19 @@ class TokenAuthBackend(AuthBackend, TokenSigner):
     """Bearer tokens signed with ``secret_key`` and valid for ``max_age`` seconds
     (7 days by default), plus the session cookie.
 
-    Tokens are read from ``Authorization: Bearer <token>`` (and from
-    ``?token=`` on the websocket). Log in with ``users`` (a dict as for
-    :class:`SimpleAuthBackend`), or override :meth:`check_credentials`; other
-    services that share ``secret_key`` can mint tokens with
-    :meth:`create_token`::
+    Tokens are read from ``Authorization: Bearer <token>`` (and from the
+    ``chancy.token.<token>`` subprotocol on the websocket). Log in with
+    ``users`` (a dict as for :class:`SimpleAuthBackend`), or override
+    :meth:`check_credentials`; other services that share ``secret_key`` can
+    mint tokens with :meth:`create_token`::
 
         backend = TokenAuthBackend(os.environ["CHANCY_API_SECRET"], users={"ci": hash_password("…")})
         token = backend.create_token("ci")
 
-    Tokens cannot be revoked one by one before they expire: change the secret
-    key to revoke them all.
+    Tokens returned by the API's login are revoked by ``POST
+    /api/v1/logout``; a minted token is revoked when it is presented to the
+    logout (it is then refused until it expires). Change the secret key to
+    revoke every token at once.
     """
 
     def __init__(
@@ -317,6 +389,15 @@ class TokenAuthBackend(AuthBackend, TokenSigner):
     ) -> None:
         TokenSigner.__init__(self, secret_key, max_age=max_age)
         self._users = SimpleAuthBackend(users) if users is not None else None
+
+    @property
+    def users(self) -> dict[str, str] | None:
+        """The users who may log in (``None``: tokens are minted elsewhere)."""
+        return self._users.users if self._users is not None else None
+
+    def plaintext_users(self) -> list[str]:
+        """The users whose password is stored in plaintext (not a hash)."""
+        return self._users.plaintext_users() if self._users is not None else []
 
     async def check_credentials(self, username: str, password: str) -> bool:
         """Whether the credentials are valid: checked against ``users``; without

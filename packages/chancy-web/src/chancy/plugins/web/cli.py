@@ -9,7 +9,8 @@ plugin's loop, so that cluster metrics load) with a worker that serves no
 queue. Without an ``Api`` plugin in the app, one is created with a
 :class:`~chancy.plugins.api.auth.SimpleAuthBackend` user ``admin`` and a
 random password, printed on standard error. Options given on the command line
-override the app's ``Api`` settings.
+override the app's ``Api`` settings. No other origin may use the API unless
+``--allow-origin`` names it.
 """
 
 from __future__ import annotations
@@ -53,10 +54,23 @@ def _explicit(ctx: click.Context, name: str) -> bool:
     "-o",
     "allow_origins",
     multiple=True,
-    default=("*",),
-    show_default=True,
     metavar="ORIGIN",
-    help="Origin allowed by CORS (repeatable).",
+    help=(
+        "Origin (https://host[:port]) whose pages may use the API with the"
+        " session cookie (repeatable; none by default). '*' lets any origin in"
+        " with a bearer token only."
+    ),
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help=(
+        "Host name the dashboard is reached by (repeatable; '.example.com' for"
+        " a domain and its subdomains). Default: the loopback names when"
+        " listening on a loopback address."
+    ),
 )
 @click.pass_context
 def web_command(
@@ -65,9 +79,10 @@ def web_command(
     port: int,
     debug: bool,
     allow_origins: tuple[str, ...],
+    allowed_hosts: tuple[str, ...],
 ) -> None:
     """Serve the web API and dashboard (no jobs are run) until Ctrl-C."""
-    from chancy.plugins.web.auth import SimpleAuthBackend
+    from chancy.plugins.web.auth import SimpleAuthBackend, hash_password
     from chancy.plugins.web.plugin import IDENTIFIER, Api
 
     app = get_app(ctx)
@@ -81,6 +96,8 @@ def web_command(
             api.debug = debug
         if _explicit(ctx, "allow_origins"):
             api.allow_origins = list(allow_origins)
+        if _explicit(ctx, "allowed_hosts"):
+            api.allowed_hosts = list(allowed_hosts)
     else:
         password = secrets.token_urlsafe(12)
         api = Api(
@@ -88,9 +105,12 @@ def web_command(
             port=port,
             debug=debug,
             allow_origins=list(allow_origins),
+            allowed_hosts=list(allowed_hosts) or None,
             # Per process, like the password: nothing to share across restarts.
             secret_key=secrets.token_urlsafe(48),
-            authentication_backend=SimpleAuthBackend({"admin": password}),
+            authentication_backend=SimpleAuthBackend(
+                {"admin": hash_password(password)}
+            ),
         )
         click.echo(
             "Warning: the app has no Api plugin; serving one with the user 'admin'"

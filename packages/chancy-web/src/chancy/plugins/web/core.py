@@ -13,15 +13,13 @@ import asyncio
 import contextlib
 import hmac
 import importlib.metadata
-import json
+import math
 import platform
-import re
 import socket
 import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl
 
 import attrs
 from psycopg import sql
@@ -43,6 +41,7 @@ from chancy.plugins.web.extension import (
     json_response,
     page_response,
     parse_datetime,
+    parse_json,
     parse_uuid,
     query_bool,
     query_int,
@@ -76,6 +75,10 @@ _QUEUE_FIELDS: Final = {f.name for f in attrs.fields(Queue)}
 _CLOSED: Final = object()
 
 
+def _queue_fields(queue: Queue) -> dict[str, Any]:
+    return {f.name: getattr(queue, f.name) for f in attrs.fields(Queue) if f.init}
+
+
 def _not_found(what: str) -> Response:
     return error_response(f"{what} not found", 404)
 
@@ -103,17 +106,36 @@ def _distribution_version(name: str | None) -> str | None:
 # ---------------------------------------------------------------------------
 
 
-def _executor_path(value: Any) -> str:
+#: Most ``[field, operator, value]`` conditions one ``filters`` may hold.
+MAX_FILTERS: Final = 50
+
+
+def _executor_path(value: Any, allowed: dict[str, str]) -> str:
+    """The import path of an executor the API accepts (see
+    :meth:`Api.allowed_executors`): a name (``process``, ``async`` …) or the
+    path of one of them. Any other import path is refused: importing it is
+    running its code."""
     if not isinstance(value, str) or not value.strip():
         raise ApiError("executor must be a non-empty string")
-    from chancy.cli import EXECUTOR_ALIASES
-
     text = value.strip()
-    return EXECUTOR_ALIASES.get(text.lower(), text)
+    path = allowed.get(text.lower())
+    if path is not None:
+        return path
+    if text in allowed.values():
+        return text
+    names = ", ".join(sorted({k for k, v in allowed.items() if k != v}))
+    raise ApiError(
+        f"executor {text!r} is not allowed: use one of {names}, or an executor"
+        " registered by an installed distribution (entry-point group"
+        " chancy.executors) or listed in Api(executors=[...])"
+    )
 
 
-def _queue_changes(data: Any, *, creating: bool) -> dict[str, Any]:
-    """Validated ``Queue`` keyword arguments from a (partial) JSON queue object."""
+def _queue_changes(
+    data: Any, *, creating: bool, executors: dict[str, str]
+) -> dict[str, Any]:
+    """``Queue`` keyword arguments from a (partial) JSON queue object; numbers
+    and tag patterns are validated by :class:`~chancy.queue.Queue` itself."""
     if not isinstance(data, dict):
         raise ApiError("the request body must be a JSON object describing a queue")
     unknown = sorted(set(data) - _QUEUE_FIELDS)
@@ -133,35 +155,24 @@ def _queue_changes(data: Any, *, creating: bool) -> dict[str, Any]:
             continue
         if key in {"concurrency", "rate_limit", "rate_limit_window"}:
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
+                isinstance(value, bool) or not isinstance(value, int)
             ):
-                raise ApiError(f"{key} must be a positive integer or null")
+                raise ApiError(f"{key} must be an integer or null")
         elif key == "polling_interval":
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or value <= 0
-            ):
-                raise ApiError("polling_interval must be a positive number")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ApiError("polling_interval must be a number of seconds")
         elif key == "tags":
             if value is not None:
                 if not isinstance(value, list) or not all(
                     isinstance(t, str) for t in value
                 ):
                     raise ApiError("tags must be a list of strings (or null for all)")
-                for tag in value:
-                    try:
-                        re.compile(tag)
-                    except re.error as exc:
-                        raise ApiError(
-                            f"tags: {tag!r} is not a valid regular expression ({exc})"
-                        ) from None
                 value = set(value)
         elif key == "state":
             if value not in ("active", "paused"):
                 raise ApiError("state must be 'active' or 'paused'")
         elif key == "executor":
-            value = _executor_path(value)
+            value = _executor_path(value, executors)
         elif key == "executor_options":
             if value is None:
                 value = {}
@@ -215,12 +226,11 @@ def _condition(field: str, op: str, value: Any) -> SQLAble:
 def _parse_filters(raw: str | None) -> list[tuple[str, str, Any]]:
     if raw is None or not raw.strip():
         return []
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(f"filters is not valid JSON: {exc}") from None
+    data = parse_json(raw, "filters")
     if not isinstance(data, list):
         raise ApiError("filters must be a JSON list of [field, operator, value]")
+    if len(data) > MAX_FILTERS:
+        raise ApiError(f"filters may hold at most {MAX_FILTERS} conditions")
     out = []
     for i, item in enumerate(data):
         where = f"filters[{i}]"
@@ -238,8 +248,15 @@ def _parse_filters(raw: str | None) -> list[tuple[str, str, Any]]:
                 f" (use one of {', '.join(_FILTER_FIELDS[field])})"
             )
         if field in ("priority", "attempts"):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ApiError(f"{where}: {field} must be compared with an integer")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not -(2**31) <= value < 2**31
+            ):
+                raise ApiError(
+                    f"{where}: {field} must be compared with an integer from"
+                    f" {-(2**31)} to {2**31 - 1}"
+                )
         elif not isinstance(value, str) or (field != "func" and not value):
             raise ApiError(f"{where}: {field} must be compared with a string")
         if field == "state" and value not in _STATES:
@@ -354,35 +371,44 @@ class CoreApiPlugin(ApiPlugin):
     async def login(
         self, request: Request, *, chancy: Chancy, worker: Worker
     ) -> Response:
-        """Check ``{"username", "password"}``; answer a token and set the session cookie."""
-        if "application/x-www-form-urlencoded" in request.headers.get(
-            "content-type", ""
-        ):
-            # Parsed here: Starlette's form parser needs python-multipart.
-            body = (await request.body()).decode("utf-8", "replace")
-            data: Any = dict(parse_qsl(body, keep_blank_values=True))
-        else:
-            data = await read_json(request, required=False)
+        """Check ``{"username", "password"}`` (JSON); answer a token and set the
+        session cookie, both naming a new server-side login.
+
+        Attempts are throttled per username and per client address (429 with
+        ``Retry-After``), before the password is looked at.
+        """
+        api = self.api
+        data = await read_json(request, required=False)
         if data is not None and not isinstance(data, dict):
             raise ApiError("the request body must be a JSON object")
         data = data or {}
         username, password = data.get("username"), data.get("password")
-        if (
-            not isinstance(username, str)
-            or not isinstance(password, str)
-            or not username
-            or not await self.api.authentication_backend.login(
-                request, username, password
+        if not isinstance(username, str):
+            username = None
+        wait = await api.throttle_login(chancy, request, username)
+        if wait is not None:
+            seconds = math.ceil(wait)
+            response = error_response(
+                f"Too many login attempts; try again in {seconds} seconds", 429
             )
+            response.headers["Retry-After"] = str(seconds)
+            return response
+        if (
+            not username
+            or not isinstance(password, str)
+            or not await api.authentication_backend.login(request, username, password)
         ):
             return error_response("Invalid username or password", 401)
-        token = await self.api.create_token(chancy, username)
+        await api.login_succeeded(chancy, username)
+        token = await api.log_in(chancy, request, username)
         return json_response({"success": "Authenticated", "token": token})
 
     async def logout(
         self, request: Request, *, chancy: Chancy, worker: Worker
     ) -> Response:
-        """Forget the session (bearer tokens stay valid until they expire)."""
+        """Revoke the login of the request's bearer token and of its session
+        cookie, server-side: neither works afterwards, on any worker."""
+        await self.api.end_session(chancy, request)
         await self.api.authentication_backend.logout(request)
         if "session" in request.scope:
             request.session.clear()
@@ -491,12 +517,22 @@ class CoreApiPlugin(ApiPlugin):
     async def create_queue(
         self, request: Request, *, chancy: Chancy, worker: Worker
     ) -> Response:
-        """Create (or overwrite) a queue from a partial queue object.
+        """Create a queue from a partial queue object.
 
         Omitted fields take their defaults; omitted ``tags`` match every worker,
-        an explicit ``[]`` none.
+        an explicit ``[]`` none. If the queue exists, only the given fields
+        change (as with PATCH): an omitted field is never reset.
         """
-        fields = _queue_changes(await read_json(request), creating=True)
+        data = await read_json(request)
+        fields = _queue_changes(
+            data, creating=True, executors=self.api.allowed_executors()
+        )
+        try:
+            existing: Queue | None = await chancy.get_queue(fields["name"])
+        except KeyError:
+            existing = None
+        if existing is not None:
+            fields = {**_queue_fields(existing), **fields}
         stored = await self._declare(chancy, **fields)
         return json_response(stored.pack())
 
@@ -505,26 +541,27 @@ class CoreApiPlugin(ApiPlugin):
     ) -> Response:
         """Change some settings of an existing queue; the others are kept."""
         name = request.path_params["name"]
-        changes = _queue_changes(await read_json(request), creating=False)
-        if changes.pop("name", name) != name:
-            raise ApiError("a queue cannot be renamed")
+        data = await read_json(request)
         try:
             existing = await chancy.get_queue(name)
         except KeyError:
             return _not_found("Queue")
-        fields = {
-            f.name: getattr(existing, f.name) for f in attrs.fields(Queue) if f.init
-        }
-        fields.update(changes)
+        executors = self.api.allowed_executors()
+        # The queue's own executor stays acceptable, however it was declared.
+        executors.setdefault(existing.executor, existing.executor)
+        changes = _queue_changes(data, creating=False, executors=executors)
+        if changes.pop("name", name) != name:
+            raise ApiError("a queue cannot be renamed")
+        fields = {**_queue_fields(existing), **changes}
         stored = await self._declare(chancy, **fields)
         return json_response(stored.pack())
 
     async def delete_queue(
         self, request: Request, *, chancy: Chancy, worker: Worker
     ) -> Response:
-        """Delete a queue and its jobs, like ``Chancy.delete_queue``; ``?purge_jobs=false`` keeps the jobs."""
+        """Delete a queue; its jobs are kept unless ``?purge_jobs=true``."""
         name = request.path_params["name"]
-        purge = query_bool(request, "purge_jobs", True)
+        purge = query_bool(request, "purge_jobs", False)
         try:
             await chancy.get_queue(name)
         except KeyError:

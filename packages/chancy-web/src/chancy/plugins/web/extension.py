@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import abc
 import json
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -61,11 +62,13 @@ __all__ = [
     "ApiError",
     "ApiPlugin",
     "RouteT",
+    "check_json",
     "error_response",
     "job_as_dict",
     "json_response",
     "page_response",
     "parse_datetime",
+    "parse_json",
     "parse_uuid",
     "query_bool",
     "query_int",
@@ -194,8 +197,75 @@ def parse_datetime(value: Any, what: str) -> datetime:
     return parsed
 
 
+#: Deepest nesting of arrays and objects a JSON document may have.
+MAX_JSON_DEPTH = 64
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large a number")
+    return value
+
+
+def parse_json(text: str | bytes, what: str = "the request body") -> Any:
+    """Strict JSON: no ``NaN``/``Infinity`` and no number too large for a
+    float, at most :data:`MAX_JSON_DEPTH` levels, and strings that
+    PostgreSQL can store (no NUL character, no lone surrogate).
+
+    :raises ApiError: (422) naming ``what`` and the problem.
+    """
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ApiError(f"{what} is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(f"{what} is not valid JSON: {exc}") from None
+    check_json(value, what)
+    return value
+
+
+def check_json(value: Any, what: str) -> None:
+    """Raise :class:`ApiError` (422) if ``value`` (parsed JSON) nests deeper than
+    :data:`MAX_JSON_DEPTH` or holds a string PostgreSQL cannot store."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_string(item, what)
+        elif isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise ApiError(
+                    f"{what} is nested more than {MAX_JSON_DEPTH} levels deep"
+                )
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    _check_string(key, what)
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+
+
+def _check_string(text: str, what: str) -> None:
+    if "\x00" in text:
+        raise ApiError(
+            f"{what} contains a NUL character (\\u0000), which is not allowed"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(
+            f"{what} contains a lone surrogate (\\ud800-\\udfff), which is not allowed"
+        ) from None
+
+
 async def read_json(request: Request, *, required: bool = True) -> Any:
-    """The request's JSON body; :class:`ApiError` (422) if it is not valid JSON.
+    """The request's JSON body (see :func:`parse_json`); :class:`ApiError`
+    (422) if it is not valid.
 
     An empty body is ``None`` when not ``required``.
     """
@@ -204,10 +274,7 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
         if required:
             raise ApiError("the request body must be a JSON document")
         return None
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(f"the request body is not valid JSON: {exc}") from None
+    return parse_json(body)
 
 
 def job_as_dict(job: Job) -> dict[str, Any]:

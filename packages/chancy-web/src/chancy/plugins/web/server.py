@@ -7,10 +7,11 @@ import contextlib
 import errno
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import psycopg
 import uvicorn
 from starlette.applications import Starlette
 from starlette.authentication import (
@@ -18,19 +19,24 @@ from starlette.authentication import (
     AuthenticationBackend,
     AuthenticationError,
     BaseUser,
-    SimpleUser,
 )
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from chancy.plugins.web.auth import AUTHENTICATED, TokenAuthBackend, bearer_token
+from chancy.plugins.web.auth import AUTHENTICATED, WS_PROTOCOL, bearer_token
 from chancy.plugins.web.extension import (
     ApiError,
     ApiPlugin,
@@ -38,6 +44,7 @@ from chancy.plugins.web.extension import (
     error_response,
     json_response,
 )
+from chancy.plugins.web.security import SecurityMiddleware, default_allowed_hosts
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -45,6 +52,9 @@ if TYPE_CHECKING:
     from chancy.worker import Worker
 
 __all__ = ["STATIC_DIR", "ApiServer", "bind_socket", "build_app", "is_address_in_use"]
+
+#: Largest websocket message a client may send, in bytes.
+WS_MAX_MESSAGE: Final = 64 * 1024
 
 #: The dashboard (package data, written as plain static files).
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
@@ -69,7 +79,7 @@ _MEDIA_TYPES: Final = {
 
 _NO_DASHBOARD: Final = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Chancy</title></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<body>
 <h1>Chancy</h1>
 <p>The Chancy API is running, but this installation of <code>chancy-web</code>
 has no dashboard files (<code>chancy/plugins/web/static/index.html</code> is
@@ -86,36 +96,49 @@ missing). Reinstall <code>chancy-web</code> to get the dashboard.</p>
 
 
 class _LazySessionMiddleware:
-    """Starlette's signed-cookie sessions, with the secret key resolved from the
-    database on the first request (the app is built synchronously)."""
+    """Starlette's signed-cookie sessions (``HttpOnly``, ``SameSite=Strict``),
+    with the secret key and the cookie name resolved from the database on the
+    first request (the app is built synchronously). With ``https_only=None``
+    the cookie is ``Secure`` for requests that arrived over HTTPS."""
 
     def __init__(self, app: ASGIApp, api: Api, chancy: Chancy) -> None:
         self.app = app
         self.api = api
         self.chancy = chancy
-        self._inner: ASGIApp | None = None
+        self._plain: ASGIApp | None = None
+        self._secure: ASGIApp | None = None
         self._lock = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if self._inner is None:
+        if self._plain is None or self._secure is None:
             async with self._lock:
-                if self._inner is None:
+                if self._plain is None or self._secure is None:
                     key = await self.api.get_secret_key(self.chancy)
-                    self._inner = SessionMiddleware(
-                        self.app,
-                        secret_key=key,
-                        session_cookie=self.api.session_cookie,
-                        max_age=self.api.session_max_age,
-                        https_only=self.api.https_only,
+                    name = await self.api.get_session_cookie(self.chancy)
+                    options: dict[str, Any] = {
+                        "secret_key": key,
+                        "session_cookie": name,
+                        "max_age": int(self.api.session_max_age),
+                        "same_site": "strict",
+                    }
+                    https_only = self.api.https_only
+                    self._plain = SessionMiddleware(
+                        self.app, https_only=bool(https_only), **options
                     )
-        await self._inner(scope, receive, send)
+                    self._secure = SessionMiddleware(
+                        self.app, https_only=https_only is not False, **options
+                    )
+        secure = scope.get("scheme") in ("https", "wss")
+        await (self._secure if secure else self._plain)(scope, receive, send)
 
 
 class _Authentication(AuthenticationBackend):
-    """The configured backend, plus the bearer tokens the API issues at login."""
+    """Bearer tokens the API issued (checked against their server-side
+    login), then the backend, which sees the session only while its login is
+    valid."""
 
     def __init__(self, api: Api, chancy: Chancy) -> None:
         self.api = api
@@ -124,21 +147,29 @@ class _Authentication(AuthenticationBackend):
     async def authenticate(
         self, conn: HTTPConnection
     ) -> tuple[AuthCredentials, BaseUser] | None:
-        backend = self.api.authentication_backend
-        if not isinstance(backend, TokenAuthBackend):
-            token = bearer_token(conn)
-            if token is not None:
-                username = await self.api.verify_token(self.chancy, token)
-                if username is not None:
-                    get_user = getattr(backend, "get_user", None)
-                    user = (
-                        await get_user(username)
-                        if get_user is not None
-                        else SimpleUser(username)
-                    )
-                    if user is not None:
-                        return AuthCredentials([AUTHENTICATED]), user
-        result = await backend.authenticate(conn)
+        from chancy.plugins.web.plugin import NOT_OURS, SESSION_ID_KEY
+
+        api = self.api
+        token = bearer_token(conn)
+        if token is not None:
+            user = await api.authenticate_token(self.chancy, token)
+            if user is None:
+                return None  # ours, but expired, revoked or of a removed user
+            if user is not NOT_OURS:
+                return AuthCredentials([AUTHENTICATED]), user
+        if (
+            "session" in conn.scope
+            and conn.session
+            and not await api.check_session(
+                self.chancy,
+                conn.session.get(SESSION_ID_KEY),
+                max_age=api.session_max_age,
+            )
+        ):
+            # Logged out, expired, or from before logins were recorded:
+            # forget it (the answer clears the cookie).
+            conn.session.clear()
+        result = await api.authentication_backend.authenticate(conn)
         return result
 
 
@@ -160,6 +191,7 @@ def _route(api: Api, spec: RouteT, chancy: Chancy, worker: Worker) -> BaseRoute:
     if spec.get("is_websocket"):
 
         async def websocket_endpoint(websocket: WebSocket) -> None:
+            websocket = _WebSocket(websocket.scope, websocket.receive, websocket.send)
             if needs_auth and not websocket.user.is_authenticated:
                 await websocket.accept()
                 await websocket.close(code=4401, reason="Not authenticated")
@@ -175,10 +207,20 @@ def _route(api: Api, spec: RouteT, chancy: Chancy, worker: Worker) -> BaseRoute:
             result = await endpoint(request, chancy=chancy, worker=worker)
         except ApiError as exc:
             return error_response(exc.message, exc.status)
+        except psycopg.DataError as exc:
+            # A value PostgreSQL cannot store or compare: the client's input.
+            message = exc.diag.message_primary or type(exc).__name__
+            chancy.log.warning(
+                "API: %s %r: the database refused a value: %r",
+                request.method,
+                request.url.path,
+                message,
+            )
+            return error_response(f"the database refused a value: {message}", 422)
         except Exception:
             if api.debug:
                 raise
-            chancy.log.exception("API: %s %s failed", request.method, request.url.path)
+            chancy.log.exception("API: %s %r failed", request.method, request.url.path)
             return error_response("Internal server error", 500)
         if isinstance(result, Response):
             return result
@@ -220,7 +262,9 @@ def _api_fallback(routes: list[BaseRoute]) -> Any:
 
 
 async def _dashboard(request: Request) -> Response:
-    """The dashboard's files; ``index.html`` for unknown paths (client routing)."""
+    """The dashboard's files. The dashboard routes with the URL hash, so an
+    unknown path (without a file extension) is redirected to the dashboard's
+    root, where its relative script URLs resolve (the browser keeps the hash)."""
     if request.method not in ("GET", "HEAD"):
         return PlainTextResponse("Method Not Allowed", status_code=405)
     path = request.path_params.get("path", "")
@@ -233,6 +277,7 @@ async def _dashboard(request: Request) -> Response:
             )
         if "." in path.rsplit("/", 1)[-1]:
             return PlainTextResponse("Not Found", status_code=404)
+        return RedirectResponse(request.scope.get("root_path", "") + "/", 307)
     index = root / "index.html"
     if index.is_file():
         return FileResponse(
@@ -243,8 +288,15 @@ async def _dashboard(request: Request) -> Response:
     return HTMLResponse(_NO_DASHBOARD)
 
 
-def build_app(api: Api, worker: Worker, chancy: Chancy) -> Starlette:
-    """The Starlette application of ``api`` (see :meth:`Api.build_starlette_app`)."""
+def build_app(
+    api: Api, worker: Worker, chancy: Chancy, *, served: bool = False
+) -> Starlette:
+    """The Starlette application of ``api`` (see :meth:`Api.build_starlette_app`).
+
+    :param served: the plugin's own server runs it (then the ``Host`` header
+        is checked against the bind address's names by default).
+    """
+    api.check_configuration(chancy, served=served)
     routes: list[BaseRoute] = []
     for extension in api.get_api_plugins(chancy):
         for spec in extension.routes():
@@ -257,14 +309,32 @@ def build_app(api: Api, worker: Worker, chancy: Chancy) -> Starlette:
         Route("/", _dashboard, methods=_ALL_METHODS),
         Route("/{path:path}", _dashboard, methods=_ALL_METHODS),
     ]
+    origins = list(api.allow_origins or [])
+    allowed_hosts = api.allowed_hosts
+    if allowed_hosts is None and served:
+        allowed_hosts = default_allowed_hosts(api.host)
     middleware = [
         Middleware(
-            CORSMiddleware,
-            allow_origins=list(api.allow_origins or []),
-            allow_methods=["*"],
-            allow_headers=["*"],
-            allow_credentials=True,
+            SecurityMiddleware,
+            allowed_hosts=allowed_hosts,
+            allow_origins=origins,
+            max_body_size=api.max_body_size,
+            max_login_body_size=api.max_login_body_size,
+            content_security_policy=api.content_security_policy,
         ),
+    ]
+    if origins:  # no cross-origin access unless configured
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+                allow_headers=["authorization", "content-type"],
+                # Never "*" together with credentials: listed origins only.
+                allow_credentials="*" not in origins,
+            )
+        )
+    middleware += [
         Middleware(_LazySessionMiddleware, api=api, chancy=chancy),
         Middleware(
             AuthenticationMiddleware,
@@ -310,6 +380,23 @@ def bind_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
     return sock
 
 
+class _WebSocket(WebSocket):
+    """A websocket that answers the ``chancy`` subprotocol when the client
+    asked for it (browsers refuse a connection whose requested subprotocols
+    the server ignores; the token travels in a second, never echoed one)."""
+
+    async def accept(
+        self,
+        subprotocol: str | None = None,
+        headers: Iterable[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        if subprotocol is None and WS_PROTOCOL in (
+            self.scope.get("subprotocols") or ()
+        ):
+            subprotocol = WS_PROTOCOL
+        await super().accept(subprotocol, headers)
+
+
 def _ws_protocol() -> str:
     from uvicorn.config import WS_PROTOCOLS
 
@@ -349,6 +436,8 @@ class ApiServer(uvicorn.Server):
             access_log=False,
             lifespan="off",
             ws=_ws_protocol(),
+            # The event stream only sends; a client has nothing large to say.
+            ws_max_size=WS_MAX_MESSAGE,
             **options,
         )
         return cls(config, started)

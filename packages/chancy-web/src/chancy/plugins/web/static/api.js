@@ -72,11 +72,22 @@ export function apiUrl(path, query, base = session.base) {
   return url.toString();
 }
 
-/** The websocket URL of the live event stream. */
+/** The websocket URL of the live event stream (no credentials in it). */
 export function wsUrl() {
-  const url = new URL(apiUrl("/api/v1/ws", session.token ? { token: session.token } : null));
+  const url = new URL(apiUrl("/api/v1/ws"));
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   return url.toString();
+}
+
+/**
+ * The websocket subprotocols: `chancy`, plus `chancy.token.<token>` when we
+ * have a bearer token. Browsers cannot set headers on a websocket, and a
+ * token in the URL would end up in logs and history; the server answers
+ * with `chancy` and never echoes the token.
+ */
+export function wsProtocols() {
+  const token = session.token;
+  return token ? ["chancy", `chancy.token.${token}`] : ["chancy"];
 }
 
 function messageOf(body, fallback) {

@@ -53,7 +53,7 @@ export function queueForm({ queue = null, submitLabel = "Create queue", onSubmit
       field(id("executor"), "Executor", [
         h("input", { id: id("executor"), name: "executor", list: executorList, value: q.executor || EXECUTORS[0][0], required: true, spellcheck: "false" }),
         h("datalist", { id: executorList }, EXECUTORS.map(([value, label]) => h("option", { value }, label))),
-      ], "Import path of the executor class."),
+      ], "A built-in executor, or the import path of one a plugin registers."),
       field(id("polling"), "Polling interval (seconds)", h("input", {
         id: id("polling"), name: "polling_interval", type: "number", min: "0.01", step: "any",
         value: q.polling_interval ?? 5, required: true,

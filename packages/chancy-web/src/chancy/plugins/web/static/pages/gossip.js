@@ -1,7 +1,7 @@
 // Gossip: the live hub event stream from the API websocket. Pausable,
 // filterable, keeps the last 200 events, reconnects with back-off.
 
-import { wsUrl } from "../api.js";
+import { wsProtocols, wsUrl } from "../api.js";
 import { jsonInline } from "../components/json.js";
 import { emptyState, pageHeader } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
@@ -145,7 +145,7 @@ export default async function mount(view, ctx) {
       return;
     }
     setStatus("Connecting…", "wait");
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(url, wsProtocols());
     socket = ws;
     ws.addEventListener("open", () => {
       if (socket !== ws) return;
