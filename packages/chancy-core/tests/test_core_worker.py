@@ -802,3 +802,21 @@ async def test_jobs_claimed_by_a_fetch_whose_reply_was_lost_are_run(
     assert RUNS == [1]
     # The claim had committed: the worker found the row in its name and put it back.
     assert "released 1 job(s) claimed by a fetch whose reply was lost" in caplog.text
+
+
+async def test_a_stored_tag_pattern_that_backtracks_is_ignored_not_matched(
+    chancy: Chancy, worker: Worker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Queue() refuses such patterns now; a row stored earlier (or by raw SQL)
+    # must not freeze the worker's event loop when it scans the queues.
+    bad = "worker_id=.{8}([0-9a-f-]+)+!"
+    async with chancy.pool.connection() as conn:
+        await conn.execute(
+            f"INSERT INTO {chancy.sql.queues} (name, tags) VALUES ('evil', %s)",
+            ([bad],),
+        )
+    started = time.monotonic()
+    await worker._scan_queues()
+    assert time.monotonic() - started < 1
+    assert "evil" not in worker.executors
+    assert "ignoring its tag pattern" in caplog.text

@@ -29,7 +29,7 @@ from chancy.executors.base import DEFAULT_MAX_LOST_RUNS, Executor
 from chancy.hub import Event, Hub
 from chancy.job import QueuedJob, Reference
 from chancy.plugin import PluginScope
-from chancy.queue import Queue
+from chancy.queue import Queue, check_tag_pattern
 from chancy.utils import import_string, redact_dsn, wait_event
 
 if TYPE_CHECKING:
@@ -173,6 +173,8 @@ class Worker:
         self._stopping: asyncio.Future[bool] | None = None
         self._stopped = asyncio.Event()
         self._signals_installed: list[int] = []
+        self._start_done = False
+        self._stop_requested = False
         self._stop_task: asyncio.Future[bool] | None = None
         self._worker_tags = self._compute_tags()
         self._tag_cache: dict[frozenset[str], bool] = {}
@@ -245,10 +247,17 @@ class Worker:
             cached = False
             for pattern in queue.tags:
                 try:
+                    # Rows stored before patterns were checked may hold one
+                    # that backtracks catastrophically: never match it here,
+                    # in the event loop.
+                    check_tag_pattern(pattern)
                     regex = re.compile(pattern)
-                except re.error:
+                except (re.error, ValueError) as exc:
                     self.log.warning(
-                        "Queue %r has an invalid tag regex %r", queue.name, pattern
+                        "Queue %r: ignoring its tag pattern %r (%s)",
+                        queue.name,
+                        pattern,
+                        exc,
                     )
                     continue
                 if any(regex.fullmatch(tag) for tag in self._worker_tags):
@@ -284,6 +293,10 @@ class Worker:
                 " (or `await chancy.migrate()`) first"
             )
         self._started = True
+        # Handlers first: a SIGTERM while the worker starts (its row may
+        # already be visible) stops it once started, instead of killing it.
+        if self.register_signal_handlers:
+            self._install_signal_handlers()
         self.hub.on("job.cancelled", self._on_job_cancelled)
         self.hub.on("job.recovered", self._on_job_recovered)
         self.hub.on("queue.pushed", self._on_queue_pushed)
@@ -303,9 +316,6 @@ class Worker:
         for task in chancy.plugin_manager.worker_tasks(self, chancy):
             self.manager.add(task.name, task.factory, scope=task.scope)
 
-        if self.register_signal_handlers:
-            self._install_signal_handlers()
-
         # Quietly: a "default" queue the user configured is kept as it is.
         await chancy._declare(Queue("default"), upsert=False, warn=False)
         await self._scan_queues()
@@ -317,6 +327,9 @@ class Worker:
             ", ".join(sorted(self._runners)) or "none",
         )
         await self.hub.emit("worker.started", {"worker": self})
+        self._start_done = True
+        if self._stop_requested:
+            self._stop_task = asyncio.ensure_future(self.stop())
 
     async def wait_for_shutdown(self) -> None:
         """Wait until the worker has stopped (after a signal or :meth:`stop`)."""
@@ -451,7 +464,15 @@ class Worker:
         self._signals_installed.clear()
 
     def _on_signal(self, signum: int) -> None:
-        if self._stopping is None:
+        if not self._start_done and not self._stop_requested:
+            self.log.info(
+                "Received %s while starting: stopping once started (again to exit at"
+                " once)",
+                signal.Signals(signum).name,
+            )
+            self._stop_requested = True
+            return
+        if self._stopping is None and not self._stop_requested:
             self.log.info(
                 "Received %s: stopping gracefully (again to exit at once)",
                 signal.Signals(signum).name,
