@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import types
+import uuid
 from typing import Any
 
 import attrs
@@ -287,3 +288,190 @@ def test_every_hookspec_is_documented() -> None:
         doc = spec.__doc__ or ""
         assert "Called" in doc, spec.__name__
         assert "versionadded" in doc, spec.__name__
+
+
+# ---------------------------------------------------------------------------
+# Hooks are called the way pluggy promises
+# ---------------------------------------------------------------------------
+
+
+def _tagged(job: QueuedJob, tag: str) -> QueuedJob:
+    return attrs.evolve(job, meta={**job.meta, "by": [*job.meta.get("by", []), tag]})
+
+
+class PartialArgs:
+    """A hookimpl that takes only some of the spec's arguments."""
+
+    @chancy.hookimpl
+    def chancy_job_completed(self, job: QueuedJob) -> QueuedJob:
+        return _tagged(job, "partial")
+
+
+class Early:
+    @chancy.hookimpl(tryfirst=True)
+    def chancy_job_starting(self, job: QueuedJob) -> None:
+        CALLS.append("early")
+
+
+class Late:
+    @chancy.hookimpl(trylast=True)
+    def chancy_job_starting(self, job: QueuedJob) -> None:
+        CALLS.append("late")
+
+
+class Middle:
+    @chancy.hookimpl
+    def chancy_job_starting(self, job: QueuedJob) -> QueuedJob:
+        CALLS.append("middle")
+        return _tagged(job, "middle")
+
+
+class Wrapper:
+    """A new-style wrapper around every other implementation."""
+
+    @chancy.hookimpl(wrapper=True)
+    def chancy_job_completed(self, job: QueuedJob) -> Any:
+        CALLS.append("wrapper:before")
+        results = yield
+        CALLS.append(f"wrapper:after:{len(results)}")
+        return [*results, _tagged(job, "wrapper")]
+
+
+async def _complete(app: Chancy) -> QueuedJob:
+    job = QueuedJob(id=uuid.uuid4(), func="m.f")
+    return await app.plugin_manager.job_completed(None, job, None, None)  # type: ignore[arg-type]
+
+
+async def test_a_hookimpl_may_take_only_some_of_the_arguments(
+    chancy_just_app: Chancy,
+) -> None:
+    app = Chancy(chancy_just_app.dsn, plugins=[PartialArgs()], no_default_plugins=True)
+    assert (await _complete(app)).meta == {"by": ["partial"]}
+
+
+async def test_tryfirst_and_trylast_order_plain_hookimpls(
+    chancy_just_app: Chancy,
+) -> None:
+    app = Chancy(
+        chancy_just_app.dsn,
+        plugins=[Late(), Middle(), Early()],
+        no_default_plugins=True,
+    )
+    job = QueuedJob(id=uuid.uuid4(), func="m.f")
+    started = await app.plugin_manager.job_starting(None, job)  # type: ignore[arg-type]
+    assert CALLS == ["early", "middle", "late"]
+    assert started.meta == {"by": ["middle"]}
+
+
+async def test_a_wrapper_sees_and_replaces_the_results(chancy_just_app: Chancy) -> None:
+    app = Chancy(
+        chancy_just_app.dsn,
+        plugins=[PartialArgs(), Wrapper()],
+        no_default_plugins=True,
+    )
+    done = await _complete(app)
+    # The wrapper ran around the other implementation and its result is the
+    # job saved (the last result), not its generator.
+    assert CALLS == ["wrapper:before", "wrapper:after:1"]
+    assert isinstance(done, QueuedJob)
+    assert done.meta == {"by": ["wrapper"]}
+
+
+async def test_unregistering_takes_effect_at_once_and_updates_the_flags(
+    chancy_just_app: Chancy,
+) -> None:
+    plain, recorder = PartialArgs(), Recorder()
+    app = Chancy(
+        chancy_just_app.dsn, plugins=[recorder, plain], no_default_plugins=True
+    )
+    manager = app.plugin_manager
+    assert manager.has_job_completed and manager.has_job_starting
+    assert (await _complete(app)).meta == {"by": ["partial"]}
+    manager.unregister(plain)
+    assert manager.has_job_completed  # Recorder still implements it
+    assert (await _complete(app)).meta == {"completed_by": "r"}
+    manager.unregister(recorder)
+    assert not manager.has_job_completed and not manager.has_job_starting
+    assert not manager.has_job_updated
+    assert (await _complete(app)).meta == {}
+    manager.register_plugins([plain], app)
+    assert manager.has_job_completed
+
+
+class Broken(Plugin):
+    identifier = "test.broken"
+
+    async def on_job_completed(
+        self, *, worker: Worker, job: QueuedJob, exc: Any = None, result: Any = None
+    ) -> QueuedJob:
+        raise NotImplementedError("a bug deep inside the plugin")
+
+
+class CallsSuper(Plugin):
+    identifier = "test.calls_super"
+
+    async def on_job_completed(
+        self, *, worker: Worker, job: QueuedJob, exc: Any = None, result: Any = None
+    ) -> QueuedJob:
+        CALLS.append("super")
+        return await super().on_job_completed(worker=worker, job=job)
+
+
+async def test_a_not_implemented_error_from_inside_a_plugin_is_not_swallowed(
+    chancy_just_app: Chancy,
+) -> None:
+    app = Chancy(chancy_just_app.dsn, plugins=[Broken()], no_default_plugins=True)
+    with pytest.raises(NotImplementedError, match="deep inside"):
+        await _complete(app)
+    # The base class's own "not implemented" (a plugin calling super()) is
+    # still the original's "skip".
+    app = Chancy(
+        chancy_just_app.dsn, plugins=[CallsSuper(), Recorder()], no_default_plugins=True
+    )
+    assert (await _complete(app)).meta == {"completed_by": "r"}
+    assert CALLS == ["super", "r:completed"]
+
+
+def test_plugin_facts_are_class_attributes_and_the_getters_read_them() -> None:
+    class Facts(Plugin):
+        identifier = "test.facts"
+        scope = PluginScope.LEADER
+        dependencies = ("chancy.leadership",)
+        default_enabled = True
+        distribution = "chancy-facts"
+        tables = ("facts",)
+        migrations_key = "facts"
+        migrations_package = "facts.migrations"
+
+    plugin = Facts()
+    assert Facts.get_identifier() == "test.facts"
+    assert Facts.get_scope() is PluginScope.LEADER
+    assert Facts.get_dependencies() == ["chancy.leadership"]
+    assert Facts.is_default() and Facts.get_distribution() == "chancy-facts"
+    assert plugin.get_tables() == ["facts"]
+    assert (plugin.migrate_key(), plugin.migrate_package()) == (
+        "facts",
+        "facts.migrations",
+    )
+    # Without an identifier: the class's import path.
+    assert Plugin.get_identifier() == "chancy.plugin.Plugin"
+
+
+def test_core_names_its_events_only_through_chancy_events() -> None:
+    # Every event the core sends or emits is declared once, with its payload.
+    import re
+    from pathlib import Path
+
+    from chancy import events
+
+    src = Path(events.__file__).parent
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        literals = re.findall(
+            r"\b(?:emit|notify|on)\(\s*(?:cursor,\s*)?\"([a-z_]+\.[a-z_.]+)\"", text
+        )
+        assert literals == [], (path, literals)
+    assert all(
+        spec.delivery in ("notified", "local") for spec in events.CORE_EVENTS.values()
+    )
+    assert "queue.pushed" in events.CORE_EVENTS

@@ -1,6 +1,23 @@
 """The per-app plugin manager: discovery, the Plugin bridge, typed hook calls.
 
-The rest of the core never touches ``pm.hook.*`` directly.
+The rest of the core never touches ``pm.hook.*`` directly: it calls the typed
+methods of :class:`PluginManager`, which call ``pm.hook.<name>(...)`` and await
+whatever the implementations return that is awaitable (as datasette does). So
+pluggy's rules hold for plugin authors: an implementation may take only some
+of the spec's arguments, ``tryfirst``/``trylast`` order it, ``wrapper=True``
+implementations wrap the others, and registering or unregistering at any time
+takes effect on the next call.
+
+:class:`~chancy.plugin.Plugin` instances are bridged onto the hooks: one
+bridge per plugin for the hooks whose results are collected, and one shared
+chain for the per-job hooks that return a replacement job
+(``chancy_job_starting``, ``chancy_job_completed``), which calls the plugins'
+methods in ``Chancy.plugins`` order, each seeing the job the previous one
+returned, as in the original Chancy. Only overridden methods are bridged.
+
+Per-job hooks are called on the hot path; when nothing implements one, the
+core skips the call on a flag (``has_job_completed``…) recomputed whenever a
+plugin is registered or unregistered.
 """
 
 from __future__ import annotations
@@ -28,30 +45,6 @@ if TYPE_CHECKING:
 hookimpl = pluggy.HookimplMarker("chancy")
 
 ENTRY_POINT_GROUP = "chancy"
-
-#: Default plugins are enabled in this order; unknown identifiers follow, sorted.
-DEFAULT_ORDER = (
-    "chancy.leadership",
-    "chancy.pruner",
-    "chancy.recovery",
-    "chancy.metrics",
-    "chancy.workflow_plugin",
-    "chancy.cron",
-)
-
-#: Which distribution provides a built-in identifier (for dependency errors).
-KNOWN_DISTRIBUTIONS = {
-    "chancy.leadership": "chancy-leadership",
-    "chancy.pruner": "chancy-pruner",
-    "chancy.recovery": "chancy-recovery",
-    "chancy.cron": "chancy-cron",
-    "chancy.workflow_plugin": "chancy-workflow",
-    "chancy.metrics": "chancy-metrics",
-    "chancy.retry_plugin": "chancy-retry",
-    "chancy.reprioritize": "chancy-reprioritize",
-    "chancy.api": "chancy-web",
-    "chancy.web": "chancy-web",
-}
 
 _entry_point_cache: list[tuple[str, str, str, types.ModuleType]] | None = None
 
@@ -106,35 +99,66 @@ def _as_list(value: Any) -> list[Any]:
 
 
 async def await_me_maybe(value: Any) -> Any:
+    """``value``, awaited if it is awaitable (datasette's idiom)."""
     if inspect.isawaitable(value):
         return await value
     return value
 
 
-class PluginBridge:
-    """Exposes an overriding :class:`Plugin`'s methods as hookimpls.
+def plugin_identifier(plugin: Any) -> str:
+    """The key of a plugin object in ``Chancy.plugins``.
 
-    Only methods the subclass overrides become hook implementations, so the
-    core calls nothing for hooks a plugin leaves alone.
+    A :class:`Plugin`'s :meth:`~Plugin.get_identifier`; a module's name; for
+    any other object holding hookimpls, its class's import path.
     """
+    if isinstance(plugin, Plugin):
+        return plugin.get_identifier()
+    if isinstance(plugin, types.ModuleType):
+        return plugin.__name__
+    name = getattr(plugin, "identifier", None)
+    if isinstance(name, str):
+        return name
+    return f"{type(plugin).__module__}.{type(plugin).__qualname__}"
 
-    def __init__(self, plugin: Plugin, chancy: Chancy) -> None:
+
+def _raised_by_base(exc: NotImplementedError, name: str) -> bool:
+    """Whether ``exc`` is the base :class:`Plugin` method's "not implemented"
+    (a subclass calling ``super()``), not an error from deep inside a plugin."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code is getattr(Plugin, name).__code__
+
+
+class _PluginBridge:
+    """One :class:`Plugin`'s overridden methods as hookimpls (all but the
+    chained per-job hooks, see :class:`_JobChain`)."""
+
+    def __init__(self, plugin: Plugin) -> None:
         self.plugin = plugin
         p = plugin
+        ident = p.get_identifier()
 
         def add(name: str, fn: Callable[..., Any]) -> None:
             setattr(self, name, hookimpl(fn))
 
         add("chancy_migrators", lambda chancy: p.migrator(chancy))
-        add("chancy_cleanup", lambda chancy: p.cleanup(chancy))
+
+        async def cleanup(chancy: Chancy) -> tuple[str, int | None]:
+            return ident, await await_me_maybe(p.cleanup(chancy))
+
+        if overrides(p, "cleanup"):
+            add("chancy_cleanup", cleanup)
 
         if overrides(p, "run"):
-            scope = p.get_scope()
 
             def chancy_worker_tasks(worker: Worker, chancy: Chancy) -> list[WorkerTask]:
+                scope = p.get_scope()
                 return [
                     WorkerTask(
-                        name=f"plugin:{p.get_identifier()}",
+                        name=f"plugin:{ident}",
                         factory=lambda: p.run(worker, chancy),
                         scope=scope
                         if isinstance(scope, PluginScope)
@@ -143,18 +167,6 @@ class PluginBridge:
                 ]
 
             add("chancy_worker_tasks", chancy_worker_tasks)
-        if overrides(p, "on_job_starting"):
-            add(
-                "chancy_job_starting",
-                lambda worker, job: p.on_job_starting(job=job, worker=worker),
-            )
-        if overrides(p, "on_job_completed"):
-            add(
-                "chancy_job_completed",
-                lambda worker, job, exc, result: p.on_job_completed(
-                    worker=worker, job=job, exc=exc, result=result
-                ),
-            )
         if overrides(p, "on_job_updated"):
             add(
                 "chancy_job_updated",
@@ -179,14 +191,113 @@ class PluginBridge:
             )
 
 
+class _JobChain:
+    """The per-job hooks of every :class:`Plugin`, chained in plugin order.
+
+    Registered with pluggy only while at least one plugin overrides the
+    method (an attribute is set per hook), so an unused hook costs nothing.
+    """
+
+    def __init__(self) -> None:
+        self.starting: list[Plugin] = []
+        self.completed: list[Plugin] = []
+
+    def refresh(self, plugins: Iterable[Plugin]) -> None:
+        plugins = list(plugins)
+        self.starting = [p for p in plugins if overrides(p, "on_job_starting")]
+        self.completed = [p for p in plugins if overrides(p, "on_job_completed")]
+
+        async def chancy_job_starting(worker: Worker, job: QueuedJob) -> QueuedJob:
+            return await self._starting(worker, job)
+
+        async def chancy_job_completed(
+            worker: Worker, job: QueuedJob, exc: BaseException | None, result: Any
+        ) -> QueuedJob:
+            return await self._completed(worker, job, exc, result)
+
+        for members, fn in (
+            (self.starting, chancy_job_starting),
+            (self.completed, chancy_job_completed),
+        ):
+            name = fn.__name__
+            if members:
+                setattr(self, name, hookimpl(fn))
+            elif name in self.__dict__:
+                delattr(self, name)
+
+    async def _starting(self, worker: Worker, job: QueuedJob) -> QueuedJob:
+        for plugin in self.starting:
+            try:
+                new = await await_me_maybe(
+                    plugin.on_job_starting(job=job, worker=worker)
+                )
+            except NotImplementedError as exc:
+                if _raised_by_base(exc, "on_job_starting"):
+                    continue
+                raise
+            if new is not None:
+                job = new
+        return job
+
+    async def _completed(
+        self, worker: Worker, job: QueuedJob, exc: BaseException | None, result: Any
+    ) -> QueuedJob:
+        for plugin in self.completed:
+            try:
+                new = await await_me_maybe(
+                    plugin.on_job_completed(
+                        worker=worker, job=job, exc=exc, result=result
+                    )
+                )
+            except NotImplementedError as error:
+                if _raised_by_base(error, "on_job_completed"):
+                    continue
+                raise
+            if new is not None:
+                job = new
+        return job
+
+
+class _ChancyPluginManager(pluggy.PluginManager):
+    """pluggy's manager, telling Chancy's facade of every registration change."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        super().__init__("chancy")
+        self._on_change = on_change
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        result = super().register(plugin, name)
+        self._on_change()
+        return result
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        result = super().unregister(plugin, name)
+        self._on_change()
+        return result
+
+
 class PluginManager:
     """One per :class:`~chancy.Chancy` app: its pluggy manager and typed hook calls."""
 
     def __init__(self) -> None:
-        self.pm = pluggy.PluginManager("chancy")
+        self.pm = _ChancyPluginManager(self._refresh_flags)
         self.pm.add_hookspecs(hookspecs)
-        self._chains: dict[str, list[Callable[..., Any]]] = {}
         self.discovered: list[type[Plugin]] = []
+        self._plugins: list[Plugin] = []
+        self._chain = _JobChain()
+        self.has_job_starting = False
+        self.has_job_completed = False
+        self.has_job_updated = False
+        self.has_jobs_updated_in_transaction = False
+
+    def _refresh_flags(self) -> None:
+        hook = self.pm.hook
+        self.has_job_starting = bool(hook.chancy_job_starting.get_hookimpls())
+        self.has_job_completed = bool(hook.chancy_job_completed.get_hookimpls())
+        self.has_job_updated = bool(hook.chancy_job_updated.get_hookimpls())
+        self.has_jobs_updated_in_transaction = bool(
+            hook.chancy_jobs_updated_in_transaction.get_hookimpls()
+        )
 
     # -- registration --------------------------------------------------------
 
@@ -219,62 +330,62 @@ class PluginManager:
         return classes
 
     def register_plugins(self, plugins: Iterable[Any], chancy: Chancy) -> None:
-        """Register plugin objects so that hooks are called in the given order."""
+        """Register plugin objects so that hooks are called in the given order.
+
+        :class:`Plugin` instances are bridged; anything else (a module or an
+        object with ``@chancy.hookimpl`` methods) is registered as it is.
+        """
         # pluggy calls the most recently registered implementation first.
         for plugin in reversed(list(plugins)):
             if isinstance(plugin, Plugin):
-                self.pm.register(
-                    PluginBridge(plugin, chancy), name=f"bridge:{id(plugin)}"
-                )
-            else:
-                self.pm.register(plugin)
+                self._plugins.insert(0, plugin)
+                self.pm.register(_PluginBridge(plugin), name=_bridge_name(plugin))
+            elif not self.pm.is_registered(plugin):
+                self.pm.register(plugin, name=plugin_identifier(plugin))
+        self._update_chain()
         self.pm.check_pending()
-        self._chains.clear()
 
-    def _chain(self, hook_name: str) -> list[Callable[..., Any]]:
-        impls = self._chains.get(hook_name)
-        if impls is None:
-            hook = getattr(self.pm.hook, hook_name)
-            impls = [impl.function for impl in reversed(hook.get_hookimpls())]
-            self._chains[hook_name] = impls
-        return impls
+    def unregister(self, plugin: Any) -> None:
+        """Remove a plugin registered with :meth:`register_plugins`; hooks stop
+        calling it at once."""
+        if isinstance(plugin, Plugin):
+            if plugin in self._plugins:
+                self._plugins.remove(plugin)
+            if self.pm.get_plugin(_bridge_name(plugin)) is not None:
+                self.pm.unregister(name=_bridge_name(plugin))
+            self._update_chain()
+        elif self.pm.is_registered(plugin):
+            self.pm.unregister(plugin)
+
+    def _update_chain(self) -> None:
+        """Re-register the per-job chain with the hooks its plugins override."""
+        if self.pm.is_registered(self._chain):
+            self.pm.unregister(self._chain)
+        self._chain.refresh(self._plugins)
+        if self._chain.starting or self._chain.completed:
+            # Registered last: called first, before plain hookimpls (unless
+            # those are marked tryfirst).
+            self.pm.register(self._chain, name="chancy:plugins")
 
     # -- typed hook calls ------------------------------------------------------
 
     def migrators(self, chancy: Chancy) -> list[Migrator]:
         out: list[Migrator] = []
-        for impl in self._chain("chancy_migrators"):
-            out.extend(m for m in _as_list(impl(chancy=chancy)) if m is not None)
+        for result in self.pm.hook.chancy_migrators(chancy=chancy):
+            out.extend(m for m in _as_list(result) if m is not None)
         return out
 
     def worker_tasks(self, worker: Worker, chancy: Chancy) -> list[WorkerTask]:
         out: list[WorkerTask] = []
-        for impl in self._chain("chancy_worker_tasks"):
-            out.extend(_as_list(impl(worker=worker, chancy=chancy)))
+        for result in self.pm.hook.chancy_worker_tasks(worker=worker, chancy=chancy):
+            out.extend(_as_list(result))
         return out
 
-    @property
-    def has_job_starting(self) -> bool:
-        return bool(self._chain("chancy_job_starting"))
-
-    @property
-    def has_job_completed(self) -> bool:
-        return bool(self._chain("chancy_job_completed"))
-
-    @property
-    def has_job_updated(self) -> bool:
-        return bool(self._chain("chancy_job_updated"))
-
-    @property
-    def has_jobs_updated_in_transaction(self) -> bool:
-        return bool(self._chain("chancy_jobs_updated_in_transaction"))
-
     async def job_starting(self, worker: Worker, job: QueuedJob) -> QueuedJob:
-        for impl in self._chain("chancy_job_starting"):
-            try:
-                new = await await_me_maybe(impl(worker=worker, job=job))
-            except NotImplementedError:
-                continue
+        """The job to run: each result that is not ``None`` replaces it (the
+        plugins' chain first, then plain hookimpls in pluggy's order)."""
+        for value in self.pm.hook.chancy_job_starting(worker=worker, job=job):
+            new = await await_me_maybe(value)
             if new is not None:
                 job = new
         return job
@@ -282,13 +393,11 @@ class PluginManager:
     async def job_completed(
         self, worker: Worker, job: QueuedJob, exc: BaseException | None, result: Any
     ) -> QueuedJob:
-        for impl in self._chain("chancy_job_completed"):
-            try:
-                new = await await_me_maybe(
-                    impl(worker=worker, job=job, exc=exc, result=result)
-                )
-            except NotImplementedError:
-                continue
+        """The job to save: each result that is not ``None`` replaces it."""
+        for value in self.pm.hook.chancy_job_completed(
+            worker=worker, job=job, exc=exc, result=result
+        ):
+            new = await await_me_maybe(value)
             if new is not None:
                 job = new
         return job
@@ -296,37 +405,55 @@ class PluginManager:
     async def jobs_updated_in_transaction(
         self, worker: Worker, jobs: list[QueuedJob], cursor: AsyncCursor[Any]
     ) -> None:
-        for impl in self._chain("chancy_jobs_updated_in_transaction"):
-            await await_me_maybe(impl(worker=worker, jobs=jobs, cursor=cursor))
+        for value in self.pm.hook.chancy_jobs_updated_in_transaction(
+            worker=worker, jobs=jobs, cursor=cursor
+        ):
+            await await_me_maybe(value)
 
     async def job_updated(self, worker: Worker, job: QueuedJob) -> None:
-        for impl in self._chain("chancy_job_updated"):
-            await await_me_maybe(impl(worker=worker, job=job))
+        """Call every implementation; one that fails is logged, the others still run."""
+        for value in self.pm.hook.chancy_job_updated(worker=worker, job=job):
+            try:
+                await await_me_maybe(value)
+            except Exception:
+                worker.log.exception(
+                    "A plugin's on_job_updated failed for job %s", job.id
+                )
 
     async def worker_started(self, worker: Worker) -> None:
-        for impl in self._chain("chancy_worker_started"):
-            await await_me_maybe(impl(worker=worker))
+        for value in self.pm.hook.chancy_worker_started(worker=worker):
+            await await_me_maybe(value)
 
     async def worker_stopped(self, worker: Worker) -> None:
-        for impl in self._chain("chancy_worker_stopped"):
-            await await_me_maybe(impl(worker=worker))
+        for value in self.pm.hook.chancy_worker_stopped(worker=worker):
+            try:
+                await await_me_maybe(value)
+            except Exception:
+                worker.log.exception("A plugin's worker-stopped hook failed")
 
     async def cleanup(self, chancy: Chancy) -> list[tuple[str, int | None]]:
-        """Call every ``chancy_cleanup``; return (plugin name, rows removed) pairs."""
+        """Call every ``chancy_cleanup``; return (plugin name, rows removed) pairs.
+
+        A clean-up that fails is logged and reported as ``None``; the others
+        still run.
+        """
         out: list[tuple[str, int | None]] = []
-        hook = self.pm.hook.chancy_cleanup
-        for impl in reversed(hook.get_hookimpls()):
-            plugin = impl.plugin
-            name = (
-                plugin.plugin.get_identifier()
-                if isinstance(plugin, PluginBridge)
-                else impl.plugin_name
-            )
+        try:
+            results = self.pm.hook.chancy_cleanup(chancy=chancy)
+        except Exception:
+            chancy.log.exception("A plugin's clean-up failed")
+            return out
+        for value in results:
             try:
-                out.append((name, await await_me_maybe(impl.function(chancy=chancy))))
+                found = await await_me_maybe(value)
             except Exception:
-                chancy.log.exception("The clean-up of plugin %s failed", name)
-                out.append((name, None))
+                chancy.log.exception("A plugin's clean-up failed")
+                out.append(("?", None))
+                continue
+            if isinstance(found, tuple) and len(found) == 2:
+                out.append(found)  # a Plugin's bridge names its plugin
+            else:
+                out.append(("hookimpl", found))
         return out
 
     def cli_commands(self) -> list[Any]:
@@ -347,15 +474,26 @@ class PluginManager:
 
     def web_routes(self, chancy: Chancy) -> list[Any]:
         out: list[Any] = []
-        for impl in self._chain("chancy_web_routes"):
-            out.extend(_as_list(impl(chancy=chancy)))
+        for result in self.pm.hook.chancy_web_routes(chancy=chancy):
+            out.extend(_as_list(result))
         return out
 
 
+def _bridge_name(plugin: Plugin) -> str:
+    return f"plugin:{plugin.get_identifier()}:{id(plugin)}"
+
+
 def plugin_distribution(identifier: str, cls: type[Plugin] | None = None) -> str | None:
+    """The distribution providing the plugin ``identifier``, when known: the
+    class's own :attr:`~Plugin.distribution`, else that of an installed class
+    with that identifier."""
     if cls is not None and cls.get_distribution():
         return cls.get_distribution()
-    return KNOWN_DISTRIBUTIONS.get(identifier)
+    for row in installed_plugins():
+        for found in row["plugins"]:
+            if found.get_identifier() == identifier:
+                return found.get_distribution() or str(row["distribution"])
+    return None
 
 
 def call_sync_or_async(

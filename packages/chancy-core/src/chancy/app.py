@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from chancy import _plugins
+from chancy import _plugins, events
 from chancy._sql import statements
 from chancy.errors import ConfigurationError, PluginDependencyError
 from chancy.job import IsAJob, Job, QueuedJob, Reference, as_job
@@ -227,7 +227,7 @@ IDLE_CHECK_AFTER = 5.0
 @functools.lru_cache(maxsize=1024)
 def _pushed_payload(queue: str) -> str:
     """The ``queue.pushed`` notification for ``queue`` (the same string every push)."""
-    return json_dumps({"t": "queue.pushed", "q": queue})
+    return json_dumps({"t": events.QUEUE_PUSHED.name, "q": queue})
 
 
 def _unique_key(row: tuple[Any, ...]) -> str:
@@ -354,8 +354,9 @@ class Chancy:
     """A Chancy application: where the database is and which plugins run.
 
     :param dsn: a libpq connection string or URI, or a Django ``DATABASES`` entry.
-    :param plugins: plugin instances; they replace default plugins with the same
-        identifier.
+    :param plugins: :class:`~chancy.plugin.Plugin` instances (they replace default
+        plugins with the same identifier), and plain pluggy plugins: modules or
+        objects with ``@chancy.hookimpl`` functions, keyed by their name.
     :param prefix: prepended to every table, index and the notification channel.
     :param min_connection_pool_size: ``min_size`` of the connection pools.
     :param max_connection_pool_size: ``max_size`` of the connection pools.
@@ -383,7 +384,7 @@ class Chancy:
         self,
         dsn: str | DatabaseConnection | None = None,
         *,
-        plugins: list[Plugin] | None = None,
+        plugins: Sequence[Plugin | object] | None = None,
         prefix: str = "chancy_",
         min_connection_pool_size: int = 1,
         max_connection_pool_size: int = 10,
@@ -437,14 +438,11 @@ class Chancy:
 
         self.plugin_manager = _plugins.PluginManager()
         discovered = self.plugin_manager.discover()
-        self.plugins: dict[str, Plugin] = {}
+        #: Every enabled plugin by identifier: ``Plugin`` instances, and plain
+        #: hookimpl modules or objects.
+        self.plugins: dict[str, Any] = {}
         for plugin in plugins or []:
-            identifier = plugin.get_identifier() if isinstance(plugin, Plugin) else None
-            if identifier is None:
-                identifier = (
-                    getattr(plugin, "__name__", None)
-                    or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
-                )
+            identifier = _plugins.plugin_identifier(plugin)
             if identifier in self.plugins:
                 existing = self.plugins[identifier]
                 if type(existing) is type(plugin):
@@ -458,13 +456,7 @@ class Chancy:
             self.plugins[identifier] = plugin
         if not no_default_plugins:
             defaults = [cls for cls in discovered if cls.is_default()]
-            order = {ident: i for i, ident in enumerate(_plugins.DEFAULT_ORDER)}
-            defaults.sort(
-                key=lambda c: (
-                    order.get(c.get_identifier(), len(order)),
-                    c.get_identifier(),
-                )
-            )
+            defaults.sort(key=lambda c: (c.default_order, c.get_identifier()))
             for cls in defaults:
                 identifier = cls.get_identifier()
                 if identifier not in self.plugins:
@@ -663,7 +655,7 @@ class Chancy:
             conn.cursor(row_factory=dict_row) as cursor,
         ):
             stored = await self._declare_ex(cursor, queue, upsert=upsert, warn=warn)
-            await self.notify(cursor, "queue.declared", {"q": queue.name})
+            await self.notify(cursor, events.QUEUE_DECLARED.name, {"q": queue.name})
         return stored
 
     async def declare_ex(
@@ -690,7 +682,7 @@ class Chancy:
             conn.cursor(row_factory=dict_row) as cursor,
         ):
             stored = self.sync_declare_ex(cursor, queue, upsert=upsert)
-            self.sync_notify(cursor, "queue.declared", {"q": queue.name})
+            self.sync_notify(cursor, events.QUEUE_DECLARED.name, {"q": queue.name})
         return stored
 
     def sync_declare_ex(
@@ -771,7 +763,7 @@ class Chancy:
         await cursor.execute(self.sql.delete_queue, (name,))
         if purge_jobs:
             await cursor.execute(self.sql.delete_queue_jobs, (name,))
-        await self.notify(cursor, "queue.deleted", {"q": name})
+        await self.notify(cursor, events.QUEUE_DELETED.name, {"q": name})
 
     async def pause_queue(
         self, name: str, *, resume_at: datetime | timedelta | None = None
@@ -796,7 +788,7 @@ class Chancy:
         await cursor.execute(self.sql.pause_queue, (resume_at, name))
         if await cursor.fetchone() is None:
             raise KeyError(f"no queue named {name!r}")
-        await self.notify(cursor, "queue.paused", {"q": name})
+        await self.notify(cursor, events.QUEUE_PAUSED.name, {"q": name})
 
     async def resume_queue(self, name: str) -> None:
         """Make a paused queue active again."""
@@ -811,7 +803,7 @@ class Chancy:
         await cursor.execute(self.sql.resume_queue, (name,))
         if await cursor.fetchone() is None:
             raise KeyError(f"no queue named {name!r}")
-        await self.notify(cursor, "queue.resumed", {"q": name})
+        await self.notify(cursor, events.QUEUE_RESUMED.name, {"q": name})
 
     # ------------------------------------------------------------------
     # Pushing jobs
@@ -1369,7 +1361,7 @@ class Chancy:
     async def cancel_job_ex(self, cursor: AsyncCursor[Any], ref: Reference) -> None:
         job_id = _ref_id(ref)
         await cursor.execute(self.sql.cancel_job, (job_id,))
-        await self.notify(cursor, "job.cancelled", {"j": str(job_id)})
+        await self.notify(cursor, events.JOB_CANCELLED.name, {"j": str(job_id)})
 
     async def purge_jobs(self, refs: list[Reference]) -> list[Reference]:
         """Delete jobs outright; returns the references that existed."""
@@ -1406,7 +1398,7 @@ class Chancy:
         await self.notify_many(
             cursor,
             [
-                ("queue.pushed", {"q": q})
+                (events.QUEUE_PUSHED.name, {"q": q})
                 for q in dict.fromkeys(r["queue"] for r in rows)
             ],
         )
@@ -1472,7 +1464,9 @@ class Chancy:
             for dependency in plugin.get_dependencies():
                 if dependency in self.plugins:
                     continue
-                dist = _plugins.plugin_distribution(dependency)
+                dist = plugin.dependency_distributions.get(
+                    dependency
+                ) or _plugins.plugin_distribution(dependency)
                 hint = (
                     f" Install it with `pip install {dist}`"
                     + (

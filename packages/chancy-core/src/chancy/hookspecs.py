@@ -1,17 +1,38 @@
 """The contract between Chancy's core and its plugins: every pluggy hookspec.
 
-Implement these with ``@chancy.hookimpl`` in a module registered through the
-``chancy`` entry-point group, or subclass :class:`chancy.plugin.Plugin`, whose
-methods are bridged onto these hooks.
+This module is the whole contract; :class:`chancy.plugin.Plugin` is sugar
+over it (each of its members names the hook it stands for).
 
-Hooks are synchronous functions. Where a hook has asynchronous work to do, its
-implementation returns an awaitable (for instance by being an ``async def``)
-and the core awaits it. Per-job hooks are called only for the plugins that
-implement them, so an unimplemented hook costs nothing on the hot path.
+**Implementing.** Mark functions with ``@chancy.hookimpl`` in a module (or on
+an object) and either register it through the ``chancy`` entry-point group
+(a distribution's ``hooks`` module; ``chancy_register_plugins`` there returns
+its :class:`~chancy.plugin.Plugin` classes) or pass it in
+``Chancy(plugins=[...])``. An implementation may take only the arguments it
+needs, and may be marked ``tryfirst``, ``trylast`` or ``wrapper=True``, as
+pluggy allows: the core calls every hook through ``pm.hook.<name>(...)``.
 
-Call order: hooks run in the order of ``Chancy.plugins`` (plugins passed to
-``Chancy(plugins=[...])`` first, then the defaults); implementations from
-plain hookimpl modules run after them unless marked ``tryfirst``.
+**Asynchronous work.** Hooks are synchronous functions. An implementation with
+asynchronous work returns an awaitable (for instance by being ``async def``)
+and the core awaits each result in turn. Do not combine ``async def`` with
+``wrapper=True`` (a wrapper receives coroutine objects, not results).
+
+**Results.** Hooks that collect (``chancy_worker_tasks``,
+``chancy_migrators``, ``chancy_cli_commands``, ``chancy_web_routes``) take
+every result. The per-job hooks that may replace the job
+(``chancy_job_starting``, ``chancy_job_completed``) take each result that is
+not ``None``, in call order: the last one is the job used. Every
+:class:`~chancy.plugin.Plugin` instance's method runs inside one shared
+implementation, in ``Chancy.plugins`` order, each seeing the job the previous
+one returned (the original Chancy's chaining); plain implementations are
+called after it unless marked ``tryfirst``.
+
+**Cost.** Per-job hooks are called only when something implements them: the
+core checks a flag, recomputed whenever a plugin is registered or
+unregistered, so an unimplemented hook costs nothing on the hot path.
+
+**Events.** Besides hooks, a plugin may listen to the worker's in-process hub
+(``worker.hub.on(name, handler)``); every event and its payload is listed in
+:mod:`chancy.events`.
 """
 
 from __future__ import annotations
@@ -133,8 +154,9 @@ def chancy_job_starting(
     :param job: the job, already marked running in the database.
 
     Called for every job, in the worker's event loop, before it is handed to
-    its executor. Results are chained: each implementation sees the job the
-    previous one returned.
+    its executor. Every result that is not ``None`` replaces the job, in call
+    order; :class:`~chancy.plugin.Plugin` methods are chained (each sees the
+    job the previous one returned). An exception fails the run.
 
     .. versionadded:: 0.1
     """
@@ -155,8 +177,11 @@ def chancy_job_completed(
     :param result: the function's return value (``None`` on failure).
 
     Called for every finished run, before the update is queued for saving.
-    Results are chained in plugin order. The retry plugin uses this hook to
-    reschedule failed runs.
+    Every result that is not ``None`` replaces the job, in call order;
+    :class:`~chancy.plugin.Plugin` methods are chained in plugin order (each
+    sees the job the previous one returned). An exception is logged and the
+    job is saved as it was. The retry plugin uses this hook to reschedule
+    failed runs.
 
     .. versionadded:: 0.1
     """
@@ -187,6 +212,7 @@ def chancy_job_updated(worker: Worker, job: QueuedJob) -> Awaitable[None] | None
     :param job: the job as saved.
 
     Called for every saved update, after commit; it cannot change the job.
+    An implementation that raises is logged; the others still run.
 
     .. versionadded:: 0.1
     """

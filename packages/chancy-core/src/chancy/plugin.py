@@ -1,27 +1,59 @@
 """The :class:`Plugin` base class: the friendly face of :mod:`chancy.hookspecs`.
 
-Subclass it, override what you need, and pass an instance to
-``Chancy(plugins=[...])`` (or register the class through the ``chancy`` entry
-point). Every overridden method is bridged onto the matching hook; methods
-left alone cost nothing::
+Subclass it, declare the plugin's facts as class attributes, override the
+methods you need, and pass an instance to ``Chancy(plugins=[...])`` (or return
+the class from a ``chancy_register_plugins`` hook in a module registered
+through the ``chancy`` entry point)::
 
     class RunningJobsCounter(Plugin):
-        @staticmethod
-        def get_identifier() -> str:
-            return "myapp.running_jobs_counter"
+        identifier = "myapp.running_jobs_counter"
+        scope = PluginScope.LEADER  # run() only on the elected leader
 
         async def run(self, worker, chancy):
             while await self.sleep(60):
-                await self.wait_for_leader(worker)
                 ...
+
+Every member is sugar over a hook of :mod:`chancy.hookspecs`; only the
+methods a subclass overrides become hook implementations, so the others cost
+nothing:
+
+================================  ==============================================
+Member                            Hook or meaning
+================================  ==============================================
+``identifier``                    key in ``Chancy.plugins``; a plugin reusing a
+                                  built-in's identifier replaces it
+``scope``                         where :meth:`run` runs (``WORKER``/``LEADER``)
+``dependencies``                  identifiers that must be enabled too
+``dependency_distributions``      where to get them (named in the error)
+``default_enabled``               enabled with default settings when installed
+``default_order``                 position among the default plugins
+``distribution``                  the distribution providing the plugin
+``tables``                        un-prefixed names of the tables it owns
+``migrations_key``,               its migration line:
+``migrations_package``            ``chancy_migrators``
+:meth:`run`                       ``chancy_worker_tasks``
+:meth:`on_worker_started`         ``chancy_worker_started``
+:meth:`on_worker_stopped`         ``chancy_worker_stopped``
+:meth:`on_job_starting`           ``chancy_job_starting``
+:meth:`on_job_completed`          ``chancy_job_completed``
+:meth:`on_jobs_updated_in_...`    ``chancy_jobs_updated_in_transaction``
+:meth:`on_job_updated`            ``chancy_job_updated``
+:meth:`cleanup`                   ``chancy_cleanup``
+================================  ==============================================
+
+The original Chancy's getters (``get_identifier()``, ``get_scope()``,
+``get_dependencies()``, ``migrate_key()``, ``migrate_package()``,
+``get_tables()``, ``api_plugin()``) keep working: the core reads every fact
+through them, and a subclass may override them instead of setting the
+attributes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -64,6 +96,32 @@ class Plugin:
     works (the :attr:`wakeup_signal` is created on first use).
     """
 
+    # -- facts (class attributes) -----------------------------------------------
+
+    #: The plugin's unique identifier; ``None`` means its import path. A plugin
+    #: may reuse a built-in's identifier to replace it.
+    identifier: ClassVar[str | None] = None
+    #: Where :meth:`run` runs.
+    scope: ClassVar[PluginScope] = PluginScope.WORKER
+    #: Identifiers of the plugins this one needs (checked when a worker starts).
+    dependencies: ClassVar[tuple[str, ...]] = ()
+    #: ``{identifier: distribution}`` for dependencies, named in the error
+    #: when one is missing (``pip install <distribution>``).
+    dependency_distributions: ClassVar[Mapping[str, str]] = {}
+    #: Whether an app enables this plugin, with default settings, when it is
+    #: installed (unless ``no_default_plugins=True``).
+    default_enabled: ClassVar[bool] = False
+    #: Default plugins are enabled (and their hooks called) in this order.
+    default_order: ClassVar[int] = 1000
+    #: The distribution providing this plugin.
+    distribution: ClassVar[str | None] = None
+    #: Un-prefixed names of the tables the plugin owns.
+    tables: ClassVar[tuple[str, ...]] = ()
+    #: The plugin's key (version line) in the schema-version table.
+    migrations_key: ClassVar[str | None] = None
+    #: Dotted name of the package holding its migrations.
+    migrations_package: ClassVar[str | None] = None
+
     def __init__(self) -> None:
         self.wakeup_signal = asyncio.Event()
 
@@ -79,51 +137,51 @@ class Plugin:
     def wakeup_signal(self, event: asyncio.Event) -> None:
         self.__dict__["_wakeup_signal"] = event
 
-    # -- identity -----------------------------------------------------------
+    # -- the original's getters, reading the facts -------------------------------
 
     @classmethod
     def get_scope(cls) -> PluginScope:
-        """Where :meth:`run` runs; ``WORKER`` (every worker) by default."""
-        return PluginScope.WORKER
+        """Where :meth:`run` runs: :attr:`scope`."""
+        return cls.scope
 
     @classmethod
     def get_identifier(cls) -> str:
-        """The plugin's unique identifier; a plugin may reuse a built-in's to replace it.
+        """:attr:`identifier`, or the class's import path when it is not set."""
+        return cls.identifier or f"{cls.__module__}.{cls.__qualname__}"
 
-        Override it (as a ``staticmethod`` returning a constant); the default is
-        the class's import path.
-        """
-        return f"{cls.__module__}.{cls.__qualname__}"
-
-    @staticmethod
-    def get_dependencies() -> list[str]:
-        """Identifiers of the plugins this one needs (checked when a worker starts)."""
-        return []
+    @classmethod
+    def get_dependencies(cls) -> list[str]:
+        """:attr:`dependencies`, as a list."""
+        return list(cls.dependencies)
 
     @classmethod
     def is_default(cls) -> bool:
-        """Whether an app enables this plugin, with default settings, when installed."""
-        return False
+        """:attr:`default_enabled`."""
+        return cls.default_enabled
 
     @classmethod
     def get_distribution(cls) -> str | None:
-        """The distribution providing this plugin (named in dependency errors)."""
-        return None
+        """:attr:`distribution`."""
+        return cls.distribution
 
     def get_tables(self) -> list[str]:
-        """Un-prefixed names of the tables the plugin owns."""
-        return []
+        """:attr:`tables`, as a list."""
+        return list(self.tables)
 
     def api_plugin(self) -> str | None:
-        """Import path of the web-API extension contributing routes, if any."""
+        """The original's way to add web routes: the import path of an
+        ``ApiPlugin`` subclass. chancy-web still honours it; new plugins
+        contribute routes through the ``chancy_web_routes`` hook."""
         return None
 
     # -- run loop -----------------------------------------------------------
 
     async def run(self, worker: Worker, chancy: Chancy) -> None:
-        """The plugin's long-running loop, supervised by each worker.
+        """The plugin's long-running loop, supervised by each worker
+        (``chancy_worker_tasks``).
 
-        Restarted with back-off if it raises, cancelled on shutdown.
+        Restarted with back-off if it raises, cancelled on shutdown; with
+        ``scope = PluginScope.LEADER`` it runs only while the worker leads.
         """
 
     async def sleep(self, seconds: float) -> bool:
@@ -140,20 +198,23 @@ class Plugin:
 
     @staticmethod
     async def wait_for_leader(worker: Worker) -> None:
-        """Wait until ``worker`` holds the leader lease."""
+        """Wait until ``worker`` holds the leader lease (not needed in a
+        ``LEADER``-scoped :meth:`run`, which only runs while it does)."""
         await worker.is_leader.wait()
 
     # -- migrations ---------------------------------------------------------
 
     def migrate_package(self) -> str | None:
-        """Dotted name of the package holding this plugin's migrations."""
-        return None
+        """:attr:`migrations_package`."""
+        return self.migrations_package
 
     def migrate_key(self) -> str | None:
-        """This plugin's key (version line) in the schema-version table."""
-        return None
+        """:attr:`migrations_key`."""
+        return self.migrations_key
 
     def migrator(self, chancy: Chancy) -> Migrator | None:
+        """The plugin's migrator (``chancy_migrators``), from
+        :meth:`migrate_key` and :meth:`migrate_package`."""
         from chancy.migrate import Migrator
 
         key, package = self.migrate_key(), self.migrate_package()
@@ -162,6 +223,7 @@ class Plugin:
         return Migrator(key, package, prefix=chancy.prefix)
 
     async def migrate(self, chancy: Chancy, *, to_version: int | None = None) -> None:
+        """Migrate this plugin's line alone (``Chancy.migrate`` does every line)."""
         migrator = self.migrator(chancy)
         if migrator is None:
             return
@@ -172,13 +234,18 @@ class Plugin:
     # -- maintenance --------------------------------------------------------
 
     async def cleanup(self, chancy: Chancy) -> int | None:
-        """Trim the plugin's tables; called by the pruner. Return rows removed."""
+        """Trim the plugin's tables; called by the pruner (``chancy_cleanup``).
+        Return the rows removed, or ``None``."""
         return None
 
     # -- job lifecycle --------------------------------------------------------
 
     async def on_job_starting(self, *, job: QueuedJob, worker: Worker) -> QueuedJob:
-        """Return the job (or a replacement) about to run. Not called unless overridden."""
+        """Return the job (or a replacement) about to run (``chancy_job_starting``).
+
+        Called only when overridden, for every job, in plugin order: each
+        plugin sees the job the previous one returned.
+        """
         raise NotImplementedError
 
     async def on_job_completed(
@@ -189,22 +256,28 @@ class Plugin:
         exc: BaseException | None = None,
         result: Any = None,
     ) -> QueuedJob:
-        """Return the job (or a replacement) about to be saved. Not called unless overridden."""
+        """Return the job (or a replacement) about to be saved
+        (``chancy_job_completed``).
+
+        Called only when overridden, for every finished run, in plugin order:
+        each plugin sees the job the previous one returned.
+        """
         raise NotImplementedError
 
     async def on_job_updated(self, *, worker: Worker, job: QueuedJob) -> None:
-        """A job's update was committed. Not called unless overridden."""
+        """A job's update was committed (``chancy_job_updated``)."""
 
     async def on_jobs_updated_in_transaction(
         self, *, worker: Worker, jobs: list[QueuedJob], cursor: AsyncCursor[Any]
     ) -> None:
-        """A batch of updates was written in the still-open transaction."""
+        """A batch of updates was written in the still-open transaction
+        (``chancy_jobs_updated_in_transaction``)."""
 
     async def on_worker_started(self, *, worker: Worker) -> None:
-        """The worker started."""
+        """The worker started (``chancy_worker_started``)."""
 
     async def on_worker_stopped(self, *, worker: Worker) -> None:
-        """The worker stopped and flushed its updates."""
+        """The worker stopped and flushed its updates (``chancy_worker_stopped``)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}()>"

@@ -24,6 +24,7 @@ from psycopg import AsyncConnection, OperationalError
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
+from chancy import events
 from chancy.errors import MigrationsNeededError
 from chancy.executors.base import DEFAULT_MAX_LOST_RUNS, Executor
 from chancy.hub import Event, Hub
@@ -297,14 +298,14 @@ class Worker:
         # already be visible) stops it once started, instead of killing it.
         if self.register_signal_handlers:
             self._install_signal_handlers()
-        self.hub.on("job.cancelled", self._on_job_cancelled)
-        self.hub.on("job.recovered", self._on_job_recovered)
-        self.hub.on("queue.pushed", self._on_queue_pushed)
+        self.hub.on(events.JOB_CANCELLED.name, self._on_job_cancelled)
+        self.hub.on(events.JOB_RECOVERED.name, self._on_job_recovered)
+        self.hub.on(events.QUEUE_PUSHED.name, self._on_queue_pushed)
         for event in (
-            "queue.declared",
-            "queue.paused",
-            "queue.resumed",
-            "queue.deleted",
+            events.QUEUE_DECLARED.name,
+            events.QUEUE_PAUSED.name,
+            events.QUEUE_RESUMED.name,
+            events.QUEUE_DELETED.name,
         ):
             self.hub.on(event, self._on_queue_changed)
 
@@ -326,7 +327,7 @@ class Worker:
             self.worker_id,
             ", ".join(sorted(self._runners)) or "none",
         )
-        await self.hub.emit("worker.started", {"worker": self})
+        await self.hub.emit(events.WORKER_STARTED.name, {"worker": self})
         self._start_done = True
         if self._stop_requested:
             self._stop_task = asyncio.ensure_future(self.stop())
@@ -402,10 +403,10 @@ class Worker:
             self.log.exception("A plugin's worker-stopped hook failed")
         self.is_leader.clear()
         if clean:
-            await self.hub.emit("worker.stopped", {"worker": self})
+            await self.hub.emit(events.WORKER_STOPPED.name, {"worker": self})
             self.log.info("Worker %s stopped", self.worker_id)
         else:
-            await self.hub.emit("worker.shutdown_timeout", {"worker": self})
+            await self.hub.emit(events.WORKER_SHUTDOWN_TIMEOUT.name, {"worker": self})
         return clean
 
     async def _release(self) -> None:
@@ -431,7 +432,7 @@ class Worker:
                     await self.chancy.notify_many(
                         cursor,
                         [
-                            ("queue.pushed", {"q": q})
+                            (events.QUEUE_PUSHED.name, {"q": q})
                             for q in dict.fromkeys(r[0] for r in rows)
                         ],
                     )
@@ -631,7 +632,7 @@ class Worker:
                 concurrency,
             )
             await self.hub.emit(
-                "worker.queue.started",
+                events.WORKER_QUEUE_STARTED.name,
                 {"queue": queue, "executor": executor, "worker": self},
             )
         runner.wake.set()
@@ -649,14 +650,14 @@ class Worker:
                     await self.flush()  # drained jobs are saved before we move on
                     self.log.info("Queue %r removed; no longer serving it", queue.name)
                     await self.hub.emit(
-                        "worker.queue.removed",
+                        events.WORKER_QUEUE_REMOVED.name,
                         {"queue": queue, "executor": executor, "worker": self},
                     )
                     return False
                 if runner.update is not None:
                     new, runner.update = runner.update, None
                     await self.hub.emit(
-                        "worker.queue.updated",
+                        events.WORKER_QUEUE_UPDATED.name,
                         {"queue": queue, "executor": executor, "worker": self},
                     )
                     # Applied at once, without waiting for running jobs: in
@@ -704,7 +705,7 @@ class Worker:
                     free -= len(old)  # still running: they use the queue's slots
                 if free <= 0:
                     await self.hub.emit(
-                        "worker.queue.full",
+                        events.WORKER_QUEUE_FULL.name,
                         {"queue": queue, "executor": executor, "worker": self},
                     )
                     continue
@@ -773,7 +774,9 @@ class Worker:
             )
             released = await cursor.fetchall()
             if released:
-                await self.chancy.notify(cursor, "queue.pushed", {"q": queue.name})
+                await self.chancy.notify(
+                    cursor, events.QUEUE_PUSHED.name, {"q": queue.name}
+                )
         if released:
             self.log.warning(
                 "Queue %r: released %d job(s) claimed by a fetch whose reply was lost",
@@ -995,7 +998,7 @@ class Worker:
                 ),
             )
             await self.chancy.notify(
-                cursor, "worker.announced", {"worker_id": self.worker_id}
+                cursor, events.WORKER_ANNOUNCED.name, {"worker_id": self.worker_id}
             )
 
     async def listen(self) -> None:
@@ -1062,14 +1065,18 @@ class Worker:
     # ------------------------------------------------------------------
 
     async def increment_counter(self, key: str, value: float = 1) -> None:
-        await self.hub.emit("metrics.increment_counter", {"key": key, "value": value})
+        await self.hub.emit(
+            events.METRICS_INCREMENT_COUNTER.name, {"key": key, "value": value}
+        )
 
     async def record_gauge(self, key: str, value: float) -> None:
-        await self.hub.emit("metrics.record_gauge", {"key": key, "value": value})
+        await self.hub.emit(
+            events.METRICS_RECORD_GAUGE.name, {"key": key, "value": value}
+        )
 
     async def record_histogram_value(self, key: str, value: float) -> None:
         await self.hub.emit(
-            "metrics.record_histogram_value", {"key": key, "value": value}
+            events.METRICS_RECORD_HISTOGRAM_VALUE.name, {"key": key, "value": value}
         )
 
 

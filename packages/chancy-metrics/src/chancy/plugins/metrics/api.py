@@ -25,12 +25,12 @@ __all__ = ["MetricsApiPlugin"]
 
 
 def _plugin(chancy: Chancy) -> Metrics:
-    from chancy.plugins.metrics.plugin import IDENTIFIER
+    from chancy.plugins.metrics.plugin import IDENTIFIER, Metrics
 
     plugin = chancy.plugins.get(IDENTIFIER)
-    if plugin is None:
+    if not isinstance(plugin, Metrics):
         raise ApiError("the Metrics plugin is not enabled", 404)
-    return plugin  # type: ignore[return-value]
+    return plugin
 
 
 class MetricsApiPlugin(ApiPlugin):

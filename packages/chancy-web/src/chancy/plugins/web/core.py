@@ -464,7 +464,7 @@ class CoreApiPlugin(ApiPlugin):
     ) -> Response:
         from chancy import _plugins
 
-        out = []
+        out: list[dict[str, Any]] = []
         for identifier, plugin in chancy.plugins.items():
             if not isinstance(plugin, Plugin):
                 out.append({"identifier": identifier, "name": repr(plugin)})
