@@ -71,3 +71,18 @@ async def test_the_default_plugins_elect_prune_and_recover_at_once(
     recovered = await chancy.get_job(lost)
     assert recovered is not None and recovered.state.value == "pending"
     assert recovered.attempts == 0 and recovered.meta == {"lost_runs": 1}
+
+
+def test_the_default_plugins_come_in_the_originals_order() -> None:
+    from chancy import Chancy
+
+    order = list(Chancy("postgresql://localhost/app").plugins)
+    expected = [
+        "chancy.leadership",
+        "chancy.pruner",
+        "chancy.recovery",
+        "chancy.metrics",
+        "chancy.workflow_plugin",
+    ]
+    assert [ident for ident in order if ident in expected] == expected
+    assert order[: len(expected)] == expected

@@ -201,6 +201,10 @@ class Cron(Plugin):
     :param poll_interval: longest sleep, in seconds, between two passes.
     """
 
+    #: Position among the default plugins (spec: leadership, pruner,
+    #: recovery, metrics, workflow, then the others).
+    default_order = 60
+
     def __init__(self, *, poll_interval: float = 60) -> None:
         super().__init__()
         if isinstance(poll_interval, bool) or not isinstance(

@@ -114,6 +114,10 @@ class Leadership(Plugin):
         ``poll_interval``, about twice as much is a good choice.
     """
 
+    #: Position among the default plugins (spec: leadership, pruner,
+    #: recovery, metrics, workflow, then the others).
+    default_order = 10
+
     def __init__(self, poll_interval: float = 60, timeout: float = 120) -> None:
         super().__init__()
         if poll_interval <= 0:

@@ -343,6 +343,10 @@ class Metrics(Plugin):
         dropped (counted in :attr:`dropped_points`) and a sync is started.
     """
 
+    #: Position among the default plugins (spec: leadership, pruner,
+    #: recovery, metrics, workflow, then the others).
+    default_order = 40
+
     def __init__(
         self,
         *,

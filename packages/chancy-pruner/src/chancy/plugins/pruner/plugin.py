@@ -61,6 +61,10 @@ class Pruner(Plugin):
     :param batch_size: rows deleted per transaction.
     """
 
+    #: Position among the default plugins (spec: leadership, pruner,
+    #: recovery, metrics, workflow, then the others).
+    default_order = 20
+
     #: The rules for the jobs table (:class:`chancy.rule.JobRules`).
     Rules: ClassVar[type[JobRules]] = JobRules
 

@@ -122,6 +122,10 @@ class Recovery(Plugin):
         running again (the poison-pill rule of Sidekiq Pro's reliable fetch).
     """
 
+    #: Position among the default plugins (spec: leadership, pruner,
+    #: recovery, metrics, workflow, then the others).
+    default_order = 30
+
     def __init__(
         self,
         *,

@@ -368,6 +368,10 @@ class Trigger(Plugin):
     drops every trigger it installed, leaving your tables as they were.
     """
 
+    #: Position among the default plugins (spec: leadership, pruner,
+    #: recovery, metrics, workflow, then the others).
+    default_order = 70
+
     def __repr__(self) -> str:
         return "<Trigger()>"
 

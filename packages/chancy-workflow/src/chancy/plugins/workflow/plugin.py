@@ -549,6 +549,10 @@ class WorkflowPlugin(Plugin):
         a day (``WorkflowPlugin.Rules.Age() > 86400``).
     """
 
+    #: Position among the default plugins (spec: leadership, pruner,
+    #: recovery, metrics, workflow, then the others).
+    default_order = 50
+
     Rules = WorkflowRules
 
     def __init__(
