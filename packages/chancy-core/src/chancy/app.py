@@ -14,7 +14,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 import attrs
@@ -32,9 +32,6 @@ from chancy.migrate import Migrator
 from chancy.plugin import Plugin
 from chancy.queue import Queue
 from chancy.utils import import_string, json_dumps, uuid7_many
-
-if TYPE_CHECKING:
-    from chancy.migrate import Migrator as _Migrator
 
 __all__ = ["Chancy", "DatabaseConnection"]
 
@@ -534,7 +531,7 @@ class Chancy:
     def core_migrator(self) -> Migrator:
         return Migrator(CORE_MIGRATION_KEY, "chancy.migrations", prefix=self.prefix)
 
-    def migrators(self) -> list[_Migrator]:
+    def migrators(self) -> list[Migrator]:
         """Core's migrator followed by every plugin's, in plugin order."""
         return [self.core_migrator(), *self.plugin_manager.migrators(self)]
 
@@ -1320,7 +1317,7 @@ class Chancy:
     # ------------------------------------------------------------------
 
     def check_plugin_dependencies(self) -> None:
-        """Raise :class:`PluginDependencyError` naming what to install if a plugin's
+        """Raise :class:`~chancy.errors.PluginDependencyError` naming what to install if a plugin's
         dependency is missing."""
         for identifier, plugin in self.plugins.items():
             if not isinstance(plugin, Plugin):

@@ -54,13 +54,13 @@ class Api(Plugin):
         default one is generated once and stored in the ``{prefix}web_secrets``
         table, so that every worker and every restart share it.
     :param authentication_backend: who may log in (required); see
-        :mod:`chancy.plugins.api.auth`.
+        ``chancy.plugins.api.auth``.
     :param metrics_token: a static bearer token that may read ``/metrics``
         (for Prometheus scrapers) without logging in.
     :param session_cookie: name of the session cookie.
     :param session_max_age: lifetime of a session, in seconds.
     :param token_max_age: lifetime of the bearer tokens returned by the login
-        (a :class:`~chancy.plugins.api.auth.TokenAuthBackend` uses its own).
+        (a :class:`~chancy.plugins.web.TokenAuthBackend` uses its own).
     :param https_only: mark the session cookie ``Secure``.
     :param bind_retry_interval: seconds between two attempts to take the port
         while another process holds it.
