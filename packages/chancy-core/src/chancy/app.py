@@ -55,6 +55,7 @@ COPY_THRESHOLD = 64
 #: the next.
 COPY_CHUNK = 250
 
+
 def _json_default(obj: Any) -> Any:
     """Sets and frozensets are stored as lists (as in the original 0.26)."""
     if isinstance(obj, (set, frozenset)):
@@ -62,9 +63,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-_JSON = json.JSONEncoder(
-    allow_nan=False, separators=(",", ":"), default=_json_default
-)
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_json_default)
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 
 
@@ -1325,12 +1324,23 @@ class Chancy:
             for dependency in plugin.get_dependencies():
                 if dependency in self.plugins:
                     continue
-                dist = _plugins.plugin_distribution(dependency)
+                installed = next(
+                    (
+                        cls
+                        for cls in self.plugin_manager.discovered
+                        if cls.get_identifier() == dependency
+                    ),
+                    None,
+                )
+                dist = _plugins.plugin_distribution(dependency, installed)
+                not_enabled_by_default = self.no_default_plugins or (
+                    installed is not None and not installed.is_default()
+                )
                 hint = (
                     f" Install it with `pip install {dist}`"
                     + (
                         " (or enable it in Chancy(plugins=[...]))"
-                        if self.no_default_plugins
+                        if not_enabled_by_default
                         else ""
                     )
                     if dist
