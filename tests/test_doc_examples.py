@@ -71,16 +71,6 @@ def documents() -> list[Path]:
 
 
 DOCUMENTS = documents()
-#: The documents with something to run.
-RUNNABLE = [
-    path
-    for path in DOCUMENTS
-    if re.search(
-        r"^\s*(```+|~~~+)python\s*$|invisible-code-block: python",
-        path.read_text(encoding="utf-8"),
-        re.MULTILINE,
-    )
-]
 
 _FENCE = re.compile(
     r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$", re.MULTILINE
@@ -89,20 +79,35 @@ _SKIP = re.compile(r"<!--\s*skip:\s*(?P<args>.*?)\s*-->", re.DOTALL)
 _PYTHON_ALIASES = {"py", "python3", "py3", "pycon", "ipython", "Python"}
 
 
-def fence_problems(text: str) -> list[str]:
-    """Opening fences without a language, or with a Python alias, and skips
-    without a reason."""
-    problems = []
-    open_fence: str | None = None
+def fences(text: str) -> Iterator[tuple[int, int, str, int]]:
+    """``(start, end, language, line)`` of each outermost fenced code block."""
+    opening: re.Match[str] | None = None
     for match in _FENCE.finditer(text):
-        line = text.count("\n", 0, match.start()) + 1
-        fence, info = match["fence"], match["info"].strip()
-        if open_fence is not None:
-            if fence[0] == open_fence[0] and len(fence) >= len(open_fence) and not info:
-                open_fence = None
+        if opening is None:
+            opening = match
             continue
-        open_fence = fence
-        language = info.split()[0] if info else ""
+        fence, info = match["fence"], match["info"].strip()
+        closing = opening["fence"]
+        if fence[0] == closing[0] and len(fence) >= len(closing) and not info:
+            language = opening["info"].strip().split()
+            line = text.count("\n", 0, opening.start()) + 1
+            yield opening.start(), match.end(), language[0] if language else "", line
+            opening = None
+    if opening is not None:
+        line = text.count("\n", 0, opening.start()) + 1
+        yield opening.start(), len(text), "", line
+
+
+def _inside_a_block(position: int, blocks: list[tuple[int, int, str, int]]) -> bool:
+    return any(start < position < end for start, end, _, _ in blocks)
+
+
+def fence_problems(text: str) -> list[str]:
+    """Fences without a language or with a Python alias, and skips without a
+    reason."""
+    problems = []
+    blocks = list(fences(text))
+    for _, _, language, line in blocks:
         if not language:
             problems.append(f"line {line}: a code block without a language tag")
         elif language in _PYTHON_ALIASES:
@@ -110,12 +115,36 @@ def fence_problems(text: str) -> list[str]:
                 f"line {line}: tag {language!r}: use 'python' (run) or 'text' (not run)"
             )
     for match in _SKIP.finditer(text):
+        if _inside_a_block(match.start(), blocks):
+            continue  # an example of the marker, in a text block
         line = text.count("\n", 0, match.start()) + 1
         if not re.fullmatch(r'next\s+"[^"]+"', match["args"]):
             problems.append(
                 f'line {line}: write <!-- skip: next "reason" --> (a reason is required)'
             )
     return problems
+
+
+def parse(path: Path, evaluator: Any = None) -> Document:
+    """The document's ``python`` blocks, invisible blocks and skip markers.
+
+    Markers and blocks quoted inside another code block (a ``text`` block
+    showing how to write one) are text, not examples.
+    """
+    document = Document.parse(
+        str(path), CodeBlockParser("python", evaluator), SkipParser()
+    )
+    blocks = list(fences(document.text))
+    document.regions = [
+        (start, region)
+        for start, region in document.regions
+        if not _inside_a_block(start, blocks)
+    ]
+    return document
+
+
+#: The documents with something to run.
+RUNNABLE = [path for path in DOCUMENTS if parse(path).regions]
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -128,6 +157,8 @@ def test_the_marking_rules_are_enforced() -> None:
     assert len(fence_problems(text)) == 3
     fine = '````markdown\n```\nnested\n```\n````\n<!-- skip: next "why" -->\n'
     assert fence_problems(fine) == []
+    quoted = "```text\n<!-- skip: next -->\n```\n"
+    assert fence_problems(quoted) == []
 
 
 # ---------------------------------------------------------------------------
@@ -222,9 +253,7 @@ def run_document(path: Path, dsn: str) -> tuple[int, list[str]]:
     skipped: list[str] = []
     try:
         loop.run_until_complete(_reset_schema(dsn))
-        document = Document.parse(
-            str(path), CodeBlockParser("python", runner), SkipParser()
-        )
+        document = parse(path, runner)
         with _document_module(path) as module, contextlib.ExitStack() as cleanup:
             document.namespace = module.__dict__
             module.doc_cleanup = cleanup  # type: ignore[attr-defined]
