@@ -7,6 +7,8 @@ import pytest
 from chancy.plugins.testplugin import TestPlugin
 
 from chancy import Chancy, Job, Queue, QueuedJob, Worker
+from chancy.errors import PluginDependencyError
+from chancy.plugin import Plugin
 
 
 async def noop() -> None:
@@ -42,3 +44,30 @@ def test_discovered_but_not_default_enabled(chancy_dsn: str) -> None:
     app = Chancy(chancy_dsn)
     assert "chancy.testplugin" not in app.plugins
     assert TestPlugin in app.plugin_manager.discovered
+
+
+class NeedsTestPlugin(Plugin):
+    @staticmethod
+    def get_identifier() -> str:
+        return "tests.needs_testplugin"
+
+    @staticmethod
+    def get_dependencies() -> list[str]:
+        return ["chancy.testplugin"]
+
+
+def test_a_dependency_that_is_installed_but_not_enabled_is_named(
+    chancy_dsn: str,
+) -> None:
+    # chancy-testplugin is installed, but its is_default() is false: the error
+    # names its distribution (from TestPlugin.get_distribution()) and says
+    # that the plugin may be enabled.
+    app = Chancy(chancy_dsn, plugins=[NeedsTestPlugin()])
+    with pytest.raises(PluginDependencyError) as error:
+        app.check_plugin_dependencies()
+    message = str(error.value)
+    assert "'chancy.testplugin' from the distribution 'chancy-testplugin'" in message
+    assert "(or enable it in Chancy(plugins=[...]))" in message
+    Chancy(
+        chancy_dsn, plugins=[NeedsTestPlugin(), TestPlugin()]
+    ).check_plugin_dependencies()

@@ -14,7 +14,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import attrs
@@ -32,9 +32,6 @@ from chancy.migrate import Migrator
 from chancy.plugin import Plugin
 from chancy.queue import Queue
 from chancy.utils import import_string, json_dumps, redact_dsn, uuid7_many
-
-if TYPE_CHECKING:
-    from chancy.migrate import Migrator as _Migrator
 
 __all__ = ["Chancy", "DatabaseConnection"]
 
@@ -563,7 +560,7 @@ class Chancy:
     def core_migrator(self) -> Migrator:
         return Migrator(CORE_MIGRATION_KEY, "chancy.migrations", prefix=self.prefix)
 
-    def migrators(self) -> list[_Migrator]:
+    def migrators(self) -> list[Migrator]:
         """Core's migrator followed by every plugin's, in plugin order."""
         return [self.core_migrator(), *self.plugin_manager.migrators(self)]
 
@@ -1456,7 +1453,7 @@ class Chancy:
     # ------------------------------------------------------------------
 
     def check_plugin_dependencies(self) -> None:
-        """Raise :class:`PluginDependencyError` naming what to install if a plugin's
+        """Raise :class:`~chancy.errors.PluginDependencyError` naming what to install if a plugin's
         dependency is missing."""
         for identifier, plugin in self.plugins.items():
             if not isinstance(plugin, Plugin):
@@ -1464,14 +1461,25 @@ class Chancy:
             for dependency in plugin.get_dependencies():
                 if dependency in self.plugins:
                     continue
+                installed = next(
+                    (
+                        cls
+                        for cls in self.plugin_manager.discovered
+                        if cls.get_identifier() == dependency
+                    ),
+                    None,
+                )
                 dist = plugin.dependency_distributions.get(
                     dependency
-                ) or _plugins.plugin_distribution(dependency)
+                ) or _plugins.plugin_distribution(dependency, installed)
+                not_enabled_by_default = self.no_default_plugins or (
+                    installed is not None and not installed.is_default()
+                )
                 hint = (
                     f" Install it with `pip install {dist}`"
                     + (
                         " (or enable it in Chancy(plugins=[...]))"
-                        if self.no_default_plugins
+                        if not_enabled_by_default
                         else ""
                     )
                     if dist

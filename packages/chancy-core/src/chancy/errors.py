@@ -34,7 +34,7 @@ class PluginDependencyError(ConfigurationError):
 
 
 class JobCancelledError(ChancyError):
-    """Recorded on a job that was cancelled with :meth:`Chancy.cancel_job`."""
+    """Recorded on a job that was cancelled with :meth:`Chancy.cancel_job() <chancy.Chancy.cancel_job>`."""
 
 
 class WorkerLostError(ChancyError):

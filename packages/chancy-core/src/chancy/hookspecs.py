@@ -86,7 +86,7 @@ def chancy_worker_tasks(worker: Worker, chancy: Chancy) -> Sequence[WorkerTask] 
     :param worker: the starting worker.
     :param chancy: its app.
 
-    Called once by :meth:`Worker.start`, after dependencies are checked. Each
+    Called once by :meth:`Worker.start() <chancy.Worker.start>`, after dependencies are checked. Each
     :class:`~chancy.plugin.WorkerTask` becomes a named asyncio task; a task that
     raises is logged with its traceback and restarted with exponential back-off,
     a task with ``scope=PluginScope.LEADER`` runs only while the worker leads and
@@ -102,7 +102,7 @@ def chancy_worker_started(worker: Worker) -> Awaitable[None] | None:
 
     :param worker: the worker.
 
-    Called once per worker, at the end of :meth:`Worker.start`.
+    Called once per worker, at the end of :meth:`Worker.start() <chancy.Worker.start>`.
 
     .. versionadded:: 0.1
     """
@@ -114,7 +114,7 @@ def chancy_worker_stopped(worker: Worker) -> Awaitable[None] | None:
 
     :param worker: the worker.
 
-    Called once per worker, at the end of :meth:`Worker.stop`.
+    Called once per worker, at the end of :meth:`Worker.stop() <chancy.Worker.stop>`.
 
     .. versionadded:: 0.1
     """
@@ -131,7 +131,7 @@ def chancy_migrators(chancy: Chancy) -> Migrator | Sequence[Migrator] | None:
 
     :param chancy: the app being migrated (use ``chancy.prefix`` for names).
 
-    Called by :meth:`Chancy.migrate` and :meth:`Chancy.is_up_to_date`. Each
+    Called by :meth:`Chancy.migrate() <chancy.Chancy.migrate>` and :meth:`Chancy.is_up_to_date() <chancy.Chancy.is_up_to_date>`. Each
     migrator has its own key (its version line) in the schema-version table;
     core's line is applied first going up and last going down.
 

@@ -17,7 +17,11 @@ Handler = Callable[["Event"], Awaitable[None] | None]
 
 @attrs.frozen(slots=True)
 class Event:
+    """One event: its name (``"job.completed"``) and its body."""
+
+    #: The event's name, ``<area>.<what happened>``.
     name: str
+    #: What the emitter attached; a JSON object for database notifications.
     body: dict[str, Any] = attrs.field(factory=dict)
 
 

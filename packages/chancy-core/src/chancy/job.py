@@ -1,6 +1,6 @@
 """Jobs: the immutable description of work (:class:`Job`), a stored instance of
 it (:class:`QueuedJob`), resource :class:`Limit`\\ s, the :class:`Reference`
-returned by every push, and the :func:`job` decorator."""
+returned by every push, and the :func:`~chancy.job` decorator."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ class Reference:
 class Job:
     """An immutable description of a unit of work.
 
-    Build one with :meth:`Job.from_func` or the :func:`job` decorator and
+    Build one with :meth:`Job.from_func` or the :func:`~chancy.job` decorator and
     change it with the ``with_*`` builders, which return modified copies.
     """
 
@@ -205,6 +205,8 @@ class QueuedJob(Job):
     """
 
     class State(str, enum.Enum):
+        """Where a job is in its life; ``str()`` of a state is its value."""
+
         PENDING = "pending"
         RUNNING = "running"
         FAILED = "failed"
@@ -270,7 +272,7 @@ class QueuedJob(Job):
 
 @runtime_checkable
 class IsAJob(Protocol):
-    """A callable decorated with :func:`job`: it carries its template in ``.job``."""
+    """A callable decorated with :func:`~chancy.job`: it carries its template in ``.job``."""
 
     job: Job
 
@@ -303,7 +305,7 @@ def job(**options: Any) -> Callable[[F], F]:
 
 
 def as_job(obj: Job | IsAJob) -> Job:
-    """Accept a :class:`Job` or a function decorated with :func:`job`."""
+    """Accept a :class:`Job` or a function decorated with :func:`~chancy.job`."""
     if isinstance(obj, Job):
         return obj
     template = getattr(obj, "job", None)

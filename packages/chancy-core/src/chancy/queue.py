@@ -426,6 +426,8 @@ class Queue:
     """
 
     class State(str, enum.Enum):
+        """Whether workers fetch the queue's jobs (``active``) or not (``paused``)."""
+
         ACTIVE = "active"
         PAUSED = "paused"
 

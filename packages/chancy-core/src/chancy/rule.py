@@ -218,7 +218,7 @@ class Rule(SQLAble):
     """A reference to a column; compare it to get a :class:`Condition`.
 
     ``Rule("queue") == "default"`` renders ``"queue" = 'default'``; works on any
-    table. Subclasses may override :meth:`to_sql` to select an expression
+    table. Subclasses may override :meth:`~Rule.to_sql` to select an expression
     (see :class:`JobRules.Age`) and :meth:`coerce` to convert values.
 
     >>> (Rule("priority") >= 5) & Rule("completed_at").is_null()
@@ -230,7 +230,7 @@ class Rule(SQLAble):
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, field: str) -> None:
-        #: Column name (quoted as an identifier by :meth:`to_sql`).
+        #: Column name (quoted as an identifier by :meth:`~Rule.to_sql`).
         self.field = field
 
     def __repr__(self) -> str:
@@ -391,8 +391,8 @@ class Condition(BaseCondition):
     """``field op value``, e.g. ``Condition(Rule("queue"), "=", "default")``.
 
     ``field`` is a :class:`Rule`, a column name or any SQL object. ``value`` is
-    a Python value (a literal in :meth:`to_sql`, a bind parameter in
-    :meth:`compile`) or a rule/SQL object rendered as SQL. ``op`` is a
+    a Python value (a literal in :meth:`~BaseCondition.to_sql`, a bind
+    parameter in :meth:`~BaseCondition.compile`) or a rule/SQL object rendered as SQL. ``op`` is a
     comparison operator (``=``, ``!=``, ``<``, ``@>``…), ``LIKE``/``ILIKE``
     (and ``NOT``, ``SIMILAR TO``), ``IS [NOT] DISTINCT FROM``, ``= ANY`` (the
     value is a list) or ``IS NULL``/``IS NOT NULL`` (no value). Anything else

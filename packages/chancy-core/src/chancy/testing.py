@@ -96,11 +96,10 @@ Fixtures
     The import path of each executor for ``async def`` jobs:
     ``chancy.executors.asyncex.AsyncExecutor``.
 
-``django_settings`` (session), ``django_orm``, ``django_tables`` (module),
-``django_superuser`` (module)
-    For tests of Chancy's Django apps (``chancy-django``); a test that asks
-    for them is skipped, with the reason, when Django or chancy-django is not
-    installed. ``django_settings`` configures Django on ``chancy_dsn`` (once
+``django_settings``, ``django_orm``, ``django_tables``, ``django_superuser``
+    For tests of Chancy's Django apps (``chancy-django``); their scopes are
+    session, function, module and module. A test that asks for them is
+    skipped, with the reason, when Django or chancy-django is not installed. ``django_settings`` configures Django on ``chancy_dsn`` (once
     per process, with every Chancy Django app that is installed, the
     ``django_tasks`` backport if present, and the admin site under
     ``/admin/``) and returns the DSN; ``django_orm`` closes the test's ORM

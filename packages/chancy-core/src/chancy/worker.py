@@ -155,9 +155,14 @@ class Worker:
         #: instead of running again; Recovery sets it from its own setting.
         self.max_lost_runs = DEFAULT_MAX_LOST_RUNS
 
+        #: The worker's in-process events (job, queue, plugin and database
+        #: notifications); see :class:`~chancy.hub.Hub`.
         self.hub = Hub()
         self.hub.on_error = self._on_hub_error
+        #: Set while this worker holds the leader lease (a leadership plugin
+        #: sets and clears it).
         self.is_leader = asyncio.Event()
+        #: Set when the worker starts stopping.
         self.shutdown_event = asyncio.Event()
         self.outgoing: collections.deque[QueuedJob] = collections.deque()
         #: The batch of updates being written right now.
@@ -1002,12 +1007,12 @@ class Worker:
             )
 
     async def listen(self) -> None:
-        """Relay the database's notifications to :attr:`hub` until cancelled.
+        """Relay the database's notifications to ``self.hub`` until cancelled.
 
         :meth:`start` runs this itself (when the app has notifications on).
         It is public for processes that want the event stream without
         serving queues, such as ``chancy worker web``: run it under
-        :attr:`manager` and every ``pg_notify`` on the app's channel becomes
+        the worker's task manager and every ``pg_notify`` on the app's channel becomes
         a hub event. Reconnects with back-off when the connection drops.
         """
         chancy = self.chancy
@@ -1065,16 +1070,20 @@ class Worker:
     # ------------------------------------------------------------------
 
     async def increment_counter(self, key: str, value: float = 1) -> None:
+        """Add ``value`` to the counter ``key`` (emits ``metrics.increment_counter``)."""
         await self.hub.emit(
             events.METRICS_INCREMENT_COUNTER.name, {"key": key, "value": value}
         )
 
     async def record_gauge(self, key: str, value: float) -> None:
+        """Set the gauge ``key`` to ``value`` (emits ``metrics.record_gauge``)."""
         await self.hub.emit(
             events.METRICS_RECORD_GAUGE.name, {"key": key, "value": value}
         )
 
     async def record_histogram_value(self, key: str, value: float) -> None:
+        """Add ``value`` to the histogram ``key`` (emits
+        ``metrics.record_histogram_value``)."""
         await self.hub.emit(
             events.METRICS_RECORD_HISTOGRAM_VALUE.name, {"key": key, "value": value}
         )

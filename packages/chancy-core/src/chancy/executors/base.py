@@ -180,6 +180,8 @@ class Executor(abc.ABC):
     """
 
     class Capability(enum.Flag):
+        """What an executor can do (:attr:`Executor.capabilities`)."""
+
         SYNC_JOBS = enum.auto()
         ASYNC_JOBS = enum.auto()
         CANCELLATION = enum.auto()
@@ -188,7 +190,7 @@ class Executor(abc.ABC):
         MEMORY_LIMITS = enum.auto()
 
     #: What this executor can do; jobs needing more fail fast with a clear error.
-    capabilities: Capability = Capability(0)
+    capabilities: Executor.Capability = Capability(0)
 
     def __init__(self, worker: Worker, queue: Queue, **options: Any) -> None:
         if options:
@@ -249,7 +251,7 @@ class Executor(abc.ABC):
 
         Called when the queue is edited, paused or resumed while it is
         served. Return ``True`` after adopting ``queue`` (the worker reads
-        the concurrency from :attr:`queue` before every fetch), or ``False``
+        the concurrency from ``self.queue`` before every fetch), or ``False``
         when the change needs a new executor: the worker then starts one at
         once for new jobs and lets this one finish its running jobs, without
         waiting for them. The default adopts every change that keeps the

@@ -265,7 +265,7 @@ class ProcessExecutor(Executor):
 
     Limits: a TIME limit arms ``SIGALRM`` in the child (``TimeoutError``
     inside the job) and, as a safety net, the parent kills a child that is
-    still busy :data:`HARD_TIMEOUT_GRACE` seconds after the limit. A MEMORY
+    still busy ``HARD_TIMEOUT_GRACE`` (2) seconds after the limit. A MEMORY
     limit is applied as the soft ``RLIMIT_AS`` for the run (``MemoryError``).
     Cancelling a running job sends ``SIGUSR1`` (``JobCancelledError`` inside
     the job). A child that dies while running a job (killed, segfault, OOM

@@ -136,7 +136,7 @@ class ThreadedExecutor(Executor):
     do not run in parallel (use the process executor for those).
 
     Time limits are enforced twice: the job's ``context.deadline`` makes
-    :meth:`QueuedJob.checkpoint` raise ``TimeoutError`` for jobs that check,
+    :meth:`QueuedJob.checkpoint() <chancy.QueuedJob.checkpoint>` raise ``TimeoutError`` for jobs that check,
     and a watchdog on the worker's event loop raises ``TimeoutError`` inside
     the job's thread when the deadline passes (through
     ``PyThreadState_SetAsyncExc``). That asynchronous exception is delivered

@@ -389,7 +389,7 @@ def next_runs(
 def validate(
     expression: str | CronExpression, tz: str | tzinfo = "UTC"
 ) -> CronExpression:
-    """Check an expression and a time zone together, as :meth:`Cron.schedule` does.
+    """Check an expression and a time zone together, as :meth:`Cron.schedule() <chancy.plugins.cron.Cron.schedule>` does.
 
     :returns: the parsed expression.
     :raises CronExpressionError: invalid expression, or no run from now on.

@@ -321,7 +321,7 @@ class Metrics(Plugin):
 
     Every worker keeps its metrics in memory: built-in ones for each saved job
     update (counters and execution/wait-time histograms), those sent through
-    :meth:`Worker.increment_counter <chancy.worker.Worker.increment_counter>`
+    :meth:`Worker.increment_counter <chancy.Worker.increment_counter>`
     and friends (hub events ``metrics.*``), and those recorded with
     :meth:`increment_counter`, :meth:`record_gauge` and
     :meth:`record_histogram_value`. Every ``sync_interval`` seconds it writes

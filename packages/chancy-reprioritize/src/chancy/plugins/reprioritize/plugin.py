@@ -149,7 +149,7 @@ class Reprioritize(Plugin):
         """On the leader: a pass every ``check_interval`` seconds.
 
         The first pass waits one interval, so that a change of leader does
-        not raise priorities early. :meth:`wake_up` runs a pass now.
+        not raise priorities early. :meth:`~chancy.plugin.Plugin.wake_up` runs a pass now.
         """
         while await self.sleep(self.check_interval):
             await self.wait_for_leader(worker)

@@ -369,7 +369,7 @@ class TokenAuthBackend(AuthBackend, TokenSigner):
     ``chancy.token.<token>`` subprotocol on the websocket). Log in with
     ``users`` (a dict as for :class:`SimpleAuthBackend`), or override
     :meth:`check_credentials`; other services that share ``secret_key`` can
-    mint tokens with :meth:`create_token`::
+    mint tokens with :meth:`~chancy.plugins.web.auth.TokenSigner.create_token`::
 
         backend = TokenAuthBackend(os.environ["CHANCY_API_SECRET"], users={"ci": hash_password("…")})
         token = backend.create_token("ci")

@@ -93,7 +93,7 @@ class Api(Plugin):
         default one is generated once and stored in the ``{prefix}web_secrets``
         table, so that every worker and every restart share it.
     :param authentication_backend: who may log in (required); see
-        :mod:`chancy.plugins.api.auth`.
+        ``chancy.plugins.api.auth``.
     :param metrics_token: a static bearer token that may read ``/metrics``
         (for Prometheus scrapers) without logging in.
     :param session_cookie: name of the session cookie; by default
@@ -102,7 +102,7 @@ class Api(Plugin):
     :param session_max_age: most seconds a login by cookie lasts, however
         much it is used.
     :param token_max_age: most seconds a bearer token returned by the login
-        lasts (a :class:`~chancy.plugins.api.auth.TokenAuthBackend` uses its
+        lasts (a :class:`~chancy.plugins.web.TokenAuthBackend` uses its
         own ``max_age``).
     :param session_idle_timeout: a login (its cookie and its token) ends after
         this many seconds without a request; every request moves the deadline

@@ -1222,7 +1222,7 @@ class WorkflowPlugin(Plugin):
         """``workflow`` as a Mermaid flowchart (top-down), one class per state.
 
         Paste it into Markdown that renders Mermaid (GitHub, GitLab, mkdocs)
-        inside a ```` ```mermaid ```` block.
+        inside a fenced code block whose language is ``mermaid``.
         """
 
         def label(text: str) -> str:
