@@ -17,29 +17,26 @@ Every member is sugar over a hook of :mod:`chancy.hookspecs`; only the
 methods a subclass overrides become hook implementations, so the others cost
 nothing:
 
-================================  ==============================================
-Member                            Hook or meaning
-================================  ==============================================
-``identifier``                    key in ``Chancy.plugins``; a plugin reusing a
-                                  built-in's identifier replaces it
-``scope``                         where :meth:`run` runs (``WORKER``/``LEADER``)
-``dependencies``                  identifiers that must be enabled too
-``dependency_distributions``      where to get them (named in the error)
-``default_enabled``               enabled with default settings when installed
-``default_order``                 position among the default plugins
-``distribution``                  the distribution providing the plugin
-``tables``                        un-prefixed names of the tables it owns
-``migrations_key``,               its migration line:
-``migrations_package``            ``chancy_migrators``
-:meth:`run`                       ``chancy_worker_tasks``
-:meth:`on_worker_started`         ``chancy_worker_started``
-:meth:`on_worker_stopped`         ``chancy_worker_stopped``
-:meth:`on_job_starting`           ``chancy_job_starting``
-:meth:`on_job_completed`          ``chancy_job_completed``
-:meth:`on_jobs_updated_in_...`    ``chancy_jobs_updated_in_transaction``
-:meth:`on_job_updated`            ``chancy_job_updated``
-:meth:`cleanup`                   ``chancy_cleanup``
-================================  ==============================================
+* ``identifier``: the key in ``Chancy.plugins``; a plugin reusing a
+  built-in's identifier replaces it;
+* ``scope``: where :meth:`~Plugin.run` runs (``WORKER`` or ``LEADER``);
+* ``dependencies``: identifiers that must be enabled too, and
+  ``dependency_distributions``: where to get them (named in the error);
+* ``default_enabled``: enabled with default settings when installed, and
+  ``default_order``: its position among the default plugins;
+* ``distribution``: the distribution providing the plugin;
+* ``tables``: un-prefixed names of the tables it owns;
+* ``migrations_key`` and ``migrations_package``: its migration line
+  (``chancy_migrators``);
+* :meth:`~Plugin.run`: ``chancy_worker_tasks``;
+* :meth:`~Plugin.on_worker_started` / :meth:`~Plugin.on_worker_stopped`:
+  ``chancy_worker_started`` / ``chancy_worker_stopped``;
+* :meth:`~Plugin.on_job_starting`: ``chancy_job_starting``;
+* :meth:`~Plugin.on_job_completed`: ``chancy_job_completed``;
+* :meth:`~Plugin.on_jobs_updated_in_transaction`:
+  ``chancy_jobs_updated_in_transaction``;
+* :meth:`~Plugin.on_job_updated`: ``chancy_job_updated``;
+* :meth:`~Plugin.cleanup`: ``chancy_cleanup``.
 
 The original Chancy's getters (``get_identifier()``, ``get_scope()``,
 ``get_dependencies()``, ``migrate_key()``, ``migrate_package()``,
@@ -101,7 +98,7 @@ class Plugin:
     #: The plugin's unique identifier; ``None`` means its import path. A plugin
     #: may reuse a built-in's identifier to replace it.
     identifier: ClassVar[str | None] = None
-    #: Where :meth:`run` runs.
+    #: Where :meth:`~Plugin.run` runs.
     scope: ClassVar[PluginScope] = PluginScope.WORKER
     #: Identifiers of the plugins this one needs (checked when a worker starts).
     dependencies: ClassVar[tuple[str, ...]] = ()
@@ -141,7 +138,7 @@ class Plugin:
 
     @classmethod
     def get_scope(cls) -> PluginScope:
-        """Where :meth:`run` runs: :attr:`scope`."""
+        """Where :meth:`~Plugin.run` runs: :attr:`scope`."""
         return cls.scope
 
     @classmethod
@@ -199,7 +196,7 @@ class Plugin:
     @staticmethod
     async def wait_for_leader(worker: Worker) -> None:
         """Wait until ``worker`` holds the leader lease (not needed in a
-        ``LEADER``-scoped :meth:`run`, which only runs while it does)."""
+        ``LEADER``-scoped :meth:`~Plugin.run`, which only runs while it does)."""
         await worker.is_leader.wait()
 
     # -- migrations ---------------------------------------------------------

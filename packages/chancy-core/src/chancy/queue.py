@@ -1,19 +1,20 @@
 """Queues: named, database-stored configuration that every worker follows.
 
 A :class:`Queue` validates itself when it is built, so the library
-(:meth:`Chancy.declare`), the CLI (``chancy queue declare``), the web API and
+(:meth:`Chancy.declare() <chancy.app.Chancy.declare>`), the CLI (``chancy queue declare``), the web API and
 the Django admin refuse the same bad settings before anything is written:
 
 * numbers must be finite and fit their columns: ``concurrency``,
   ``rate_limit`` and ``rate_limit_window`` are integers from 1 to
   2,147,483,647 (PostgreSQL ``INTEGER``); ``polling_interval`` is from
-  :data:`MIN_POLLING_INTERVAL` to :data:`MAX_POLLING_INTERVAL` seconds;
+  :data:`~chancy.queue.MIN_POLLING_INTERVAL` to
+  :data:`~chancy.queue.MAX_POLLING_INTERVAL` seconds;
 * strings (name, executor, tags, ``executor_options``) hold no NUL character
   (PostgreSQL cannot store one) and are valid Unicode;
 * tag patterns are regular expressions that a worker can match quickly: see
-  :func:`check_tag_pattern`.
+  :func:`~chancy.queue.check_tag_pattern`.
 
-Rows read back from the database (:meth:`Queue.unpack`) are taken as stored,
+Rows read back from the database (:meth:`Queue.unpack() <chancy.Queue.unpack>`) are taken as stored,
 so a row written before these checks existed never breaks listing queues.
 """
 
@@ -229,7 +230,7 @@ def check_tag_pattern(pattern: str) -> None:
     in their event loop. A pattern is refused when it
 
     * is not a string, is empty of meaning to PostgreSQL (holds NUL), is longer
-      than :data:`MAX_TAG_PATTERN_LENGTH` characters, or does not compile;
+      than :data:`~chancy.queue.MAX_TAG_PATTERN_LENGTH` characters, or does not compile;
     * repeats a group a variable number of times when that group can match
       the same text in more than one way: a repeat inside a repeat
       (``(a+)+``, ``(\\d*)*``, ``(x?)+``), or alternatives that do not each
@@ -438,7 +439,7 @@ class Queue:
         default=None, kw_only=True, validator=_validate_count
     )
     #: Regular expressions; a worker serves the queue when any matches any
-    #: worker tag (see :func:`check_tag_pattern` for what is allowed).
+    #: worker tag (see :func:`~chancy.queue.check_tag_pattern` for what is allowed).
     tags: set[str] = attrs.field(
         factory=lambda: {".*"}, kw_only=True, converter=_tags, validator=_validate_tags
     )

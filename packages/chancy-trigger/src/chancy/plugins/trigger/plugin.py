@@ -434,7 +434,7 @@ class Trigger(Plugin):
         even none: the trigger is statement-level. ``INSERT ... ON CONFLICT DO
         UPDATE`` counts as an INSERT and an UPDATE. A template with a
         ``unique_key`` pushes nothing while a job with that key is unfinished,
-        as :meth:`Chancy.push` does.
+        as :meth:`Chancy.push() <chancy.app.Chancy.push>` does.
 
         The template is stored, not its function: change it by registering
         again and unregistering the old trigger. Its ``scheduled_at`` is not

@@ -409,7 +409,7 @@ class Api(Plugin):
 
     # -- logins (server side) -------------------------------------------------------
 
-    def store(self, chancy: Chancy) -> FallbackStore:
+    def _store(self, chancy: Chancy) -> FallbackStore:
         """Where this app's logins and login attempts are kept."""
         store = self._stores.get(id(chancy))
         if store is None or store.chancy is not chancy:
@@ -423,7 +423,7 @@ class Api(Plugin):
         signer = await self._token_signer(chancy)
         now = _auth._now()
         lifetime = max(self.session_max_age, signer.max_age)
-        await self.store(chancy).create(
+        await self._store(chancy).create(
             digest(session_id), username, now=utc(now), expires_at=utc(now + lifetime)
         )
         return session_id
@@ -454,7 +454,7 @@ class Api(Plugin):
         ``username``). A valid use moves the idle deadline."""
         if not isinstance(session_id, str) or not 0 < len(session_id) <= 128:
             return False
-        store = self.store(chancy)
+        store = self._store(chancy)
         key = digest(session_id)
         row = await store.get(key)
         if row is None or row.revoked_at is not None:
@@ -475,7 +475,7 @@ class Api(Plugin):
         """Revoke the login ``session_id`` (its cookie and its token)."""
         if not isinstance(session_id, str) or not 0 < len(session_id) <= 128:
             return
-        store = self.store(chancy)
+        store = self._store(chancy)
         key = digest(session_id)
         row = await store.get(key)
         if row is not None:
@@ -506,7 +506,7 @@ class Api(Plugin):
                 return None
         elif isinstance(self.authentication_backend, TokenAuthBackend):
             # Minted elsewhere: stateless, unless logged out with it.
-            row = await self.store(chancy).get(digest(token))
+            row = await self._store(chancy).get(digest(token))
             if row is not None and row.revoked_at is not None:
                 return None
         else:
@@ -525,7 +525,7 @@ class Api(Plugin):
                     await self.revoke_session(chancy, claims["s"])
                 elif isinstance(self.authentication_backend, TokenAuthBackend):
                     now = _auth._now()
-                    await self.store(chancy).revoke(
+                    await self._store(chancy).revoke(
                         digest(token),
                         str(claims["u"]),
                         now=utc(now),
@@ -550,7 +550,7 @@ class Api(Plugin):
         if username is not None:
             limits[self._user_key(username)] = self.login_max_attempts_per_user
         now = _auth._now()
-        counts = await self.store(chancy).hit(
+        counts = await self._store(chancy).hit(
             list(limits), now=utc(now), window=self.login_attempt_window
         )
         wait: float | None = None
@@ -569,12 +569,12 @@ class Api(Plugin):
 
     async def login_succeeded(self, chancy: Chancy, username: str) -> None:
         """Reset the attempts of ``username`` after a successful login."""
-        await self.store(chancy).forget(self._user_key(username))
+        await self._store(chancy).forget(self._user_key(username))
 
     async def cleanup(self, chancy: Chancy) -> int | None:
         """Delete expired logins and finished throttling windows (the pruner
         calls this; logins also do, at most once an hour)."""
-        return await self.store(chancy).cleanup(
+        return await self._store(chancy).cleanup(
             now=utc(_auth._now()), window=self.login_attempt_window
         )
 
