@@ -13,7 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference, job
-from chancy.app import _dsn_from_django
+from chancy._dsn import dsn_from_django as _dsn_from_django
 from chancy.errors import ConfigurationError
 from chancy.utils import uuid7, uuid7_many
 

@@ -1,274 +1,55 @@
-"""The :class:`Chancy` application: configuration, pools and the client API."""
+"""The :class:`Chancy` application: configuration, pools and the client API.
+
+Every client method has an async and a sync form (``push`` and
+``sync_push``…). Both run the same operation (:mod:`chancy._ops`), on the
+async pool or the sync pool, or on the caller's cursor for the ``_ex`` forms,
+so they cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import json
 import logging
-import re
-import threading
 import time
 import uuid
-import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from urllib.parse import quote, urlencode
+from typing import Any, TypeVar
 
-import attrs
 from psycopg import AsyncConnection, AsyncCursor, Connection, Cursor
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
-from psycopg.types.json import set_json_loads
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from chancy import _plugins, events
+from chancy import _ops, _plugins, events
+from chancy._dsn import DatabaseConnection, dsn_from_django
+from chancy._ops import InsertPlan, Operation, Savepoint, ref_id, run_async, run_sync
+from chancy._pool import (
+    IDLE_CHECK_AFTER,
+    IdleCheck,
+    configure_async_connection,
+    configure_sync_connection,
+)
 from chancy._sql import statements
 from chancy.errors import ConfigurationError, PluginDependencyError
-from chancy.job import IsAJob, Job, QueuedJob, Reference, as_job
+from chancy.job import IsAJob, Job, QueuedJob, Reference
 from chancy.migrate import Migrator
 from chancy.plugin import Plugin
 from chancy.queue import Queue
-from chancy.utils import import_string, json_dumps, redact_dsn, uuid7_many
+from chancy.utils import import_string, redact_dsn
 
 __all__ = ["Chancy", "DatabaseConnection"]
-
-#: A Django-style ``DATABASES`` entry.
-DatabaseConnection = dict[str, Any]
 
 CORE_MIGRATION_KEY = "chancy"
 
 _FINISHED = {QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED}
 
-#: A NUL character in JSON text: ``\u0000`` not itself escaped (``\\u0000``
-#: is the text "\u0000", which is fine).
-_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+T = TypeVar("T")
 
-#: The range of the jobs table's INTEGER columns (priority, max_attempts).
-_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
-
-#: Batches of plain (non-unique) jobs at least this large are written with COPY.
-COPY_THRESHOLD = 64
-#: Rows per ``COPY`` data message: the server parses one chunk while we format
-#: the next.
-COPY_CHUNK = 250
-
-
-def _json_default(obj: Any) -> Any:
-    """Sets and frozensets are stored as lists (as in the original 0.26)."""
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_json_default)
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-
-
-class _JsonEncoders(threading.local):
-    """One C encoder per thread: ``json.dumps(obj, allow_nan=False,
-    separators=(",", ":"))`` without the encoder ``JSONEncoder.encode`` builds
-    on every call (the larger part of encoding a small ``kwargs`` dict).
-
-    Per thread because the encoder's circular-reference markers are shared by
-    its calls; they are cleared after a failed call.
-    """
-
-    encode: Callable[[Any], str]
-
-    def __init__(self) -> None:
-        if _c_make_encoder is None:  # an interpreter without the C accelerator
-            self.encode = _JSON.encode
-            return
-        markers: dict[int, Any] = {}
-        chunks = _c_make_encoder(
-            markers,
-            _JSON.default,
-            json.encoder.encode_basestring_ascii,
-            None,  # indent
-            ":",
-            ",",
-            False,  # sort_keys
-            False,  # skipkeys
-            False,  # allow_nan
-        )
-        join = "".join
-
-        def encode(obj: Any) -> str:
-            try:
-                return join(chunks(obj, 0))
-            except BaseException:
-                markers.clear()
-                raise
-
-        self.encode = encode
-
-
-_json_encoders = _JsonEncoders()
-
-
-def _encode_json(obj: Any) -> str:
-    """``json.dumps(obj, allow_nan=False, separators=(",", ":"))``, faster."""
-    return _json_encoders.encode(obj)
-
-
-#: ``COPY`` text-format escapes (tab, newline, carriage return, backslash).
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(rows: Sequence[tuple[Any, ...]]) -> bytes:
-    """Plain-job rows as ``COPY … FROM STDIN`` text-format data.
-
-    Formatting the lines ourselves costs a fraction of psycopg's per-value
-    binary dumpers. JSON columns come from :func:`json.dumps` (ASCII, control
-    characters escaped), so a backslash is the only character to escape.
-    """
-    escaped: dict[str, str] = {}
-
-    def text(value: str) -> str:
-        out = escaped.get(value)
-        if out is None:
-            out = escaped[value] = value.translate(_COPY_ESCAPES)
-        return out
-
-    lines: list[str] = []
-    append = lines.append
-    # Jobs made from one template share their scheduled_at object.
-    last_when: Any = None
-    stamp = ""
-    for job_id, queue, func, kwargs, limits, meta, priority, max_attempts, when in rows:
-        if "\\" in kwargs:
-            kwargs = kwargs.replace("\\", "\\\\")
-        if "\\" in meta:
-            meta = meta.replace("\\", "\\\\")
-        if "\\" in limits:
-            limits = limits.replace("\\", "\\\\")
-        if when is not last_when:
-            last_when, stamp = when, when.isoformat()
-        append(
-            f"{job_id.hex}\t{text(queue)}\t{text(func)}\t{kwargs}\t{limits}\t{meta}"
-            f"\t{priority}\t{max_attempts}\t{stamp}\n"
-        )
-    return "".join(lines).encode()
-
-
-class _IdleCheck:
-    """Pool ``check`` callback: test a connection before handing it out only
-    if it was last handed out ``after`` seconds ago or more.
-
-    A connection idle that long may have been cut by a database restart or a
-    firewall; checking costs one round trip, so connections reused at once
-    (the hot path) are not checked. When a check fails, every idle connection
-    is checked in the background, so the pool sheds all the dead ones at
-    once; the caller gets a live connection instead of an error.
-
-    (The time of the last checkout, not of the return, is kept: a pool
-    ``reset`` callback would move every return into a background task.)
-    """
-
-    __slots__ = ("after", "last_used", "sweeps")
-
-    def __init__(self, after: float) -> None:
-        self.after = after
-        self.last_used: weakref.WeakKeyDictionary[Any, float] = (
-            weakref.WeakKeyDictionary()
-        )
-        self.sweeps: set[asyncio.Task[None]] = set()
-
-    def idle_too_long(self, conn: Any) -> bool:
-        now = time.monotonic()
-        at = self.last_used.get(conn)
-        self.last_used[conn] = now
-        return at is not None and now - at >= self.after
-
-    async def check(self, conn: AsyncConnection[Any], pool: Any = None) -> None:
-        if not self.idle_too_long(conn):
-            return
-        try:
-            await AsyncConnectionPool.check_connection(conn)
-        except Exception:
-            if pool is not None and not self.sweeps:
-                sweep = asyncio.ensure_future(pool.check())
-                self.sweeps.add(sweep)
-                sweep.add_done_callback(self.sweeps.discard)
-            raise
-
-    def sync_check(self, conn: Connection[Any]) -> None:
-        if self.idle_too_long(conn):
-            ConnectionPool.check_connection(conn)
-
-
-_decode_json = json.JSONDecoder().decode
-
-
-def _load_json(data: Any) -> Any:
-    """psycopg's JSON loader without ``json.loads``' encoding sniffing of bytes
-    (the server sends UTF-8)."""
-    return _decode_json(str(data, "utf-8"))
-
-
-async def _configure_connection(conn: AsyncConnection[Any]) -> None:
-    set_json_loads(_load_json, conn)
-
-
-def _sync_configure_connection(conn: Connection[Any]) -> None:
-    set_json_loads(_load_json, conn)
-
-
-#: Seconds a pooled connection may sit idle before it is checked on checkout.
-IDLE_CHECK_AFTER = 5.0
-
-
-@functools.lru_cache(maxsize=1024)
-def _pushed_payload(queue: str) -> str:
-    """The ``queue.pushed`` notification for ``queue`` (the same string every push)."""
-    return json_dumps({"t": events.QUEUE_PUSHED.name, "q": queue})
-
-
-def _unique_key(row: tuple[Any, ...]) -> str:
-    return row[9]  # type: ignore[no-any-return]
-
-
-@attrs.define(slots=True)
-class _InsertPlan:
-    #: (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at)
-    plain: list[tuple[Any, ...]]
-    #: the same plus unique_key, sorted by key
-    unique: list[tuple[Any, ...]]
-    refs: list[Reference | None]
-    by_key: dict[str, list[int]]
-    payloads: list[str]
-    #: Every distinct queue of the jobs, in order of first appearance.
-    queues: list[str]
-
-    @property
-    def single_job(self) -> bool:
-        """Whether the plan inserts exactly one job (one scalar statement)."""
-        return len(self.plain) + len(self.unique) == 1
-
-    def one_job_statement(self, sql: Any) -> tuple[str, tuple[Any, ...]]:
-        """The statement and parameters inserting the plan's only job."""
-        row = (*self.plain[0], None) if self.plain else self.unique[0]
-        if self.payloads:
-            return sql.insert_job_notify, (*row, sql.channel, self.payloads[0])
-        return sql.insert_job, row
-
-    @property
-    def single_statement(self) -> bool:
-        """Whether :meth:`Chancy._insert` writes everything in one statement."""
-        return (not self.plain) != (not self.unique) and len(
-            self.plain
-        ) < COPY_THRESHOLD
-
-
-def _row_dict(cursor: Any, row: Any) -> dict[str, Any]:
-    """A row as a dict, whatever the cursor's row factory."""
-    if isinstance(row, dict):
-        return row
-    names = [column.name for column in cursor.description]
-    return dict(zip(names, row, strict=True))
+AnyCursor = AsyncCursor[Any] | AsyncConnection[Any]
+AnySyncCursor = Cursor[Any] | Connection[Any]
 
 
 #: The queue settings a plain declare() keeps when the queue exists.
@@ -300,41 +81,6 @@ def _queue_differences(given: Queue, stored: Queue) -> list[str]:
                 mine, theirs = mine.value, getattr(theirs, "value", theirs)
             out.append(f"{name}: stored {theirs!r}, given {mine!r}")
     return out
-
-
-def _is_json(value: Any) -> bool:
-    try:
-        json.dumps(value, allow_nan=False, default=_json_default)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _dsn_from_django(settings: dict[str, Any]) -> str:
-    user = settings.get("USER") or ""
-    password = settings.get("PASSWORD") or ""
-    host = settings.get("HOST") or ""
-    port = str(settings.get("PORT") or "5432")
-    name = quote(str(settings.get("NAME") or ""), safe="")
-    auth = ""
-    if user:
-        # Percent-encoded, not plus-quoted as in the original: libpq does not
-        # decode "+", so a password with a space would not authenticate.
-        auth = quote(user, safe="")
-        if password:
-            auth += ":" + quote(password, safe="")
-        auth += "@"
-    if host.startswith("/"):
-        # A Unix-socket directory: percent-encoded, as libpq URIs require.
-        host = quote(host, safe="")
-    elif ":" in host and not host.startswith("["):
-        host = f"[{host}]"  # an IPv6 address
-    netloc = f"{auth}{host}:{port}" if host else auth
-    dsn = f"postgresql://{netloc}/{name}"
-    options = settings.get("OPTIONS") or {}
-    if options:
-        dsn += "?" + urlencode(options)
-    return dsn
 
 
 def _default_logger() -> logging.Logger:
@@ -394,7 +140,7 @@ class Chancy:
         if dsn is None and pool is None:
             raise ConfigurationError("Chancy() needs a dsn (or an existing pool=)")
         if isinstance(dsn, dict):
-            dsn = _dsn_from_django(dsn)
+            dsn = dsn_from_django(dsn)
         if dsn is None and pool is not None:
             # psycopg_pool also takes a callable conninfo: rejected just below.
             dsn = pool.conninfo  # type: ignore[assignment]
@@ -429,7 +175,7 @@ class Chancy:
         self._external_pool = pool is not None
         self._sync_pool: ConnectionPool[Any] | None = None
         self._open_lock: asyncio.Lock | None = None
-        self._idle_check = _IdleCheck(IDLE_CHECK_AFTER)
+        self._idle_check = IdleCheck(IDLE_CHECK_AFTER)
         #: Queues known to be declared, or already warned about (see push).
         self._checked_queues: set[str] = {"default"}
 
@@ -479,7 +225,7 @@ class Chancy:
                 open=False,
                 name=f"chancy-{self.prefix}",
                 check=self._check_pooled,
-                configure=_configure_connection,
+                configure=configure_async_connection,
             )
         return self._pool
 
@@ -498,7 +244,7 @@ class Chancy:
                 open=False,
                 name=f"chancy-sync-{self.prefix}",
                 check=self._idle_check.sync_check,
-                configure=_sync_configure_connection,
+                configure=configure_sync_connection,
             )
         return self._sync_pool
 
@@ -554,6 +300,86 @@ class Chancy:
             self._sync_pool = None
 
     # ------------------------------------------------------------------
+    # Running operations (one implementation, two drivers)
+    # ------------------------------------------------------------------
+
+    async def _run(
+        self,
+        operation: Operation,
+        cursor: AnyCursor | None = None,
+        *,
+        autocommit: bool = False,
+        dicts: bool = True,
+    ) -> Any:
+        """Carry ``operation`` out on the caller's cursor or connection, or
+        on a pooled connection (committed when it returns; with
+        ``autocommit``, statement by statement, for single statements)."""
+        if cursor is not None:
+            if isinstance(cursor, AsyncConnection):
+                async with cursor.cursor() as cur:
+                    return await run_async(cur, operation)
+            return await run_async(cursor, operation)
+        await self.ensure_open()
+        factory: Any = dict_row if dicts else tuple_row
+        async with self.pool.connection() as conn:
+            if not autocommit:
+                async with conn.cursor(row_factory=factory) as cur:
+                    return await run_async(cur, operation)
+            # One statement is atomic on its own: skip BEGIN and COMMIT.
+            await conn.set_autocommit(True)
+            try:
+                async with conn.cursor(row_factory=factory) as cur:
+                    return await run_async(cur, operation)
+            finally:
+                await conn.set_autocommit(False)
+
+    def _sync_run(
+        self,
+        operation: Operation,
+        cursor: AnySyncCursor | None = None,
+        *,
+        autocommit: bool = False,
+        dicts: bool = True,
+    ) -> Any:
+        """:meth:`_run` on the sync pool or the caller's sync cursor."""
+        if cursor is not None:
+            if isinstance(cursor, Connection):
+                with cursor.cursor() as cur:
+                    return run_sync(cur, operation)
+            return run_sync(cursor, operation)
+        self.sync_ensure_open()
+        factory: Any = dict_row if dicts else tuple_row
+        with self.sync_pool.connection() as conn:
+            if not autocommit:
+                with conn.cursor(row_factory=factory) as cur:
+                    return run_sync(cur, operation)
+            conn.autocommit = True
+            try:
+                with conn.cursor(row_factory=factory) as cur:
+                    return run_sync(cur, operation)
+            finally:
+                conn.autocommit = False
+
+    @staticmethod
+    def _no_running_loop(name: str) -> None:
+        """Refuse a blocking call from inside a running event loop.
+
+        The sync API blocks its thread until the database answers; on a thread
+        running an event loop it would stall every task on it. The original's
+        own sync methods (``sync_push`` and the few others it has) keep
+        working there, for code written for it.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        raise RuntimeError(
+            f"Chancy.sync_{name}() was called from inside a running event loop, where"
+            f" it would block every task; use `await chancy.{name}(...)` instead (or"
+            " call it from a thread: asyncio.to_thread)"
+        )
+
+    # ------------------------------------------------------------------
     # Migrations
     # ------------------------------------------------------------------
 
@@ -573,29 +399,68 @@ class Chancy:
         plugins are migrated before core.
         """
         await self.ensure_open()
+        async with self.pool.connection() as conn:
+            await self._migrate_on(conn, to_version)
+
+    async def _migrate_on(
+        self, conn: AsyncConnection[Any], to_version: int | None
+    ) -> None:
         migrators = self.migrators()
         if to_version is not None and to_version < self.core_migrator().latest_version:
             migrators = migrators[1:][::-1] + migrators[:1]
-        async with self.pool.connection() as conn:
-            for migrator in migrators:
-                target = to_version
-                if target is not None and migrator.key != CORE_MIGRATION_KEY:
-                    target = min(target, migrator.latest_version)
-                if await migrator.migrate(conn, to_version=target):
-                    self.log.info(
-                        "Migrated %r to version %s",
-                        migrator.key,
-                        target if target is not None else migrator.latest_version,
-                    )
+        for migrator in migrators:
+            target = to_version
+            if target is not None and migrator.key != CORE_MIGRATION_KEY:
+                target = min(target, migrator.latest_version)
+            if await migrator.migrate(conn, to_version=target):
+                self.log.info(
+                    "Migrated %r to version %s",
+                    migrator.key,
+                    target if target is not None else migrator.latest_version,
+                )
+
+    def sync_migrate(self, *, to_version: int | None = None) -> None:
+        """:meth:`migrate`, from code without an event loop (a script, Django).
+
+        Migrations are written against psycopg's async API; this runs them on
+        one connection of their own in a private event loop.
+        """
+        self._no_running_loop("migrate")
+
+        async def main() -> None:
+            conn = await AsyncConnection.connect(self.dsn)
+            try:
+                await self._migrate_on(conn, to_version)
+            finally:
+                await conn.close()
+
+        asyncio.run(main())
 
     async def is_up_to_date(self) -> bool:
         """Whether core and every plugin's tables are at their latest version."""
         await self.ensure_open()
         async with self.pool.connection() as conn, conn.cursor() as cursor:
-            for migrator in self.migrators():
-                if await migrator.is_migration_required(cursor):
-                    return False
+            return await self._up_to_date_on(cursor)
+
+    async def _up_to_date_on(self, cursor: AsyncCursor[Any]) -> bool:
+        for migrator in self.migrators():
+            if await migrator.is_migration_required(cursor):
+                return False
         return True
+
+    def sync_is_up_to_date(self) -> bool:
+        """:meth:`is_up_to_date`, from code without an event loop."""
+        self._no_running_loop("is_up_to_date")
+
+        async def main() -> bool:
+            conn = await AsyncConnection.connect(self.dsn, autocommit=True)
+            try:
+                async with conn.cursor() as cursor:
+                    return await self._up_to_date_on(cursor)
+            finally:
+                await conn.close()
+
+        return asyncio.run(main())
 
     # ------------------------------------------------------------------
     # Queues
@@ -636,67 +501,20 @@ class Chancy:
             queue.eager_polling,
         )
 
-    async def declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
-        """Create ``queue``; if it exists keep it as is, or overwrite it with ``upsert``.
-
-        Returns the queue as stored. Running workers pick the change up at once.
-        When the queue exists with other settings and ``upsert`` is false, the
-        stored settings are kept and a warning names the fields that differ.
-        """
-        return await self._declare(queue, upsert=upsert, warn=True)
-
-    async def _declare(self, queue: Queue, *, upsert: bool, warn: bool) -> Queue:
-        await self.ensure_open()
-        async with (
-            self.pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            stored = await self._declare_ex(cursor, queue, upsert=upsert, warn=warn)
-            await self.notify(cursor, events.QUEUE_DECLARED.name, {"q": queue.name})
-        return stored
-
-    async def declare_ex(
-        self, cursor: AsyncCursor[Any], queue: Queue, *, upsert: bool = False
-    ) -> Queue:
-        """:meth:`declare` on the caller's cursor (no notification, no commit)."""
-        return await self._declare_ex(cursor, queue, upsert=upsert, warn=True)
-
-    async def _declare_ex(
-        self, cursor: AsyncCursor[Any], queue: Queue, *, upsert: bool, warn: bool
-    ) -> Queue:
+    def _declare_op(
+        self, queue: Queue, *, upsert: bool, warn: bool, notify: bool
+    ) -> Operation:
         params = self._queue_params(queue)
-        await cursor.execute(
-            self.sql.upsert_queue if upsert else self.sql.declare_queue, params
+        row = yield _ops.Execute(
+            self.sql.upsert_queue if upsert else self.sql.declare_queue,
+            params,
+            fetch="one",
         )
-        row = await cursor.fetchone()
+        if notify and self.notifications:
+            yield from _ops.notify_many(
+                self.sql, [(events.QUEUE_DECLARED.name, {"q": queue.name})]
+            )
         # Both statements end in RETURNING * after an upsert: always one row.
-        return self._declared(queue, _row_dict(cursor, row), upsert=upsert, warn=warn)
-
-    def sync_declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
-        self.sync_ensure_open()
-        with (
-            self.sync_pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            stored = self.sync_declare_ex(cursor, queue, upsert=upsert)
-            self.sync_notify(cursor, events.QUEUE_DECLARED.name, {"q": queue.name})
-        return stored
-
-    def sync_declare_ex(
-        self, cursor: Cursor[Any], queue: Queue, *, upsert: bool = False
-    ) -> Queue:
-        params = self._queue_params(queue)
-        cursor.execute(
-            self.sql.upsert_queue if upsert else self.sql.declare_queue, params
-        )
-        # Both statements end in RETURNING * after an upsert: always one row.
-        row = cursor.fetchone()
-        return self._declared(queue, _row_dict(cursor, row), upsert=upsert, warn=True)
-
-    def _declared(
-        self, queue: Queue, row: dict[str, Any], *, upsert: bool, warn: bool
-    ) -> Queue:
-        """The stored queue; warns when a plain declare kept other settings."""
         stored = Queue.unpack(row)
         self._checked_queues.add(stored.name)
         if warn and not upsert:
@@ -711,15 +529,58 @@ class Chancy:
                 )
         return stored
 
+    async def declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
+        """Create ``queue``; if it exists keep it as is, or overwrite it with ``upsert``.
+
+        Returns the queue as stored. Running workers pick the change up at once.
+        When the queue exists with other settings and ``upsert`` is false, the
+        stored settings are kept and a warning names the fields that differ.
+        """
+        return await self._declare(queue, upsert=upsert, warn=True)
+
+    async def _declare(self, queue: Queue, *, upsert: bool, warn: bool) -> Queue:
+        return await self._run(  # type: ignore[no-any-return]
+            self._declare_op(queue, upsert=upsert, warn=warn, notify=True)
+        )
+
+    def sync_declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
+        """:meth:`declare`, synchronously."""
+        return self._sync_run(  # type: ignore[no-any-return]
+            self._declare_op(queue, upsert=upsert, warn=True, notify=True)
+        )
+
+    async def declare_ex(
+        self, cursor: AsyncCursor[Any], queue: Queue, *, upsert: bool = False
+    ) -> Queue:
+        """:meth:`declare` on the caller's cursor (no notification, no commit)."""
+        return await self._run(  # type: ignore[no-any-return]
+            self._declare_op(queue, upsert=upsert, warn=True, notify=False), cursor
+        )
+
+    def sync_declare_ex(
+        self, cursor: Cursor[Any], queue: Queue, *, upsert: bool = False
+    ) -> Queue:
+        """:meth:`declare_ex` on the caller's sync cursor."""
+        return self._sync_run(  # type: ignore[no-any-return]
+            self._declare_op(queue, upsert=upsert, warn=True, notify=False), cursor
+        )
+
+    def _get_all_queues_op(self) -> Operation:
+        rows = yield from _ops.fetch_all(self.sql.get_all_queues)
+        return [Queue.unpack(row) for row in rows]
+
     async def get_all_queues(self) -> list[Queue]:
         """Every declared queue, whatever its state."""
-        await self.ensure_open()
-        async with (
-            self.pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            await cursor.execute(self.sql.get_all_queues)
-            return [Queue.unpack(row) for row in await cursor.fetchall()]
+        return await self._run(self._get_all_queues_op())  # type: ignore[no-any-return]
+
+    def sync_get_all_queues(self) -> list[Queue]:
+        """:meth:`get_all_queues`, synchronously."""
+        self._no_running_loop("get_all_queues")
+        return self._sync_run(self._get_all_queues_op())  # type: ignore[no-any-return]
+
+    def _undeclared_op(self) -> Operation:
+        rows = yield _ops.Execute(self.sql.undeclared_queues, fetch="all", dicts=False)
+        return {name: count for name, count in rows}
 
     async def get_undeclared_queues(self) -> dict[str, int]:
         """Queues that have jobs waiting to run but were never declared.
@@ -727,51 +588,76 @@ class Chancy:
         No worker serves such a queue, so its jobs wait forever. Returns
         ``{queue name: number of pending or retrying jobs}``.
         """
-        await self.ensure_open()
-        async with self.pool.connection() as conn, conn.cursor() as cursor:
-            await cursor.execute(self.sql.undeclared_queues)
-            return {name: count for name, count in await cursor.fetchall()}
+        return await self._run(self._undeclared_op())  # type: ignore[no-any-return]
 
-    async def get_queue(self, name: str) -> Queue:
-        """The queue named ``name``. :raises KeyError: no such queue."""
-        await self.ensure_open()
-        async with (
-            self.pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            await cursor.execute(self.sql.get_queue, (name,))
-            row = await cursor.fetchone()
+    def sync_get_undeclared_queues(self) -> dict[str, int]:
+        """:meth:`get_undeclared_queues`, synchronously."""
+        self._no_running_loop("get_undeclared_queues")
+        return self._sync_run(self._undeclared_op())  # type: ignore[no-any-return]
+
+    def _get_queue_op(self, name: str) -> Operation:
+        row = yield from _ops.fetch_one(self.sql.get_queue, (name,))
         if row is None:
             raise KeyError(f"no queue named {name!r}")
         return Queue.unpack(row)
 
+    async def get_queue(self, name: str) -> Queue:
+        """The queue named ``name``. :raises KeyError: no such queue."""
+        return await self._run(self._get_queue_op(name))  # type: ignore[no-any-return]
+
+    def sync_get_queue(self, name: str) -> Queue:
+        """:meth:`get_queue`, synchronously."""
+        self._no_running_loop("get_queue")
+        return self._sync_run(self._get_queue_op(name))  # type: ignore[no-any-return]
+
+    def _delete_queue_op(self, name: str, purge_jobs: bool) -> Operation:
+        yield _ops.Execute(self.sql.delete_queue, (name,))
+        if purge_jobs:
+            yield _ops.Execute(self.sql.delete_queue_jobs, (name,))
+        if self.notifications:
+            yield from _ops.notify_many(
+                self.sql, [(events.QUEUE_DELETED.name, {"q": name})]
+            )
+
     async def delete_queue(self, name: str, *, purge_jobs: bool = True) -> None:
         """Delete the queue (and by default every job in it)."""
-        await self.ensure_open()
-        async with (
-            self.pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            await self.delete_queue_ex(cursor, name, purge_jobs=purge_jobs)
+        await self._run(self._delete_queue_op(name, purge_jobs))
 
     async def delete_queue_ex(
         self, cursor: AsyncCursor[Any], name: str, *, purge_jobs: bool = True
     ) -> None:
-        await cursor.execute(self.sql.delete_queue, (name,))
-        if purge_jobs:
-            await cursor.execute(self.sql.delete_queue_jobs, (name,))
-        await self.notify(cursor, events.QUEUE_DELETED.name, {"q": name})
+        """:meth:`delete_queue` on the caller's cursor."""
+        await self._run(self._delete_queue_op(name, purge_jobs), cursor)
+
+    def sync_delete_queue(self, name: str, *, purge_jobs: bool = True) -> None:
+        """:meth:`delete_queue`, synchronously."""
+        self._no_running_loop("delete_queue")
+        self._sync_run(self._delete_queue_op(name, purge_jobs))
+
+    def sync_delete_queue_ex(
+        self, cursor: Cursor[Any], name: str, *, purge_jobs: bool = True
+    ) -> None:
+        """:meth:`delete_queue_ex` on the caller's sync cursor."""
+        self._sync_run(self._delete_queue_op(name, purge_jobs), cursor)
+
+    def _pause_queue_op(
+        self, name: str, resume_at: datetime | timedelta | None
+    ) -> Operation:
+        if isinstance(resume_at, timedelta):
+            resume_at = datetime.now(UTC) + resume_at
+        row = yield _ops.Execute(self.sql.pause_queue, (resume_at, name), fetch="one")
+        if row is None:
+            raise KeyError(f"no queue named {name!r}")
+        if self.notifications:
+            yield from _ops.notify_many(
+                self.sql, [(events.QUEUE_PAUSED.name, {"q": name})]
+            )
 
     async def pause_queue(
         self, name: str, *, resume_at: datetime | timedelta | None = None
     ) -> None:
         """Stop fetching from the queue (running jobs continue), optionally until ``resume_at``."""
-        await self.ensure_open()
-        async with (
-            self.pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            await self.pause_queue_ex(cursor, name, resume_at=resume_at)
+        await self._run(self._pause_queue_op(name, resume_at))
 
     async def pause_queue_ex(
         self,
@@ -780,192 +666,114 @@ class Chancy:
         *,
         resume_at: datetime | timedelta | None = None,
     ) -> None:
-        if isinstance(resume_at, timedelta):
-            resume_at = datetime.now(UTC) + resume_at
-        await cursor.execute(self.sql.pause_queue, (resume_at, name))
-        if await cursor.fetchone() is None:
+        """:meth:`pause_queue` on the caller's cursor."""
+        await self._run(self._pause_queue_op(name, resume_at), cursor)
+
+    def sync_pause_queue(
+        self, name: str, *, resume_at: datetime | timedelta | None = None
+    ) -> None:
+        """:meth:`pause_queue`, synchronously."""
+        self._no_running_loop("pause_queue")
+        self._sync_run(self._pause_queue_op(name, resume_at))
+
+    def sync_pause_queue_ex(
+        self,
+        cursor: Cursor[Any],
+        name: str,
+        *,
+        resume_at: datetime | timedelta | None = None,
+    ) -> None:
+        """:meth:`pause_queue_ex` on the caller's sync cursor."""
+        self._sync_run(self._pause_queue_op(name, resume_at), cursor)
+
+    def _resume_queue_op(self, name: str) -> Operation:
+        row = yield _ops.Execute(self.sql.resume_queue, (name,), fetch="one")
+        if row is None:
             raise KeyError(f"no queue named {name!r}")
-        await self.notify(cursor, events.QUEUE_PAUSED.name, {"q": name})
+        if self.notifications:
+            yield from _ops.notify_many(
+                self.sql, [(events.QUEUE_RESUMED.name, {"q": name})]
+            )
 
     async def resume_queue(self, name: str) -> None:
         """Make a paused queue active again."""
-        await self.ensure_open()
-        async with (
-            self.pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            await self.resume_queue_ex(cursor, name)
+        await self._run(self._resume_queue_op(name))
 
     async def resume_queue_ex(self, cursor: AsyncCursor[Any], name: str) -> None:
-        await cursor.execute(self.sql.resume_queue, (name,))
-        if await cursor.fetchone() is None:
-            raise KeyError(f"no queue named {name!r}")
-        await self.notify(cursor, events.QUEUE_RESUMED.name, {"q": name})
+        """:meth:`resume_queue` on the caller's cursor."""
+        await self._run(self._resume_queue_op(name), cursor)
+
+    def sync_resume_queue(self, name: str) -> None:
+        """:meth:`resume_queue`, synchronously."""
+        self._no_running_loop("resume_queue")
+        self._sync_run(self._resume_queue_op(name))
+
+    def sync_resume_queue_ex(self, cursor: Cursor[Any], name: str) -> None:
+        """:meth:`resume_queue_ex` on the caller's sync cursor."""
+        self._sync_run(self._resume_queue_op(name), cursor)
 
     # ------------------------------------------------------------------
     # Pushing jobs
     # ------------------------------------------------------------------
 
-    def _serialise(self, jobs: Iterable[Job | IsAJob]) -> _InsertPlan:
-        """Validate and serialise jobs; raises before anything is written.
+    def _plan(self, jobs: Iterable[Job | IsAJob]) -> InsertPlan:
+        """Validate and encode ``jobs``; raises before anything is written."""
+        return _ops.serialise(jobs, notifications=self.notifications)
 
-        Hot path of bulk pushes (a few microseconds per job): valid jobs take
-        one chain of exact-type checks; anything else goes through
-        :meth:`_check_job`, which accepts subclasses and names the problem.
-        Ids are UUIDv7s in the order of ``jobs``.
+    def _push_op(
+        self, plan: InsertPlan, sent: asyncio.Event | None = None
+    ) -> Operation:
+        rows = yield from _ops.insert(self.sql, plan, sent)
+        unchecked = self._unchecked(plan)
+        if unchecked:
+            yield from self._check_declared_op(unchecked)
+        return plan.finish_refs(rows)
+
+    def _unchecked(self, plan: InsertPlan) -> list[str]:
+        checked = self._checked_queues
+        return [q for q in plan.queues if q not in checked]
+
+    def _check_declared_op(self, names: list[str]) -> Operation:
+        """Warn, once per queue, about jobs pushed to a queue nobody declared.
+
+        Costs one query the first time a queue is pushed to by this app (on
+        the same connection, so a queue declared in the same transaction
+        counts), nothing afterwards. It runs in a savepoint: it never breaks
+        the push or the caller's transaction (e.g. for a role that may insert
+        jobs but not read the queues table).
         """
-        jobs = jobs if isinstance(jobs, list) else list(jobs)
-        ids = uuid7_many(len(jobs))
-        plain: list[tuple[Any, ...]] = []
-        unique: list[tuple[Any, ...]] = []
-        refs: list[Reference | None] = [None] * len(jobs)
-        by_key: dict[str, list[int]] = {}
-        queues: dict[str, None] = {}
-        dumps = _json_encoders.encode
-        # Jobs made from one template share their meta and limits objects.
-        meta_obj: Any = None
-        meta_text = "{}"
-        for index, obj in enumerate(jobs):
-            job = obj if type(obj) is Job else as_job(obj)
-            func = job.func
-            queue = job.queue
-            kwargs = job.kwargs
-            priority = job.priority
-            max_attempts = job.max_attempts
-            when = job.scheduled_at
-            if not (
-                type(func) is str
-                and "." in func
-                and type(queue) is str
-                and queue
-                and type(kwargs) is dict
-                and type(priority) is int
-                and type(max_attempts) is int
-                and _INT_MIN <= priority <= _INT_MAX
-                and 1 <= max_attempts <= _INT_MAX
-                and type(when) is datetime
-                and "\x00" not in func
-                and "\x00" not in queue
-            ):
-                self._check_job(job)
-            try:
-                kw = dumps(kwargs) if kwargs else "{}"
-                meta = job.meta
-                if meta is not meta_obj:
-                    meta_text = dumps(meta) if meta else "{}"
-                    meta_obj = meta
-            except (TypeError, ValueError) as exc:
-                what = "kwargs" if kwargs and not _is_json(kwargs) else "meta"
-                raise TypeError(
-                    f"cannot store job {func!r}: its {what} is not JSON-serialisable ({exc})"
-                ) from None
-            if ("\\u0000" in kw and _JSON_NUL.search(kw)) or (
-                "\\u0000" in meta_text and _JSON_NUL.search(meta_text)
-            ):
-                # PostgreSQL's jsonb cannot hold a NUL character.
-                what = "kwargs" if _JSON_NUL.search(kw) else "meta"
-                raise ValueError(
-                    f"cannot store job {func!r}: its {what} contain a NUL character"
-                    " (\\x00), which PostgreSQL cannot store"
-                )
-            for name in kwargs:
-                if type(name) is not str:
-                    raise TypeError(
-                        f"cannot store job {func!r}: kwargs must have string keys"
-                    )
-            limits = (
-                dumps([limit.serialize() for limit in job.limits])
-                if job.limits
-                else "[]"
+        try:
+            found = yield Savepoint(_ops.declared_queues(self.sql, names))
+        except Exception as exc:
+            self.log.debug(
+                "Could not check that queues %s are declared: %s", names, exc
             )
-            if queue not in queues:
-                queues[queue] = None
-            key = job.unique_key
-            if key is None:
-                job_id = ids[index]
-                refs[index] = Reference(job_id)
-                plain.append(
-                    (
-                        job_id,
-                        queue,
-                        func,
-                        kw,
-                        limits,
-                        meta_text,
-                        priority,
-                        max_attempts,
-                        when,
-                    )
+            self._checked_queues.update(names)
+            return
+        for name in names:
+            self._checked_queues.add(name)
+            if name not in found:
+                self.log.warning(
+                    "Jobs were pushed to queue %r, which nobody declared: no worker"
+                    " runs them until it is declared (chancy.declare(Queue(%r)) or"
+                    " `chancy queue declare %s`)",
+                    name,
+                    name,
+                    name,
                 )
-            elif not isinstance(key, str):
-                raise TypeError(f"job {func!r}: unique_key must be a string or None")
-            elif "\x00" in key:
-                raise ValueError(
-                    f"job {func!r}: unique_key must not contain NUL characters (\\x00)"
-                )
-            elif key in by_key:
-                by_key[key].append(index)  # same key twice in one call: one job
-            else:
-                by_key[key] = [index]
-                unique.append(
-                    (ids[index], queue, func, kw, limits, meta_text, priority,
-                     max_attempts, when, key)
-                )  # fmt: skip
-        # Lock unique keys in a stable order so concurrent pushes cannot deadlock.
-        unique.sort(key=_unique_key)
-        payloads = [_pushed_payload(q) for q in queues] if self.notifications else []
-        return _InsertPlan(plain, unique, refs, by_key, payloads, list(queues))
 
-    @staticmethod
-    def _check_job(job: Job) -> None:
-        """Raise the error naming what is wrong with ``job``'s fields, if anything is."""
-        func = job.func
-        if not isinstance(func, str) or "." not in func:
-            raise ValueError(
-                f"job func must be an import path like 'module.function', got {func!r}"
-            )
-        queue = job.queue
-        if not isinstance(queue, str) or not queue:
-            raise ValueError(
-                f"job {func!r}: queue must be a non-empty string, got {queue!r}"
-            )
-        if "\x00" in func or "\x00" in queue:
-            raise ValueError(
-                f"job {func!r}: func and queue must not contain NUL characters (\\x00)"
-            )
-        if type(job.kwargs) is not dict:
-            raise TypeError(f"cannot store job {func!r}: kwargs must be a dict")
-        priority, max_attempts = job.priority, job.max_attempts
-        if type(priority) is not int:
-            raise TypeError(f"job {func!r}: priority must be an int, got {priority!r}")
-        if not _INT_MIN <= priority <= _INT_MAX:
-            raise ValueError(
-                f"job {func!r}: priority must fit in 32 bits"
-                f" ({_INT_MIN}..{_INT_MAX}), got {priority!r}"
-            )
-        if type(max_attempts) is not int or not 1 <= max_attempts <= _INT_MAX:
-            raise ValueError(
-                f"job {func!r}: max_attempts must be an int from 1 to {_INT_MAX},"
-                f" got {max_attempts!r}"
-            )
-        if not isinstance(job.scheduled_at, datetime):
-            raise TypeError(f"job {func!r}: scheduled_at must be a datetime")
-
-    def _columns(self, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-        columns = list(zip(*rows, strict=True))
-        return tuple(list(c) for c in columns)
-
-    @staticmethod
-    def _finish_refs(plan: _InsertPlan, rows: list[Any]) -> list[Reference]:
-        refs = plan.refs
-        if plan.by_key:
-            for row in rows:
-                job_id, key = (
-                    (row["id"], row["unique_key"]) if isinstance(row, dict) else row
-                )
-                for index in plan.by_key.get(key, ()):
-                    refs[index] = Reference(job_id)
-        return refs  # type: ignore[return-value]
+    async def _push(
+        self,
+        cursor: AnyCursor | None,
+        plan: InsertPlan,
+        sent: asyncio.Event | None = None,
+    ) -> list[Reference]:
+        return await self._run(  # type: ignore[no-any-return]
+            self._push_op(plan, sent),
+            cursor,
+            autocommit=plan.single_statement,
+            dicts=False,
+        )
 
     async def push(self, job: Job | IsAJob) -> Reference:
         """Push one job; returns its reference.
@@ -973,14 +781,19 @@ class Chancy:
         For a unique job whose key is held by an unfinished job, nothing is
         inserted and that job's reference is returned.
         """
-        return (await self.push_many_ex(None, [job]))[0]
+        return (await self._push(None, self._plan([job])))[0]
 
     async def push_ex(self, cursor: AsyncCursor[Any], job: Job | IsAJob) -> Reference:
         """:meth:`push` on the caller's cursor: visible when the caller commits."""
-        return (await self.push_many_ex(cursor, [job]))[0]
+        return (await self._push(cursor, self._plan([job])))[0]
 
     def sync_push(self, job: Job | IsAJob) -> Reference:
+        """:meth:`push`, synchronously."""
         return self.sync_push_many_ex(None, [job])[0]
+
+    def sync_push_ex(self, cursor: Cursor[Any], job: Job | IsAJob) -> Reference:
+        """:meth:`push_ex` on the caller's sync cursor."""
+        return self.sync_push_many_ex(cursor, [job])[0]
 
     async def push_many(
         self, jobs: Iterable[Job | IsAJob], *, batch_size: int = 1000
@@ -998,11 +811,11 @@ class Chancy:
         if not jobs:
             return
         batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
-        plan = self._serialise(batches[0])
+        plan = self._plan(batches[0])
         for index in range(len(batches)):
             sent = asyncio.Event()
-            task = asyncio.ensure_future(self._push_plan(None, plan, sent))
-            next_plan: _InsertPlan | None = None
+            task = asyncio.ensure_future(self._push(None, plan, sent))
+            next_plan: InsertPlan | None = None
             error: Exception | None = None
             try:
                 if index + 1 < len(batches):
@@ -1014,7 +827,7 @@ class Chancy:
                     )
                     waiter.cancel()
                     try:
-                        next_plan = self._serialise(batches[index + 1])
+                        next_plan = self._plan(batches[index + 1])
                     except Exception as exc:  # raised once this batch is committed
                         error = exc
                 refs = await task
@@ -1031,6 +844,7 @@ class Chancy:
     def sync_push_many(
         self, jobs: Iterable[Job | IsAJob], *, batch_size: int = 1000
     ) -> Iterator[list[Reference]]:
+        """:meth:`push_many`, synchronously: a generator of each batch's references."""
         jobs = list(jobs)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -1039,7 +853,7 @@ class Chancy:
 
     async def push_many_ex(
         self,
-        cursor: AsyncCursor[Any] | AsyncConnection[Any] | None,
+        cursor: AnyCursor | None,
         jobs: Sequence[Job | IsAJob],
     ) -> list[Reference]:
         """Insert every job on the caller's cursor (or connection), in one round trip
@@ -1051,226 +865,57 @@ class Chancy:
         """
         if not jobs:
             return []
-        return await self._push_plan(cursor, self._serialise(jobs))
-
-    async def _push_plan(
-        self,
-        cursor: AsyncCursor[Any] | AsyncConnection[Any] | None,
-        plan: _InsertPlan,
-        sent: asyncio.Event | None = None,
-    ) -> list[Reference]:
-        if cursor is None:
-            await self.ensure_open()
-            async with self.pool.connection() as conn:
-                if plan.single_statement:
-                    # One statement is atomic on its own: skip BEGIN/COMMIT.
-                    await conn.set_autocommit(True)
-                    try:
-                        async with conn.cursor() as cur:
-                            rows = await self._insert(cur, plan, sent)
-                    finally:
-                        await conn.set_autocommit(False)
-                else:
-                    async with conn.cursor() as cur:
-                        rows = await self._insert(cur, plan, sent)
-                if self._unchecked(plan):
-                    async with conn.cursor() as cur:
-                        await self._check_declared(cur, plan)
-        elif isinstance(cursor, AsyncConnection):
-            async with cursor.cursor() as cur:
-                rows = await self._insert(cur, plan, sent)
-                if self._unchecked(plan):
-                    await self._check_declared(cur, plan)
-        else:
-            rows = await self._insert(cursor, plan, sent)
-            if self._unchecked(plan):
-                await self._check_declared(cursor, plan)
-        return self._finish_refs(plan, rows)
-
-    def _unchecked(self, plan: _InsertPlan) -> list[str]:
-        checked = self._checked_queues
-        return [q for q in plan.queues if q not in checked]
-
-    async def _check_declared(self, cur: AsyncCursor[Any], plan: _InsertPlan) -> None:
-        """Warn, once per queue, about jobs pushed to a queue nobody declared.
-
-        Costs one query the first time a queue is pushed to by this app (on
-        the same connection, so a queue declared in the same transaction
-        counts), nothing afterwards.
-        """
-        names = self._unchecked(plan)
-        try:
-            # In a savepoint (or a transaction of its own in autocommit): the
-            # check must never break the push or the caller's transaction,
-            # e.g. for a role that may insert jobs but not read the queues.
-            async with cur.connection.transaction():
-                await cur.execute(self.sql.declared_queues, (names,))
-                rows = await cur.fetchall()
-        except Exception as exc:
-            self.log.debug(
-                "Could not check that queues %s are declared: %s", names, exc
-            )
-            self._checked_queues.update(names)
-            return
-        self._warn_undeclared(names, rows)
-
-    def _warn_undeclared(self, names: list[str], rows: list[Any]) -> None:
-        found = {row["name"] if isinstance(row, dict) else row[0] for row in rows}
-        for name in names:
-            self._checked_queues.add(name)
-            if name not in found:
-                self.log.warning(
-                    "Jobs were pushed to queue %r, which nobody declared: no worker"
-                    " runs them until it is declared (chancy.declare(Queue(%r)) or"
-                    " `chancy queue declare %s`)",
-                    name,
-                    name,
-                    name,
-                )
-
-    async def _insert(
-        self,
-        cur: AsyncCursor[Any],
-        plan: _InsertPlan,
-        sent: asyncio.Event | None = None,
-    ) -> list[Any]:
-        """Write the plan; ``sent`` is set once the bulk of the data is on the wire."""
-        sql = self.sql
-        rows: list[Any] = []
-        if plan.single_job:
-            # Scalar parameters: binding one-element arrays costs more (see _sql).
-            await cur.execute(*plan.one_job_statement(sql), prepare=True)
-            return await cur.fetchall() if plan.unique else []
-        notified = False
-        if len(plan.plain) >= COPY_THRESHOLD:
-            plain = plan.plain
-            async with cur.copy(sql.copy_jobs) as copy:
-                for start in range(0, len(plain), COPY_CHUNK):
-                    await copy.write(_copy_text(plain[start : start + COPY_CHUNK]))
-                if sent is not None:
-                    sent.set()
-        elif plan.plain:
-            params = self._columns([(*r, None) for r in plan.plain])
-            if plan.payloads and not plan.unique:
-                await cur.execute(
-                    sql.insert_jobs_notify, (*params, sql.channel, plan.payloads)
-                )
-                notified = True
-            else:
-                await cur.execute(sql.insert_jobs, params)
-        if plan.unique:
-            params = self._columns(plan.unique)
-            if plan.payloads and not notified:
-                await cur.execute(
-                    sql.insert_jobs_notify, (*params, sql.channel, plan.payloads)
-                )
-                notified = True
-            else:
-                await cur.execute(sql.insert_jobs, params)
-            rows = await cur.fetchall()
-        if plan.payloads and not notified:
-            await cur.execute(sql.notify_many, (sql.channel, plan.payloads))
-        return rows
+        return await self._push(cursor, self._plan(jobs))
 
     def sync_push_many_ex(
-        self, cursor: Cursor[Any] | Connection[Any] | None, jobs: Sequence[Job | IsAJob]
+        self, cursor: AnySyncCursor | None, jobs: Sequence[Job | IsAJob]
     ) -> list[Reference]:
+        """:meth:`push_many_ex` on the caller's sync cursor (or connection), or,
+        with ``None``, on a pooled connection."""
         if not jobs:
             return []
-        plan = self._serialise(jobs)
-        if cursor is None:
-            self.sync_ensure_open()
-            with self.sync_pool.connection() as conn:
-                # One statement is atomic on its own: skip BEGIN/COMMIT.
-                single = plan.single_job
-                if single:
-                    conn.autocommit = True
-                try:
-                    with conn.cursor() as cur:
-                        rows = self._sync_insert(cur, plan)
-                        self._sync_check_declared(cur, plan)
-                finally:
-                    if single:
-                        conn.autocommit = False
-        elif isinstance(cursor, Connection):
-            with cursor.cursor() as cur:
-                rows = self._sync_insert(cur, plan)
-                self._sync_check_declared(cur, plan)
-        else:
-            rows = self._sync_insert(cursor, plan)
-            self._sync_check_declared(cursor, plan)
-        return self._finish_refs(plan, rows)
-
-    def _sync_check_declared(self, cur: Cursor[Any], plan: _InsertPlan) -> None:
-        names = self._unchecked(plan)
-        if not names:
-            return
-        try:
-            with cur.connection.transaction():  # see _check_declared
-                cur.execute(self.sql.declared_queues, (names,))
-                rows = cur.fetchall()
-        except Exception as exc:
-            self.log.debug(
-                "Could not check that queues %s are declared: %s", names, exc
-            )
-            self._checked_queues.update(names)
-            return
-        self._warn_undeclared(names, rows)
-
-    def _sync_insert(self, cur: Cursor[Any], plan: _InsertPlan) -> list[Any]:
-        sql = self.sql
-        if plan.single_job:
-            cur.execute(*plan.one_job_statement(sql), prepare=True)
-            return cur.fetchall() if plan.unique else []
-        if plan.plain:
-            plain = plan.plain
-            with cur.copy(sql.copy_jobs) as copy:
-                for start in range(0, len(plain), COPY_CHUNK):
-                    copy.write(_copy_text(plain[start : start + COPY_CHUNK]))
-        rows: list[Any] = []
-        if plan.unique:
-            cur.execute(sql.insert_jobs, self._columns(plan.unique))
-            rows = cur.fetchall()
-        if plan.payloads:
-            cur.execute(sql.notify_many, (sql.channel, plan.payloads))
-        return rows
+        plan = self._plan(jobs)
+        return self._sync_run(  # type: ignore[no-any-return]
+            self._push_op(plan),
+            cursor,
+            autocommit=plan.single_statement,
+            dicts=False,
+        )
 
     # ------------------------------------------------------------------
     # Reading and waiting for jobs
     # ------------------------------------------------------------------
 
-    async def get_job(self, ref: Reference | uuid.UUID | str) -> QueuedJob | None:
-        """The job, or ``None`` if it no longer exists (e.g. pruned)."""
-        await self.ensure_open()
-        async with (
-            self.pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            await cursor.execute(self.sql.get_job, (_ref_id(ref),))
-            row = await cursor.fetchone()
+    def _get_job_op(self, ref: Reference | uuid.UUID | str) -> Operation:
+        row = yield from _ops.fetch_one(self.sql.get_job, (ref_id(ref),))
         return QueuedJob.unpack(row) if row is not None else None
 
+    async def get_job(self, ref: Reference | uuid.UUID | str) -> QueuedJob | None:
+        """The job, or ``None`` if it no longer exists (e.g. pruned)."""
+        return await self._run(self._get_job_op(ref))  # type: ignore[no-any-return]
+
     def sync_get_job(self, ref: Reference | uuid.UUID | str) -> QueuedJob | None:
-        self.sync_ensure_open()
-        with (
-            self.sync_pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            cursor.execute(self.sql.get_job, (_ref_id(ref),))
-            row = cursor.fetchone()
-        return QueuedJob.unpack(row) if row is not None else None
+        """:meth:`get_job`, synchronously."""
+        return self._sync_run(self._get_job_op(ref))  # type: ignore[no-any-return]
+
+    def _get_jobs_op(self, refs: list[Reference]) -> Operation:
+        rows = yield from _ops.fetch_all(
+            self.sql.get_jobs, ([ref_id(r) for r in refs],)
+        )
+        return [QueuedJob.unpack(row) for row in rows]
 
     async def get_jobs(self, refs: list[Reference]) -> list[QueuedJob]:
         """The existing jobs among ``refs`` (missing ones are omitted), in one query."""
         if not refs:
             return []
-        await self.ensure_open()
-        async with (
-            self.pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            await cursor.execute(self.sql.get_jobs, ([_ref_id(r) for r in refs],))
-            return [QueuedJob.unpack(row) for row in await cursor.fetchall()]
+        return await self._run(self._get_jobs_op(refs))  # type: ignore[no-any-return]
+
+    def sync_get_jobs(self, refs: list[Reference]) -> list[QueuedJob]:
+        """:meth:`get_jobs`, synchronously."""
+        self._no_running_loop("get_jobs")
+        if not refs:
+            return []
+        return self._sync_run(self._get_jobs_op(refs))  # type: ignore[no-any-return]
 
     async def wait_for_job(
         self,
@@ -1285,19 +930,31 @@ class Chancy:
         Returns ``None`` if the job disappeared.
         :raises TimeoutError: ``timeout`` seconds passed first.
         """
-        wanted = _FINISHED if states is None else {QueuedJob.State(s) for s in states}
-
-        async def poll() -> QueuedJob | None:
-            while True:
-                job = await self.get_job(ref)
-                if job is None or job.state in wanted:
-                    return job
-                await asyncio.sleep(interval)
-
-        if timeout is None:
-            return await poll()
+        waiting = _JobWait([ref], states)
         async with asyncio.timeout(timeout):
-            return await poll()
+            while not waiting.done:
+                waiting.seen(await self.get_jobs(waiting.pending_refs()))
+                if not waiting.done:
+                    await asyncio.sleep(interval)
+        return waiting.single()
+
+    def sync_wait_for_job(
+        self,
+        ref: Reference,
+        *,
+        interval: float = 1,
+        timeout: float | None = None,
+        states: set[QueuedJob.State] | None = None,
+    ) -> QueuedJob | None:
+        """:meth:`wait_for_job`, synchronously (sleeps between polls)."""
+        self._no_running_loop("wait_for_job")
+        waiting = _JobWait([ref], states)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not waiting.done:
+            waiting.seen(self.sync_get_jobs(waiting.pending_refs()))
+            if not waiting.done:
+                _sleep_until(deadline, interval)
+        return waiting.single()
 
     async def wait_for_jobs(
         self,
@@ -1312,35 +969,43 @@ class Chancy:
 
         :raises TimeoutError: ``timeout`` seconds passed first.
         """
-        wanted = _FINISHED if states is None else {QueuedJob.State(s) for s in states}
-        pending = {_ref_id(r) for r in refs}
-        done: list[QueuedJob] = []
-
-        async def poll() -> list[QueuedJob]:
-            while pending:
-                jobs = await self.get_jobs([Reference(i) for i in pending])
-                seen = set()
-                for job in sorted(
-                    jobs,
-                    key=lambda j: j.completed_at or datetime.max.replace(tzinfo=UTC),
-                ):
-                    seen.add(job.id)
-                    if job.state in wanted:
-                        done.append(job)
-                        pending.discard(job.id)
-                pending.intersection_update(seen)  # deleted jobs never finish
-                if pending:
-                    await asyncio.sleep(interval)
-            return done
-
-        if timeout is None:
-            return await poll()
+        waiting = _JobWait(refs, states)
         async with asyncio.timeout(timeout):
-            return await poll()
+            while not waiting.done:
+                waiting.seen(await self.get_jobs(waiting.pending_refs()))
+                if not waiting.done:
+                    await asyncio.sleep(interval)
+        return waiting.finished
+
+    def sync_wait_for_jobs(
+        self,
+        refs: list[Reference],
+        *,
+        interval: float = 1,
+        timeout: float | None = None,
+        states: set[QueuedJob.State] | None = None,
+    ) -> list[QueuedJob]:
+        """:meth:`wait_for_jobs`, synchronously (sleeps between polls)."""
+        self._no_running_loop("wait_for_jobs")
+        waiting = _JobWait(refs, states)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not waiting.done:
+            waiting.seen(self.sync_get_jobs(waiting.pending_refs()))
+            if not waiting.done:
+                _sleep_until(deadline, interval)
+        return waiting.finished
 
     # ------------------------------------------------------------------
     # Changing jobs
     # ------------------------------------------------------------------
+
+    def _cancel_job_op(self, ref: Reference) -> Operation:
+        job_id = ref_id(ref)
+        yield _ops.Execute(self.sql.cancel_job, (job_id,))
+        if self.notifications:
+            yield from _ops.notify_many(
+                self.sql, [(events.JOB_CANCELLED.name, {"j": str(job_id)})]
+            )
 
     async def cancel_job(self, ref: Reference) -> None:
         """Cancel a job: a pending job never runs, a running one is interrupted.
@@ -1348,105 +1013,133 @@ class Chancy:
         The job ends ``failed`` with an error entry marked ``"cancelled": true``;
         a late result of the interrupted run is discarded.
         """
-        await self.ensure_open()
-        async with (
-            self.pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            await self.cancel_job_ex(cursor, ref)
+        await self._run(self._cancel_job_op(ref))
 
     async def cancel_job_ex(self, cursor: AsyncCursor[Any], ref: Reference) -> None:
-        job_id = _ref_id(ref)
-        await cursor.execute(self.sql.cancel_job, (job_id,))
-        await self.notify(cursor, events.JOB_CANCELLED.name, {"j": str(job_id)})
+        """:meth:`cancel_job` on the caller's cursor."""
+        await self._run(self._cancel_job_op(ref), cursor)
+
+    def sync_cancel_job(self, ref: Reference) -> None:
+        """:meth:`cancel_job`, synchronously."""
+        self._no_running_loop("cancel_job")
+        self._sync_run(self._cancel_job_op(ref))
+
+    def sync_cancel_job_ex(self, cursor: Cursor[Any], ref: Reference) -> None:
+        """:meth:`cancel_job_ex` on the caller's sync cursor."""
+        self._sync_run(self._cancel_job_op(ref), cursor)
+
+    def _purge_jobs_op(self, refs: list[Reference]) -> Operation:
+        rows = yield _ops.Execute(
+            self.sql.purge_jobs, ([ref_id(r) for r in refs],), fetch="all"
+        )
+        return [Reference(row["id"]) for row in rows]
 
     async def purge_jobs(self, refs: list[Reference]) -> list[Reference]:
         """Delete jobs outright; returns the references that existed."""
-        await self.ensure_open()
-        async with (
-            self.pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            return await self.purge_jobs_ex(cursor, refs)
+        return await self._run(self._purge_jobs_op(refs))  # type: ignore[no-any-return]
 
     async def purge_jobs_ex(
         self, cursor: AsyncCursor[Any], refs: list[Reference]
     ) -> list[Reference]:
-        await cursor.execute(self.sql.purge_jobs, ([_ref_id(r) for r in refs],))
-        return [Reference(row["id"]) for row in await cursor.fetchall()]
+        """:meth:`purge_jobs` on the caller's cursor."""
+        return await self._run(self._purge_jobs_op(refs), cursor)  # type: ignore[no-any-return]
+
+    def sync_purge_jobs(self, refs: list[Reference]) -> list[Reference]:
+        """:meth:`purge_jobs`, synchronously."""
+        self._no_running_loop("purge_jobs")
+        return self._sync_run(self._purge_jobs_op(refs))  # type: ignore[no-any-return]
+
+    def sync_purge_jobs_ex(
+        self, cursor: Cursor[Any], refs: list[Reference]
+    ) -> list[Reference]:
+        """:meth:`purge_jobs_ex` on the caller's sync cursor."""
+        return self._sync_run(self._purge_jobs_op(refs), cursor)  # type: ignore[no-any-return]
+
+    def _retry_jobs_op(self, refs: list[Reference]) -> Operation:
+        rows = yield _ops.Execute(
+            self.sql.retry_jobs, ([ref_id(r) for r in refs],), fetch="all"
+        )
+        if self.notifications:
+            yield from _ops.notify_many(
+                self.sql,
+                [
+                    (events.QUEUE_PUSHED.name, {"q": q})
+                    for q in dict.fromkeys(r["queue"] for r in rows)
+                ],
+            )
+        return [Reference(row["id"]) for row in rows]
 
     async def retry_jobs(self, refs: list[Reference]) -> list[Reference]:
         """Run finished (or waiting) jobs again from scratch; running jobs are skipped.
 
         Attempts are reset to 0; the error history is kept.
         """
-        await self.ensure_open()
-        async with (
-            self.pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            return await self.retry_jobs_ex(cursor, refs)
+        return await self._run(self._retry_jobs_op(refs))  # type: ignore[no-any-return]
 
     async def retry_jobs_ex(
         self, cursor: AsyncCursor[Any], refs: list[Reference]
     ) -> list[Reference]:
-        await cursor.execute(self.sql.retry_jobs, ([_ref_id(r) for r in refs],))
-        rows = await cursor.fetchall()
-        await self.notify_many(
-            cursor,
-            [
-                (events.QUEUE_PUSHED.name, {"q": q})
-                for q in dict.fromkeys(r["queue"] for r in rows)
-            ],
-        )
-        return [Reference(row["id"]) for row in rows]
+        """:meth:`retry_jobs` on the caller's cursor."""
+        return await self._run(self._retry_jobs_op(refs), cursor)  # type: ignore[no-any-return]
+
+    def sync_retry_jobs(self, refs: list[Reference]) -> list[Reference]:
+        """:meth:`retry_jobs`, synchronously."""
+        self._no_running_loop("retry_jobs")
+        return self._sync_run(self._retry_jobs_op(refs))  # type: ignore[no-any-return]
+
+    def sync_retry_jobs_ex(
+        self, cursor: Cursor[Any], refs: list[Reference]
+    ) -> list[Reference]:
+        """:meth:`retry_jobs_ex` on the caller's sync cursor."""
+        return self._sync_run(self._retry_jobs_op(refs), cursor)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------
     # Workers and notifications
     # ------------------------------------------------------------------
 
+    def _workers_op(self) -> Operation:
+        rows = yield from _ops.fetch_all(self.sql.get_all_workers)
+        return [
+            {**row, "tags": row["tags"] or [], "queues": row["queues"] or []}
+            for row in rows
+        ]
+
     async def get_all_workers(self) -> list[dict[str, Any]]:
         """Rows of the workers table, each with an ``is_leader`` flag."""
-        await self.ensure_open()
-        async with (
-            self.pool.connection() as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            await cursor.execute(self.sql.get_all_workers)
-            return [
-                {**row, "tags": row["tags"] or [], "queues": row["queues"] or []}
-                for row in await cursor.fetchall()
-            ]
+        return await self._run(self._workers_op())  # type: ignore[no-any-return]
+
+    def sync_get_all_workers(self) -> list[dict[str, Any]]:
+        """:meth:`get_all_workers`, synchronously."""
+        self._no_running_loop("get_all_workers")
+        return self._sync_run(self._workers_op())  # type: ignore[no-any-return]
+
+    def _notify_op(self, events_: list[tuple[str, dict[str, Any]]]) -> Operation:
+        if self.notifications:
+            yield from _ops.notify_many(self.sql, events_)
 
     async def notify(
         self, cursor: AsyncCursor[Any], event: str, payload: dict[str, Any]
     ) -> None:
         """Send ``event`` to every worker when the cursor's transaction commits."""
-        if not self.notifications:
-            return
-        await cursor.execute(
-            self.sql.notify, (self.sql.channel, json_dumps({"t": event, **payload}))
-        )
+        await self._run(self._notify_op([(event, payload)]), cursor)
 
     def sync_notify(
         self, cursor: Cursor[Any], event: str, payload: dict[str, Any]
     ) -> None:
-        if not self.notifications:
-            return
-        cursor.execute(
-            self.sql.notify, (self.sql.channel, json_dumps({"t": event, **payload}))
-        )
+        """:meth:`notify` on a sync cursor."""
+        self._sync_run(self._notify_op([(event, payload)]), cursor)
 
     async def notify_many(
         self, cursor: AsyncCursor[Any], events: list[tuple[str, dict[str, Any]]]
     ) -> None:
         """Send several notifications in one statement."""
-        if not self.notifications or not events:
-            return
-        await cursor.execute(
-            self.sql.notify_many,
-            (self.sql.channel, [json_dumps({"t": e, **p}) for e, p in events]),
-        )
+        await self._run(self._notify_op(events), cursor)
+
+    def sync_notify_many(
+        self, cursor: Cursor[Any], events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """:meth:`notify_many` on a sync cursor."""
+        self._sync_run(self._notify_op(events), cursor)
 
     # ------------------------------------------------------------------
     # Plugins
@@ -1492,9 +1185,55 @@ class Chancy:
                 )
 
 
+class _JobWait:
+    """The bookkeeping of :meth:`Chancy.wait_for_job(s)`, shared by the async and
+    sync forms."""
+
+    def __init__(
+        self, refs: list[Reference], states: set[QueuedJob.State] | None
+    ) -> None:
+        self.wanted = (
+            _FINISHED if states is None else {QueuedJob.State(s) for s in states}
+        )
+        self.pending = {ref_id(r) for r in refs}
+        self.finished: list[QueuedJob] = []
+        self.gone = False
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def pending_refs(self) -> list[Reference]:
+        return [Reference(i) for i in self.pending]
+
+    def seen(self, jobs: list[QueuedJob]) -> None:
+        present = set()
+        for job in sorted(
+            jobs, key=lambda j: j.completed_at or datetime.max.replace(tzinfo=UTC)
+        ):
+            present.add(job.id)
+            if job.state in self.wanted:
+                self.finished.append(job)
+                self.pending.discard(job.id)
+        if self.pending - present:
+            self.gone = True
+        self.pending &= present  # deleted jobs never finish
+
+    def single(self) -> QueuedJob | None:
+        """The one job waited for, or ``None`` if it disappeared."""
+        return self.finished[0] if self.finished else None
+
+
+def _sleep_until(deadline: float | None, interval: float) -> None:
+    """Sleep ``interval`` seconds, or raise :class:`TimeoutError` at ``deadline``."""
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the jobs did not reach the states waited for in time")
+        interval = min(interval, left)
+    time.sleep(interval)
+
+
 def _ref_id(ref: Reference | uuid.UUID | str) -> uuid.UUID:
-    if isinstance(ref, Reference):
-        return ref.identifier
-    if isinstance(ref, uuid.UUID):
-        return ref
-    return uuid.UUID(str(ref))
+    """Kept for code that imported it from here; see :func:`chancy._ops.ref_id`."""
+    return ref_id(ref)
