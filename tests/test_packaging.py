@@ -126,3 +126,52 @@ def test_wheels_install_and_discover_plugins_in_a_fresh_venv(tmp_path: Path) -> 
     assert out.startswith("ImproperlyConfigured")
     assert 'pip install "chancy-django[tasks]"' in out
     shutil.rmtree(env_dir)
+
+
+MINIMAL_CORE_PROBE = """
+import importlib, pkgutil, sys
+import chancy
+names = [m.name for m in pkgutil.walk_packages(chancy.__path__, "chancy.")]
+skipped = []
+for name in names:
+    if name == "chancy.executors.sub":
+        continue  # needs sub-interpreters (Python 3.14, or 3.13 + backport)
+    importlib.import_module(name)
+importlib.import_module("chancy.plugins.rule")  # in a namespace: not walked
+loaded = sorted(n for n in sys.modules if n.startswith(("chancy.plugins.", "chancy.contrib")))
+print("modules", len(names))
+print("loaded", loaded)
+"""
+
+
+@pytest.mark.timeout(600)
+def test_core_alone_imports_every_module_and_no_plugin(tmp_path: Path) -> None:
+    # A minimal core: with only chancy-core installed, every one of its
+    # modules imports, and none of them imports a plugin or an integration.
+    pytest.importorskip("build")
+    dist = tmp_path / "dist"
+    run(
+        sys.executable, "-m", "build", "--wheel", "--no-isolation",
+        "--outdir", dist, ROOT / "packages" / "chancy-core",
+    )  # fmt: skip
+    (wheel,) = dist.glob("chancy_core-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    # No test-only module in the runtime wheel.
+    assert not [n for n in names if "testing_jobs" in n or n.endswith("/_testing.py")]
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}
+    }
+    run(
+        python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        f"{wheel}[testing]", env=env,
+    )  # fmt: skip
+    out = run(python, "-c", MINIMAL_CORE_PROBE, env=env, cwd=tmp_path).stdout
+    # chancy.plugins.rule is core's own alias of chancy.rule.
+    assert "loaded ['chancy.plugins.rule']" in out, out
+    count = int(out.split("modules ")[1].split()[0])
+    assert count > 20
+    shutil.rmtree(env_dir)

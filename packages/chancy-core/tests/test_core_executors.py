@@ -2,7 +2,7 @@
 context injection, retries, time limits, cancellation, and the process
 executor's own pool (crashes, memory limits, recycling, no idle children).
 
-Job functions live in :mod:`chancy._testing_jobs` so that spawned child
+Job functions live in :mod:`chancy_testjobs` so that spawned child
 processes can import them.
 """
 
@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import chancy_testjobs as jobs
 import pytest
 
 from chancy import Job, Limit, Queue, QueuedJob
-from chancy import _testing_jobs as jobs
 from chancy.app import Chancy
 from chancy.executors.base import Executor
 from chancy.worker import Worker

@@ -144,9 +144,7 @@ async def test_a_real_worker_reports_its_events(
         await chancy.declare(
             Queue("dbg", executor=Chancy.Executor.Async, polling_interval=0.2)
         )
-        ref = await chancy.push(
-            Job(func="chancy._testing_jobs.async_noop", queue="dbg")
-        )
+        ref = await chancy.push(Job(func="chancy_testjobs.async_noop", queue="dbg"))
         done = await chancy.wait_for_job(ref, interval=0.05, timeout=10)
         assert done is not None and done.state is QueuedJob.State.SUCCEEDED
         async with asyncio.timeout(10):

@@ -15,7 +15,7 @@ from chancy.plugins.leadership import ImmediateLeadership
 from chancy.plugins.metrics import Metrics
 
 ASYNC = "chancy.executors.asyncex.AsyncExecutor"
-JOBS = "chancy._testing_jobs"
+JOBS = "chancy_testjobs"
 
 
 def _app(**options: Any) -> dict[str, Any]:

@@ -26,9 +26,9 @@ THREADED = "chancy.executors.thread.ThreadedExecutor"
 PROCESS = "chancy.executors.process.ProcessExecutor"
 # Job functions shipped in chancy-core for test suites: importable by name
 # from a child process too.
-FAIL = "chancy._testing_jobs.fail"
-ASYNC_FAIL = "chancy._testing_jobs.async_fail"
-ASYNC_NOOP = "chancy._testing_jobs.async_noop"
+FAIL = "chancy_testjobs.fail"
+ASYNC_FAIL = "chancy_testjobs.async_fail"
+ASYNC_NOOP = "chancy_testjobs.async_noop"
 
 
 class Collector(Transport):

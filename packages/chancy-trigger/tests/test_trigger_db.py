@@ -21,7 +21,7 @@ from chancy.plugins.trigger import Trigger, UnknownTriggerError
 
 ONLY_TRIGGER = {"plugins": [Trigger()], "no_default_plugins": True}
 uses_db = pytest.mark.parametrize("chancy", [ONLY_TRIGGER], indirect=True)
-TEMPLATE = Job(func="chancy._testing_jobs.async_noop", queue="triggered")
+TEMPLATE = Job(func="chancy_testjobs.async_noop", queue="triggered")
 
 Exec = Callable[..., Awaitable[list[dict[str, Any]]]]
 
@@ -140,7 +140,7 @@ async def test_the_job_is_the_template_plus_a_description_of_the_statement(
     chancy: Chancy, run: Exec, table: str
 ) -> None:
     template = Job(
-        func="chancy._testing_jobs.add",
+        func="chancy_testjobs.add",
         queue="sums",
         kwargs={"a": 1, "b": 2},
         priority=7,
@@ -159,7 +159,7 @@ async def test_the_job_is_the_template_plus_a_description_of_the_statement(
     [pushed] = await jobs(run)
     assert pushed.state is QueuedJob.State.PENDING
     assert (pushed.func, pushed.queue, pushed.kwargs) == (
-        "chancy._testing_jobs.add",
+        "chancy_testjobs.add",
         "sums",
         {"a": 1, "b": 2},
     )

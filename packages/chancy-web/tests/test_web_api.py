@@ -22,7 +22,7 @@ from chancy.plugins.api.auth import SimpleAuthBackend
 from chancy.plugins.web import server
 
 USERS = {"admin": "secret"}
-FUNC = "chancy._testing_jobs.async_noop"
+FUNC = "chancy_testjobs.async_noop"
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from chancy.plugins.api.auth import SimpleAuthBackend
 from chancy.plugins.api.plugin import ApiPlugin, RouteT, json_response
 
 CREDENTIALS = {"username": "admin", "password": "secret"}
-FUNC = "chancy._testing_jobs.async_noop"
+FUNC = "chancy_testjobs.async_noop"
 
 Factory = Callable[..., Any]
 

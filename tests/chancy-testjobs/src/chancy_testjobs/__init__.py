@@ -1,9 +1,9 @@
 """Job functions for Chancy's own test suites.
 
-They live inside the package (not in a test directory) because executors
-that start fresh interpreters (``spawn`` child processes, sub-interpreters)
-must be able to import them by name, and test directories are not on
-``sys.path`` in pytest's importlib mode. Not part of the public API.
+A test-only distribution (``tests/chancy-testjobs``, never in a runtime
+wheel): executors that start fresh interpreters (``spawn`` child processes,
+sub-interpreters) must be able to import job functions by name, and test
+directories are not on ``sys.path`` in pytest's importlib mode.
 """
 
 from __future__ import annotations
