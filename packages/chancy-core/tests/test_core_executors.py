@@ -300,12 +300,20 @@ async def test_process_cancel_while_the_child_boots(
 
 
 @pytest.mark.parametrize("executor", INTERRUPTIBLE_SYNC)
-async def test_unpicklable_result_still_succeeds(
+async def test_a_result_that_cannot_be_stored_fails_the_run_unless_not_stored(
     chancy: Chancy, worker: Worker, executor: str
 ) -> None:
     queue, _ = await _serve(chancy, worker, executor)
     job = await _wait(chancy, await _push(chancy, queue, jobs.unpicklable))
+    assert job.state is QueuedJob.State.FAILED
+    assert "return value cannot be stored as JSON" in job.errors[0]["traceback"]
+    assert job.result is None
+    # With store_result=False the value is not kept, and the work was done.
+    job = await _wait(
+        chancy, await _push(chancy, queue, jobs.unpicklable, store_result=False)
+    )
     assert job.state is QueuedJob.State.SUCCEEDED, job.errors
+    assert job.result is None
 
 
 @pytest.mark.parametrize("executor", INTERRUPTIBLE_SYNC)

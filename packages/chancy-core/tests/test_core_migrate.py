@@ -88,8 +88,11 @@ async def test_database_newer_than_code_is_refused(chancy_just_app: Chancy) -> N
             await conn.execute(f'UPDATE "{app.prefix}schema_version" SET version = 99')
         with pytest.raises(MigrationError, match="newer than this code"):
             await app.migrate()
+        latest = app.core_migrator().latest_version
         async with app.pool.connection() as conn:
-            await conn.execute(f'UPDATE "{app.prefix}schema_version" SET version = 1')
+            await conn.execute(
+                f'UPDATE "{app.prefix}schema_version" SET version = %s', (latest,)
+            )
         await app.migrate(to_version=0)
 
 
@@ -141,3 +144,50 @@ def test_discovery_orders_versions_and_rejects_bad_modules(
     with pytest.raises(MigrationError, match="not found"):
         Migrator("k", "no_such_migrations_pkg").discover_all_migrations()
     sys.modules.pop("mig_good", None)
+
+
+@pytest.mark.parametrize(
+    "chancy_just_app", [{"no_default_plugins": True}], indirect=True
+)
+async def test_v3_migrates_up_and_down_without_losing_jobs(
+    chancy_just_app: Chancy,
+) -> None:
+    from chancy import Job, Queue
+
+    app = chancy_just_app
+    async with app:
+        async with app.pool.connection() as conn:
+            await app.core_migrator().migrate(conn, to_version=2)
+            # What an app of the previous version wrote, with its own columns.
+            await conn.execute(
+                f"INSERT INTO {app.sql.jobs} (id, queue, func, kwargs, state)"
+                " VALUES (gen_random_uuid(), 'old', 'm.f', '{\"a\": 1}', 'succeeded'),"
+                " (gen_random_uuid(), 'old', 'm.g', '{}', 'pending')"
+            )
+            await conn.execute(
+                f"INSERT INTO {app.sql.queues} (name, concurrency) VALUES ('old', 2)"
+            )
+            await app.core_migrator().migrate(conn)
+        async with app.pool.connection() as conn:
+            cursor = await conn.execute(
+                f"SELECT func, kwargs, result, progress, concurrency_key, store_result"
+                f" FROM {app.sql.jobs} ORDER BY func"
+            )
+            assert await cursor.fetchall() == [
+                ("m.f", {"a": 1}, None, None, None, True),
+                ("m.g", {}, None, None, None, True),
+            ]
+        assert (await app.get_queue("old")).concurrency == 2
+        await app.declare(Queue("new", global_concurrency=2))
+        await app.push(Job(func="m.h", queue="new", concurrency_key="k"))
+        async with app.pool.connection() as conn:
+            await app.core_migrator().migrate(conn, to_version=2)
+            cursor = await conn.execute(
+                f"SELECT func FROM {app.sql.jobs} ORDER BY func"
+            )
+            assert [r[0] for r in await cursor.fetchall()] == ["m.f", "m.g", "m.h"]
+            cursor = await conn.execute(
+                "SELECT count(*) FROM pg_proc WHERE proname = 'chancy_fetch_limited'"
+            )
+            assert await cursor.fetchone() == (0,)
+        await app.migrate(to_version=0)

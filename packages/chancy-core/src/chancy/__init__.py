@@ -33,6 +33,7 @@ from chancy.job import Job, Limit, QueuedJob, Reference, job
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
+    from chancy.errors import Snooze as Snooze
     from chancy.queue import Queue
     from chancy.worker import Worker
 
@@ -50,6 +51,9 @@ _LAZY = {
     "Chancy": "chancy.app",
     "Queue": "chancy.queue",
     "Worker": "chancy.worker",
+    # Not in __all__ (the original's eight names), but public:
+    # ``raise chancy.Snooze(30)`` from a job.
+    "Snooze": "chancy.errors",
 }
 
 

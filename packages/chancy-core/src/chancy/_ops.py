@@ -201,9 +201,13 @@ def _unique_key(row: tuple[Any, ...]) -> str:
 class InsertPlan:
     """Jobs validated and encoded, ready to be written."""
 
-    #: (id, queue, func, kwargs, limits, meta, priority, max_attempts, scheduled_at)
+    #: (id, queue, func, kwargs, limits, meta, priority, max_attempts,
+    #: scheduled_at): written with COPY when many
     plain: list[tuple[Any, ...]]
-    #: the same plus unique_key, sorted by key
+    #: the same plus (None, concurrency_key, store_result): jobs with a
+    #: concurrency key or without a stored result
+    special: list[tuple[Any, ...]]
+    #: the same plus (unique_key, concurrency_key, store_result), sorted by key
     unique: list[tuple[Any, ...]]
     refs: list[Reference | None]
     by_key: dict[str, list[int]]
@@ -214,11 +218,14 @@ class InsertPlan:
     @property
     def single_job(self) -> bool:
         """Whether the plan inserts exactly one job (one scalar statement)."""
-        return len(self.plain) + len(self.unique) == 1
+        return len(self.plain) + len(self.special) + len(self.unique) == 1
 
     def one_job_statement(self, sql: Statements) -> tuple[str, tuple[Any, ...]]:
         """The statement and parameters inserting the plan's only job."""
-        row = (*self.plain[0], None) if self.plain else self.unique[0]
+        if self.plain:
+            row = (*self.plain[0], None, None, True)
+        else:
+            row = (self.special or self.unique)[0]
         if self.payloads:
             return sql.insert_job_notify, (*row, sql.channel, self.payloads[0])
         return sql.insert_job, row
@@ -227,9 +234,8 @@ class InsertPlan:
     def single_statement(self) -> bool:
         """Whether :func:`push` writes everything in one statement (so it may
         run in autocommit)."""
-        return (not self.plain) != (not self.unique) and len(
-            self.plain
-        ) < COPY_THRESHOLD
+        lists = bool(self.plain) + bool(self.special) + bool(self.unique)
+        return lists == 1 and len(self.plain) < COPY_THRESHOLD
 
     def finish_refs(self, rows: list[Any]) -> list[Reference]:
         """Every job's reference; unique jobs get the id the database kept."""
@@ -254,6 +260,7 @@ def serialise(
     jobs = jobs if isinstance(jobs, list) else list(jobs)
     ids = uuid7_many(len(jobs))
     plain: list[tuple[Any, ...]] = []
+    special: list[tuple[Any, ...]] = []
     unique: list[tuple[Any, ...]] = []
     refs: list[Reference | None] = [None] * len(jobs)
     by_key: dict[str, list[int]] = {}
@@ -316,7 +323,27 @@ def serialise(
         if queue not in queues:
             queues[queue] = None
         key = job.unique_key
-        if key is None:
+        ckey = job.concurrency_key
+        store = job.store_result
+        if ckey is not None or store is not True:
+            if ckey is not None and (type(ckey) is not str or "\x00" in ckey):
+                raise TypeError(
+                    f"job {func!r}: concurrency_key must be a string without NUL"
+                    f" characters, or None; got {ckey!r}"
+                )
+            if type(store) is not bool:
+                raise TypeError(
+                    f"job {func!r}: store_result must be True or False, got {store!r}"
+                )
+        if key is None and (ckey is not None or not store):
+            # A per-key limit or no stored result: the columns COPY leaves out.
+            job_id = ids[index]
+            refs[index] = Reference(job_id)
+            special.append(
+                (job_id, queue, func, kw, limits, meta_text, priority, max_attempts,
+                 when, None, ckey, store)
+            )  # fmt: skip
+        elif key is None:
             job_id = ids[index]
             refs[index] = Reference(job_id)
             plain.append(
@@ -344,12 +371,12 @@ def serialise(
             by_key[key] = [index]
             unique.append(
                 (ids[index], queue, func, kw, limits, meta_text, priority,
-                 max_attempts, when, key)
+                 max_attempts, when, key, ckey, store)
             )  # fmt: skip
     # Lock unique keys in a stable order so concurrent pushes cannot deadlock.
     unique.sort(key=_unique_key)
     payloads = [_pushed_payload(q) for q in queues] if notifications else []
-    return InsertPlan(plain, unique, refs, by_key, payloads, list(queues))
+    return InsertPlan(plain, special, unique, refs, by_key, payloads, list(queues))
 
 
 def check_job(job: Job) -> None:
@@ -428,8 +455,15 @@ def insert(
             sent,
         )
     elif plan.plain:
-        params = _columns([(*r, None) for r in plan.plain])
-        if plan.payloads and not plan.unique:
+        params = _columns([(*r, None, None, True) for r in plan.plain])
+        if plan.payloads and not plan.unique and not plan.special:
+            yield Execute(sql.insert_jobs_notify, (*params, sql.channel, plan.payloads))
+            notified = True
+        else:
+            yield Execute(sql.insert_jobs, params)
+    if plan.special:
+        params = _columns(plan.special)
+        if plan.payloads and not plan.unique and not notified:
             yield Execute(sql.insert_jobs_notify, (*params, sql.channel, plan.payloads))
             notified = True
         else:

@@ -14,7 +14,7 @@ PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 JOB_COLUMNS = (
     "id, queue, func, kwargs, limits, meta, state, priority, attempts, max_attempts,"
     " taken_by, claim_id, created_at, started_at, completed_at, scheduled_at,"
-    " unique_key, errors"
+    " unique_key, errors, concurrency_key, store_result, result, progress"
 )
 
 UNIQUE_PREDICATE = "unique_key IS NOT NULL AND state NOT IN ('succeeded', 'failed')"
@@ -56,11 +56,11 @@ class Statements:
         insert_source = (
             "SELECT u.* FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::jsonb[],"
             " %s::jsonb[], %s::jsonb[], %s::int[], %s::int[], %s::timestamptz[],"
-            " %s::text[]) AS u"
+            " %s::text[], %s::text[], %s::boolean[]) AS u"
         )
         insert_head = (
             f"INSERT INTO {jobs} (id, queue, func, kwargs, limits, meta, priority,"
-            f" max_attempts, scheduled_at, unique_key) "
+            f" max_attempts, scheduled_at, unique_key, concurrency_key, store_result) "
         )
         self.insert_jobs_notify = (
             insert_head
@@ -74,13 +74,13 @@ class Statements:
         self.insert_job_notify = (
             insert_head
             + "SELECT %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::int, %s::int,"
-            " %s::timestamptz, %s::text FROM (SELECT pg_notify(%s, %s)) AS n"
-            + insert_tail
+            " %s::timestamptz, %s::text, %s::text, %s::boolean"
+            " FROM (SELECT pg_notify(%s, %s)) AS n" + insert_tail
         )
         self.insert_job = (
             insert_head
             + "VALUES (%s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::int, %s::int,"
-            " %s::timestamptz, %s::text)" + insert_tail
+            " %s::timestamptz, %s::text, %s::text, %s::boolean)" + insert_tail
         )
         self.copy_jobs = (
             f"COPY {jobs} (id, queue, func, kwargs, limits, meta, priority, max_attempts,"
@@ -108,9 +108,10 @@ class Statements:
 
         queue_cols = (
             "name, state, concurrency, tags, executor, executor_options,"
-            " polling_interval, rate_limit, rate_limit_window, resume_at, eager_polling"
+            " polling_interval, rate_limit, rate_limit_window, resume_at, eager_polling,"
+            " global_concurrency, key_concurrency, key_rate_limit, key_rate_limit_window"
         )
-        queue_vals = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+        queue_vals = ", ".join(["%s"] * 15)
         self.declare_queue = (
             f"INSERT INTO {queues} ({queue_cols}) VALUES ({queue_vals})"
             f" ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING *"
@@ -125,6 +126,10 @@ class Statements:
             f" rate_limit = EXCLUDED.rate_limit,"
             f" rate_limit_window = EXCLUDED.rate_limit_window,"
             f" resume_at = EXCLUDED.resume_at, eager_polling = EXCLUDED.eager_polling,"
+            f" global_concurrency = EXCLUDED.global_concurrency,"
+            f" key_concurrency = EXCLUDED.key_concurrency,"
+            f" key_rate_limit = EXCLUDED.key_rate_limit,"
+            f" key_rate_limit_window = EXCLUDED.key_rate_limit_window,"
             f" updated_at = NOW()"
             f" RETURNING *"
         )
@@ -181,7 +186,8 @@ class Statements:
             f" WHERE j.id = selected.id AND async_commit.s IS NOT NULL"
             f" RETURNING j.id, j.queue, j.func, j.kwargs, j.limits, j.meta, j.state,"
             f" j.priority, j.attempts, j.max_attempts, j.claim_id, j.created_at,"
-            f" j.started_at, j.completed_at, j.scheduled_at, j.unique_key, j.errors"
+            f" j.started_at, j.completed_at, j.scheduled_at, j.unique_key, j.errors,"
+            f" j.concurrency_key, j.store_result, j.progress"
         )
         # Rows a lost fetch reply claimed for a worker that does not run them.
         self.release_orphans = (
@@ -204,12 +210,24 @@ class Statements:
         self.update_jobs = (
             f"UPDATE {jobs} j SET state = u.s, started_at = u.b, completed_at = u.c,"
             f" scheduled_at = u.t, attempts = u.a, errors = u.e, meta = u.m,"
-            f" max_attempts = u.x"
+            f" max_attempts = u.x, result = u.r, progress = COALESCE(u.p, j.progress)"
             f" FROM jsonb_to_recordset(%s::jsonb) AS u(i uuid, k uuid, s text,"
             f" b timestamptz, c timestamptz, t timestamptz, a int, e jsonb, m jsonb,"
-            f" x int)"
+            f" x int, r jsonb, p jsonb)"
             f" WHERE j.id = u.i AND j.claim_id = u.k"
             f" RETURNING j.id"
+        )
+        # The latest progress of running jobs, fenced by their claim.
+        self.update_progress = (
+            f"UPDATE {jobs} j SET progress = u.p"
+            f" FROM jsonb_to_recordset(%s::jsonb) AS u(i uuid, k uuid, p jsonb)"
+            f" WHERE j.id = u.i AND j.claim_id = u.k AND j.state = 'running'"
+        )
+        # A queue with cluster-wide or per-key limits (core migration v3).
+        self.fetch_limited = (
+            f'SELECT * FROM "{prefix}fetch_limited"(%(queue)s, %(limit)s, %(worker_id)s,'
+            f" %(global_concurrency)s, %(key_concurrency)s, %(key_rate_limit)s,"
+            f" %(key_rate_limit_window)s)"
         )
         self.heartbeat_expire = f"DELETE FROM {workers} WHERE expires_at < NOW()"
         self.heartbeat = (

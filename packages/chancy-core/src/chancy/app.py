@@ -34,6 +34,7 @@ from chancy._pool import (
 )
 from chancy._sql import statements
 from chancy.errors import ConfigurationError, PluginDependencyError
+from chancy.executors.base import DEFAULT_MAX_RESULT_SIZE
 from chancy.job import IsAJob, Job, QueuedJob, Reference
 from chancy.migrate import Migrator
 from chancy.plugin import Plugin
@@ -43,6 +44,7 @@ from chancy.utils import import_string, redact_dsn
 __all__ = ["Chancy", "DatabaseConnection"]
 
 CORE_MIGRATION_KEY = "chancy"
+
 
 _FINISHED = {QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED}
 
@@ -64,6 +66,10 @@ _QUEUE_SETTINGS = (
     "rate_limit_window",
     "resume_at",
     "eager_polling",
+    "global_concurrency",
+    "key_concurrency",
+    "key_rate_limit",
+    "key_rate_limit_window",
 )
 
 
@@ -110,6 +116,9 @@ class Chancy:
     :param no_default_plugins: do not enable the installed default plugins.
     :param pool: an existing :class:`psycopg_pool.AsyncConnectionPool` to use
         instead of creating one (ours: the original has no such argument).
+    :param max_result_size: the largest return value a job may store, in bytes
+        of JSON (64 KiB by default); a larger one fails the run with an error
+        that says so (ours: the original stores no results).
     """
 
     class Executor(str, enum.Enum):
@@ -136,6 +145,7 @@ class Chancy:
         log: logging.Logger | None = None,
         no_default_plugins: bool = False,
         pool: AsyncConnectionPool[Any] | None = None,
+        max_result_size: int = DEFAULT_MAX_RESULT_SIZE,
     ) -> None:
         if dsn is None and pool is None:
             raise ConfigurationError("Chancy() needs a dsn (or an existing pool=)")
@@ -161,6 +171,16 @@ class Chancy:
                 "connection pool sizes must satisfy 0 <= min <= max and max >= 1, got "
                 f"min={min_connection_pool_size}, max={max_connection_pool_size}"
             )
+        if (
+            isinstance(max_result_size, bool)
+            or not isinstance(max_result_size, int)
+            or max_result_size < 1
+        ):
+            raise ConfigurationError(
+                f"max_result_size must be a positive number of bytes, got {max_result_size!r}"
+            )
+        #: Largest return value a job may store, in bytes of JSON.
+        self.max_result_size = max_result_size
         self.dsn: str = dsn
         self.prefix = prefix
         self.sql = statements(prefix)  # validates the prefix
@@ -499,6 +519,10 @@ class Chancy:
             queue.rate_limit_window,
             queue.resume_at,
             queue.eager_polling,
+            queue.global_concurrency,
+            queue.key_concurrency,
+            queue.key_rate_limit,
+            queue.key_rate_limit_window,
         )
 
     def _declare_op(

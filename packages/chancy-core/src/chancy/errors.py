@@ -9,6 +9,7 @@ __all__ = [
     "MigrationError",
     "MigrationsNeededError",
     "PluginDependencyError",
+    "Snooze",
     "WorkerLostError",
 ]
 
@@ -39,3 +40,36 @@ class JobCancelledError(ChancyError):
 
 class WorkerLostError(ChancyError):
     """Recorded on a job whose worker (or worker process) died while running it."""
+
+
+#: The longest delay a job may snooze for: one year.
+MAX_SNOOZE = 366 * 86400.0
+
+
+class Snooze(Exception):
+    """Raise it from a job to run it again after ``seconds``, without using up
+    an attempt: ``raise chancy.Snooze(30)``.
+
+    The job goes back to ``pending`` (``retrying`` if earlier attempts failed)
+    with ``scheduled_at`` that much later; the number of snoozes is counted in
+    ``meta["snoozes"]``. Nothing is recorded in ``errors``.
+
+    :param seconds: a finite number from 0 to one year.
+    :raises ValueError: a negative, infinite, NaN or absurdly long delay.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        import math
+
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"Snooze() takes a number of seconds, got {seconds!r}")
+        if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SNOOZE:
+            raise ValueError(
+                f"Snooze() takes a finite number of seconds from 0 to {MAX_SNOOZE:g}"
+                f" (one year), got {seconds!r}"
+            )
+        super().__init__(seconds)
+        self.seconds = float(seconds)
+
+    def __str__(self) -> str:
+        return f"snoozed for {self.seconds:g}s"

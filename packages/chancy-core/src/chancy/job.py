@@ -13,7 +13,15 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
-__all__ = ["IsAJob", "Job", "Limit", "QueuedJob", "Reference", "job"]
+__all__ = [
+    "IsAJob",
+    "Job",
+    "Limit",
+    "QueuedJob",
+    "Reference",
+    "job",
+    "progress_payload",
+]
 
 
 def _utcnow() -> datetime:
@@ -130,6 +138,11 @@ class Job:
     unique_key: str | None = None
     #: Free-form metadata, also used by plugins (``retry_settings``, ``workflow_id``…).
     meta: dict[str, Any] = attrs.field(factory=dict)
+    #: Jobs sharing a key count against their queue's per-key limits
+    #: (``Queue(key_concurrency=…, key_rate_limit=…)``); ``None``: no key.
+    concurrency_key: str | None = None
+    #: Save the function's return value as :attr:`QueuedJob.result`.
+    store_result: bool = True
 
     @classmethod
     def from_func(cls, func: Callable[..., Any], **kwargs: Any) -> Job:
@@ -160,6 +173,14 @@ class Job:
     def with_meta(self, meta: dict[str, Any]) -> Job:
         return attrs.evolve(self, meta=meta)
 
+    def with_concurrency_key(self, concurrency_key: str | None) -> Job:
+        """A copy whose runs count against the queue's per-key limits under
+        ``concurrency_key`` (``"customer:42"``)."""
+        return attrs.evolve(self, concurrency_key=concurrency_key)
+
+    def with_store_result(self, store_result: bool) -> Job:
+        return attrs.evolve(self, store_result=store_result)
+
     def pack(self) -> dict[str, Any]:
         """Compact serialisation, as stored by the cron and workflow tables."""
         return {
@@ -172,6 +193,11 @@ class Job:
             "u": self.unique_key,
             "q": self.queue,
             "m": self.meta,
+            # Only when set, so the original's packed form is unchanged.
+            **(
+                {"ck": self.concurrency_key} if self.concurrency_key is not None else {}
+            ),
+            **({} if self.store_result else {"sr": False}),
         }
 
     @classmethod
@@ -192,6 +218,8 @@ class Job:
             unique_key=data.get("u"),
             queue=data.get("q", "default"),
             meta=data.get("m") or {},
+            concurrency_key=data.get("ck"),
+            store_result=data.get("sr", True),
         )
 
 
@@ -225,6 +253,12 @@ class QueuedJob(Job):
     claim_id: uuid.UUID | None = attrs.field(default=None, eq=False, repr=False)
     #: Monotonic deadline of the current run when it has a time limit.
     deadline: float | None = attrs.field(default=None, eq=False, repr=False)
+    #: The function's return value, as stored (JSON); ``None`` when it
+    #: returned nothing, has not finished, or has ``store_result=False``.
+    result: Any = None
+    #: The latest progress the running job reported with :meth:`set_progress`:
+    #: ``{"done", "total", "message", "at"}``; kept once it finished.
+    progress: dict[str, Any] | None = None
 
     @classmethod
     def unpack(cls, row: dict[str, Any]) -> QueuedJob:
@@ -247,6 +281,10 @@ class QueuedJob(Job):
             state=row.get("state") or "pending",
             errors=row.get("errors") or [],
             claim_id=row.get("claim_id"),
+            concurrency_key=row.get("concurrency_key"),
+            store_result=row.get("store_result", True),
+            result=row.get("result"),
+            progress=row.get("progress"),
         )
 
     @property
@@ -268,6 +306,80 @@ class QueuedJob(Job):
     @property
     def is_finished(self) -> bool:
         return self.state in (QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED)
+
+    def set_progress(
+        self, done: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Report how far the running job got: ``done`` units of ``total``.
+
+        Call it from inside the job, on the ``QueuedJob`` it was given
+        (``*, context: QueuedJob``), as often as you like: the worker saves
+        the latest report while the job runs, at most once a second, and
+        keeps the last one when it finishes. Read it back as :attr:`progress`.
+        Works in the async, threaded and process executors.
+
+        :raises ValueError: a number that is negative, not finite, or
+            ``done`` beyond ``total``; a message over 1,000 characters.
+        :raises RuntimeError: called outside the job's own run.
+        """
+        payload = progress_payload(done, total, message)
+        sink = _progress_sinks.get(self.id)
+        if sink is None:
+            raise RuntimeError(
+                f"set_progress() reports the progress of a running job: job {self.id}"
+                " is not running here (call it on the QueuedJob the job was given)"
+            )
+        sink(self, payload)
+
+
+#: Where :meth:`QueuedJob.set_progress` sends a running job's reports, by job
+#: id: set by the worker (or a process executor's child) for the run.
+_progress_sinks: dict[uuid.UUID, Callable[[QueuedJob, dict[str, Any]], None]] = {}
+
+#: Longest progress message, in characters.
+MAX_PROGRESS_MESSAGE = 1000
+
+
+def progress_payload(
+    done: float, total: float | None = None, message: str | None = None
+) -> dict[str, Any]:
+    """A validated progress report: ``{"done", "total", "message", "at"}``."""
+    import math
+
+    def number(name: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"set_progress(): {name} must be a number, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f"set_progress(): {name} must be a finite number >= 0, got {value!r}"
+            )
+        return value
+
+    done = number("done", done)
+    if total is not None:
+        total = number("total", total)
+        if done > total:
+            raise ValueError(
+                f"set_progress(): done ({done!r}) is more than total ({total!r})"
+            )
+    if message is not None:
+        if not isinstance(message, str):
+            raise TypeError(
+                f"set_progress(): message must be a string, got {type(message).__name__}"
+            )
+        if len(message) > MAX_PROGRESS_MESSAGE:
+            raise ValueError(
+                f"set_progress(): message is {len(message)} characters long; at most"
+                f" {MAX_PROGRESS_MESSAGE} are kept"
+            )
+        if "\x00" in message:
+            raise ValueError("set_progress(): message must not contain NUL characters")
+    return {
+        "done": done,
+        "total": total,
+        "message": message,
+        "at": _utcnow().isoformat(),
+    }
 
 
 @runtime_checkable

@@ -415,6 +415,15 @@ def _validate_bool(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> No
 # ---------------------------------------------------------------------------
 
 
+#: The cluster-wide and per-key limits (core migration v3).
+_LIMITS = (
+    "global_concurrency",
+    "key_concurrency",
+    "key_rate_limit",
+    "key_rate_limit_window",
+)
+
+
 @attrs.frozen(slots=True)
 class Queue:
     """A queue's configuration.
@@ -480,6 +489,25 @@ class Queue:
     eager_polling: bool = attrs.field(
         default=False, kw_only=True, validator=_validate_bool
     )
+    #: At most this many jobs of the queue run at once across *all* workers
+    #: (``concurrency`` is per worker). Enforced in the fetch itself.
+    global_concurrency: int | None = attrs.field(
+        default=None, kw_only=True, validator=_validate_count
+    )
+    #: At most this many jobs with the same ``concurrency_key`` run at once,
+    #: across all workers.
+    key_concurrency: int | None = attrs.field(
+        default=None, kw_only=True, validator=_validate_count
+    )
+    #: At most this many jobs with the same ``concurrency_key`` start per
+    #: ``key_rate_limit_window`` seconds, across all workers.
+    key_rate_limit: int | None = attrs.field(
+        default=None, kw_only=True, validator=_validate_count
+    )
+    #: Length of the per-key rate-limit window in seconds.
+    key_rate_limit_window: int | None = attrs.field(
+        default=None, kw_only=True, validator=_validate_count
+    )
 
     def __attrs_post_init__(self) -> None:
         if _TRUSTED.get():
@@ -488,6 +516,21 @@ class Queue:
             raise ValueError(
                 f"Queue {self.name!r}: rate_limit and rate_limit_window must be set together"
             )
+        if (self.key_rate_limit is None) != (self.key_rate_limit_window is None):
+            raise ValueError(
+                f"Queue {self.name!r}: key_rate_limit and key_rate_limit_window must be"
+                " set together"
+            )
+
+    @property
+    def has_limits(self) -> bool:
+        """Whether the queue has a cluster-wide or per-key limit (fetched with
+        ``{prefix}fetch_limited``)."""
+        return (
+            self.global_concurrency is not None
+            or self.key_concurrency is not None
+            or self.key_rate_limit is not None
+        )
 
     @classmethod
     def unpack(cls, data: dict[str, Any]) -> Queue:
@@ -510,6 +553,10 @@ class Queue:
                 rate_limit_window=data.get("rate_limit_window"),
                 resume_at=data.get("resume_at"),
                 eager_polling=bool(data.get("eager_polling", False)),
+                global_concurrency=data.get("global_concurrency"),
+                key_concurrency=data.get("key_concurrency"),
+                key_rate_limit=data.get("key_rate_limit"),
+                key_rate_limit_window=data.get("key_rate_limit_window"),
             )
 
     def pack(self) -> dict[str, Any]:
@@ -525,4 +572,11 @@ class Queue:
             "rate_limit_window": self.rate_limit_window,
             "resume_at": self.resume_at.isoformat() if self.resume_at else None,
             "eager_polling": self.eager_polling,
+            # The limits only when set, so a queue without them packs exactly
+            # as in the original.
+            **{
+                name: getattr(self, name)
+                for name in _LIMITS
+                if getattr(self, name) is not None
+            },
         }

@@ -25,10 +25,11 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from chancy import events
+from chancy._encoding import encode_json
 from chancy.errors import MigrationsNeededError
 from chancy.executors.base import DEFAULT_MAX_LOST_RUNS, Executor
 from chancy.hub import Event, Hub
-from chancy.job import QueuedJob, Reference
+from chancy.job import QueuedJob, Reference, _progress_sinks
 from chancy.plugin import PluginScope
 from chancy.queue import Queue, check_tag_pattern
 from chancy.utils import import_string, redact_dsn, wait_event
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["Worker"]
 
 _TRANSIENT = (OperationalError, OSError, ConnectionError)
+#: Seconds between two saves of one running job's progress.
+PROGRESS_INTERVAL = 1.0
 _EMPTY_LIST = "[]"
 
 
@@ -167,6 +170,11 @@ class Worker:
         self.outgoing: collections.deque[QueuedJob] = collections.deque()
         #: The batch of updates being written right now.
         self._saving: list[QueuedJob] = []
+        #: Progress reports not saved yet: job id -> (claim, payload).
+        self._progress: dict[uuid.UUID, tuple[uuid.UUID | None, dict[str, Any]]] = {}
+        #: When each running job's progress was last saved (monotonic).
+        self._progress_written: dict[uuid.UUID, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.manager = _TaskManager(self)
 
         self._runners: dict[str, _QueueRunner] = {}
@@ -299,6 +307,7 @@ class Worker:
                 " (or `await chancy.migrate()`) first"
             )
         self._started = True
+        self._loop = asyncio.get_running_loop()
         # Handlers first: a SIGTERM while the worker starts (its row may
         # already be visible) stops it once started, instead of killing it.
         if self.register_signal_handlers:
@@ -742,6 +751,7 @@ class Worker:
                     runner.wake.set()
                     continue
                 for job in jobs:
+                    self._track_progress(job)
                     try:
                         executor.check_supported(job)
                     except ValueError as exc:
@@ -825,11 +835,28 @@ class Worker:
                 up_to = min(up_to, queue.rate_limit - used)
                 if up_to <= 0:
                     return []
-            await cursor.execute(
-                sql.fetch_jobs,
-                {"queue": queue.name, "limit": up_to, "worker_id": self.worker_id},
-                prepare=True,  # hot path: skip psycopg's 5 unprepared warm-up runs
-            )
+            if queue.has_limits:
+                # Cluster-wide or per-key limits: one statement too, serialised
+                # per queue inside the database (see core migration v3).
+                await cursor.execute(
+                    sql.fetch_limited,
+                    {
+                        "queue": queue.name,
+                        "limit": up_to,
+                        "worker_id": self.worker_id,
+                        "global_concurrency": queue.global_concurrency,
+                        "key_concurrency": queue.key_concurrency,
+                        "key_rate_limit": queue.key_rate_limit,
+                        "key_rate_limit_window": queue.key_rate_limit_window,
+                    },
+                    prepare=True,
+                )
+            else:
+                await cursor.execute(
+                    sql.fetch_jobs,
+                    {"queue": queue.name, "limit": up_to, "worker_id": self.worker_id},
+                    prepare=True,  # hot path: skip psycopg's 5 unprepared warm-up runs
+                )
             rows = await cursor.fetchall()
             if queue.rate_limit and rows:
                 await cursor.execute(sql.rate_limit_add, (len(rows), queue.name))
@@ -850,6 +877,9 @@ class Worker:
 
     def on_job_completed(self, *, queue: Queue, job: QueuedJob) -> None:
         """Called by executors after each run: wakes the queue when it should fetch."""
+        if _progress_sinks.pop(job.id, None) is not None:
+            self._progress.pop(job.id, None)
+            self._progress_written.pop(job.id, None)
         runner = self._runners.get(queue.name)
         if runner is not None and (
             runner.backlog
@@ -875,10 +905,14 @@ class Worker:
         while True:
             if not self.outgoing:
                 self._flush_idle.set()
-                await self._flush_wanted.wait()
+                wait = self._progress_wait()
+                if wait is None or wait > 0:
+                    await wait_event(self._flush_wanted, wait)
             self._flush_wanted.clear()
             try:
                 await self._write_batch()
+                if self._progress:
+                    await self._write_progress()
                 failures = 0
             except _TRANSIENT as exc:
                 failures += 1
@@ -892,6 +926,86 @@ class Worker:
                     delay,
                 )
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    # ------------------------------------------------------------------
+    # Live progress (QueuedJob.set_progress)
+    # ------------------------------------------------------------------
+
+    def _track_progress(self, job: QueuedJob) -> None:
+        """Let ``job``'s run report progress (``QueuedJob.set_progress``)."""
+        _progress_sinks[job.id] = self._progress_sink
+
+    def _progress_sink(self, job: QueuedJob, payload: dict[str, Any]) -> None:
+        """Where a running job's reports arrive, from any thread."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self.report_progress(job, payload)
+        else:
+            loop.call_soon_threadsafe(self.report_progress, job, payload)
+
+    def report_progress(self, job: QueuedJob, payload: dict[str, Any]) -> None:
+        """Keep ``payload`` as ``job``'s latest progress, to be saved (at most
+        once a second per job, all due jobs in one statement, fenced by the
+        job's claim). Call it on the worker's event loop."""
+        if job.id not in _progress_sinks:
+            return  # the run already finished: its save carries the last report
+        new = job.id not in self._progress
+        self._progress[job.id] = (job.claim_id, payload)
+        if new:
+            self._flush_wanted.set()  # the flusher works out when it is due
+
+    def take_progress(self, job: QueuedJob) -> dict[str, Any] | None:
+        """The last progress ``job``'s run reported, if any; the run is over
+        (its save writes it)."""
+        _progress_sinks.pop(job.id, None)
+        self._progress_written.pop(job.id, None)
+        found = self._progress.pop(job.id, None)
+        return None if found is None else found[1]
+
+    def _progress_wait(self) -> float | None:
+        """Seconds until the next progress report is due to be saved."""
+        if not self._progress:
+            return None
+        now = time.monotonic()
+        written = self._progress_written
+        return max(
+            0.0,
+            min(written.get(i, 0.0) + PROGRESS_INTERVAL - now for i in self._progress),
+        )
+
+    async def _write_progress(self) -> None:
+        now = time.monotonic()
+        written = self._progress_written
+        due = [
+            (job_id, claim, payload)
+            for job_id, (claim, payload) in self._progress.items()
+            if written.get(job_id, 0.0) + PROGRESS_INTERVAL <= now
+        ]
+        if not due:
+            return
+        document = json.dumps(
+            [
+                {"i": str(job_id), "k": str(claim) if claim else None, "p": payload}
+                for job_id, claim, payload in due
+            ]
+        )
+        async with self.chancy.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            try:
+                await conn.execute(self.chancy.sql.update_progress, (document,))
+            finally:
+                await conn.set_autocommit(False)
+        for job_id, _claim, payload in due:
+            written[job_id] = now
+            kept = self._progress.get(job_id)
+            if kept is not None and kept[1] is payload:
+                del self._progress[job_id]  # saved; newer reports come back
 
     async def _write_batch(self, limit: int = 1000) -> None:
         batch: list[QueuedJob] = []
@@ -932,7 +1046,9 @@ class Worker:
                 f'"a":{int(job.attempts)},'
                 f'"e":{dumps(job.errors) if job.errors else _EMPTY_LIST},'
                 f'"m":{dumps(job.meta, default=str) if job.meta else "{}"},'
-                f'"x":{int(job.max_attempts)}}}'
+                f'"x":{int(job.max_attempts)},'
+                f'"r":{"null" if job.result is None else encode_json(job.result)},'
+                f'"p":{"null" if job.progress is None else dumps(job.progress)}}}'
             )
         document = "[" + ",".join(rows) + "]"
         plugins = self.chancy.plugin_manager

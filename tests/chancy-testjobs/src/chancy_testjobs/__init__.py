@@ -154,3 +154,65 @@ def record_pid_and_sleep(*, path: str, seconds: float) -> None:
     with open(path, "w") as f:
         f.write(str(os.getpid()))
     time.sleep(seconds)
+
+
+def return_value(*, value: Any) -> Any:
+    """Return ``value`` (stored as the job's result)."""
+    return value
+
+
+async def async_return_value(*, value: Any) -> Any:
+    await asyncio.sleep(0)
+    return value
+
+
+def report_progress(
+    *, steps: int, delay: float = 0.0, context: QueuedJob, message: str = "step"
+) -> int:
+    """Report progress ``steps`` times, sleeping ``delay`` between reports."""
+    for step in range(1, steps + 1):
+        context.set_progress(step, steps, f"{message} {step}")
+        if delay:
+            time.sleep(delay)
+    return steps
+
+
+async def async_report_progress(
+    *, steps: int, delay: float = 0.0, context: QueuedJob, message: str = "step"
+) -> int:
+    for step in range(1, steps + 1):
+        context.set_progress(step, steps, f"{message} {step}")
+        await asyncio.sleep(delay)
+    return steps
+
+
+def snooze_once(*, seconds: float, context: QueuedJob) -> str:
+    """Snooze on the first run, succeed on the next."""
+    from chancy.errors import Snooze
+
+    if not context.meta.get("snoozes"):
+        raise Snooze(seconds)
+    return "woke up"
+
+
+async def async_snooze_once(*, seconds: float, context: QueuedJob) -> str:
+    from chancy.errors import Snooze
+
+    await asyncio.sleep(0)
+    if not context.meta.get("snoozes"):
+        raise Snooze(seconds)
+    return "woke up"
+
+
+def snooze_badly(*, seconds: Any) -> None:
+    """Raise ``Snooze(seconds)``; ``"nan"`` and ``"inf"`` become those floats
+    (JSON kwargs cannot hold them)."""
+    from chancy.errors import Snooze
+
+    if seconds in ("nan", "inf"):
+        seconds = float(seconds)
+    raise Snooze(seconds)
+
+
+async def sleep_for(*, seconds: float) -> None:
+    await asyncio.sleep(seconds)

@@ -11,12 +11,13 @@ import time
 import traceback
 import typing
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from chancy.errors import WorkerLostError
+from chancy._encoding import JSON_NUL, encode_json
+from chancy.errors import Snooze, WorkerLostError
 from chancy.job import Limit, QueuedJob, Reference
 from chancy.utils import import_string
 
@@ -27,11 +28,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_LOST_RUNS",
     "LOST_RUNS_KEY",
+    "SNOOZES_KEY",
     "ConcurrentExecutor",
     "Executor",
+    "check_result",
     "get_function_and_kwargs",
     "lost_run",
     "lost_runs_of",
+    "snoozed",
     "time_limit_of",
 ]
 
@@ -39,6 +43,10 @@ __all__ = [
 DEFAULT_MAX_LOST_RUNS = 3
 #: The key of ``QueuedJob.meta`` counting a job's lost runs.
 LOST_RUNS_KEY = "lost_runs"
+#: ``Chancy(max_result_size=...)``'s default: 64 KiB of JSON.
+DEFAULT_MAX_RESULT_SIZE = 64 * 1024
+#: The key of ``QueuedJob.meta`` counting a job's snoozes.
+SNOOZES_KEY = "snoozes"
 
 log = logging.getLogger("chancy.executors")
 
@@ -303,13 +311,24 @@ class Executor(abc.ABC):
 
         :param tb: a traceback already formatted elsewhere (a child process).
         """
+        worker = self.worker
         now = _utcnow()
         attempts = job.attempts + 1
-        if isinstance(exc, WorkerLostError):
+        take_progress = getattr(worker, "take_progress", None)  # stand-in workers
+        progress = take_progress(job) if take_progress is not None else None
+        if progress is not None:
+            job = attrs.evolve(job, progress=progress)
+        if exc is None and tb is None and result is not None and job.store_result:
+            limit = getattr(worker.chancy, "max_result_size", DEFAULT_MAX_RESULT_SIZE)
+            try:
+                check_result(result, limit)
+            except (TypeError, ValueError) as error:
+                exc, result = error, None
+        if isinstance(exc, Snooze):
+            new = snoozed(job, exc.seconds, now)
+        elif isinstance(exc, WorkerLostError):
             # The process running the job died: not the job's own attempt.
-            new = lost_run(
-                job, str(exc), max_lost_runs=self.worker.max_lost_runs, now=now
-            )
+            new = lost_run(job, str(exc), max_lost_runs=worker.max_lost_runs, now=now)
             log.warning(
                 "Job %s (%s): %s", job.id, job.func, new.errors[-1]["traceback"]
             )
@@ -320,6 +339,7 @@ class Executor(abc.ABC):
                 attempts=attempts,
                 completed_at=now,
                 deadline=None,
+                result=result if job.store_result else None,
             )
         else:
             if tb is None:
@@ -332,16 +352,61 @@ class Executor(abc.ABC):
                 completed_at=now if failed else None,
                 errors=[*job.errors, {"attempt": job.attempts, "traceback": tb}],
                 deadline=None,
+                result=None,
             )
             log.debug("Job %s (%s) failed:\n%s", job.id, job.func, tb)
-        plugins = self.worker.chancy.plugin_manager
+        plugins = worker.chancy.plugin_manager
         if plugins.has_job_completed:
             try:
-                new = await plugins.job_completed(self.worker, new, exc, result)
+                new = await plugins.job_completed(worker, new, exc, result)
             except Exception:
                 log.exception("A plugin's on_job_completed failed for job %s", job.id)
-        self.worker.queue_update(new)
-        self.worker.on_job_completed(queue=self.queue, job=new)
+        worker.queue_update(new)
+        worker.on_job_completed(queue=self.queue, job=new)
+
+
+def check_result(result: Any, limit: int) -> str:
+    """The return value as stored (JSON text), or the error that fails the run.
+
+    :raises TypeError: the value cannot be stored as JSON.
+    :raises ValueError: its JSON is larger than ``limit`` bytes, or holds a
+        NUL character (PostgreSQL's jsonb cannot).
+    """
+    try:
+        text = encode_json(result)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"the job's return value cannot be stored as JSON ({exc}); return"
+            " something JSON can hold, or set store_result=False on the job"
+        ) from None
+    if len(text) > limit:
+        raise ValueError(
+            f"the job's return value is {len(text)} bytes as JSON, more than the"
+            f" limit of {limit} (Chancy(max_result_size=...)); store it elsewhere,"
+            " or set store_result=False on the job"
+        )
+    if "\\u0000" in text and JSON_NUL.search(text):
+        raise ValueError(
+            "the job's return value holds a NUL character, which PostgreSQL cannot store"
+        )
+    return text
+
+
+def snoozed(job: QueuedJob, seconds: float, now: datetime) -> QueuedJob:
+    """The job after it raised :class:`~chancy.errors.Snooze`: to run again
+    after ``seconds``, without an attempt used, the snooze counted in
+    ``meta["snoozes"]``."""
+    count = job.meta.get(SNOOZES_KEY)
+    count = count if type(count) is int and count > 0 else 0
+    return attrs.evolve(
+        job,
+        state=QueuedJob.State.RETRYING if job.attempts else QueuedJob.State.PENDING,
+        scheduled_at=now + timedelta(seconds=seconds),
+        completed_at=None,
+        meta={**job.meta, SNOOZES_KEY: count + 1},
+        deadline=None,
+        result=None,
+    )
 
 
 class ConcurrentExecutor(Executor):

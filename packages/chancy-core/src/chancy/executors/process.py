@@ -24,6 +24,7 @@ import atexit
 import builtins
 import contextlib
 import ctypes
+import functools
 import inspect
 import itertools
 import logging
@@ -47,9 +48,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from chancy import errors
-from chancy.errors import ChancyError, JobCancelledError, WorkerLostError
-from chancy.executors.base import Executor, memory_limit_of, time_limit_of
-from chancy.job import QueuedJob, Reference
+from chancy.errors import ChancyError, JobCancelledError, Snooze, WorkerLostError
+from chancy.executors.base import (
+    Executor,
+    check_result,
+    memory_limit_of,
+    time_limit_of,
+)
+from chancy.job import QueuedJob, Reference, _progress_sinks
 
 try:
     import resource
@@ -202,6 +208,14 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="chancy-orphan-watchdog", daemon=True).start()
 
 
+def _send_progress(
+    conn: Connection, sending: threading.Lock, job: QueuedJob, payload: dict[str, Any]
+) -> None:
+    """In a child: send a running job's progress report to the parent."""
+    with sending:  # the job's own threads may report too
+        conn.send(("progress", payload))
+
+
 def _child_main(
     executor_cls: type[ProcessExecutor], conn: Connection, parent_pid: int | None = None
 ) -> None:
@@ -209,6 +223,7 @@ def _child_main(
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     executor_cls.on_initialize_worker()
+    sending = threading.Lock()
     while True:
         try:
             job = conn.recv()
@@ -217,12 +232,16 @@ def _child_main(
         if job is None:
             return
         _child_state.cancel_pending = False
+        _progress_sinks[job.id] = functools.partial(_send_progress, conn, sending)
         try:
             conn.send(("started",))
             message = executor_cls.job_wrapper(job)
-            _send_reply(conn, message)
+            with sending:
+                _send_reply(conn, message)
         except (EOFError, OSError):
             return
+        finally:
+            _progress_sinks.pop(job.id, None)
 
 
 def _send_reply(conn: Connection, message: tuple[Any, ...]) -> None:
@@ -446,6 +465,14 @@ class ProcessExecutor(Executor):
             except BaseException as late:
                 if error is None and not completed:
                     error = late
+        if isinstance(error, Snooze):
+            return ("snooze", job, error.seconds)
+        if error is None and result is not None and job.store_result:
+            # Checked here, where the value is: the parent stores its JSON.
+            try:
+                check_result(result, sys.maxsize)
+            except (TypeError, ValueError) as exc:
+                error = exc
         if error is not None:
             if type(error) is MemoryError and not error.args and memory is not None:
                 error = MemoryError(
@@ -545,6 +572,9 @@ class ProcessExecutor(Executor):
         await child.send(run.job)
         while True:
             message = await child.recv()
+            if message[0] == "progress":
+                self.worker.report_progress(run.job, message[1])
+                continue
             if message[0] != "started":
                 run.cancel_timers()
                 return message  # type: ignore[no-any-return]
@@ -561,7 +591,9 @@ class ProcessExecutor(Executor):
         kind, child_job = message[0], message[1]
         if child_job is not None:
             job = attrs.evolve(job, meta=child_job.meta)
-        if kind == "ok":
+        if kind == "snooze":
+            await self.on_job_completed(job=job, exc=Snooze(message[2]))
+        elif kind == "ok":
             result = None
             if message[2] is not None:
                 try:

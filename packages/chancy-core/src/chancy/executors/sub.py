@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from chancy.errors import Snooze
 from chancy.executors.base import (
     ConcurrentExecutor,
     Executor,
@@ -69,6 +70,8 @@ def _run_job(job: QueuedJob) -> tuple[Any, ...]:
         else:
             result = func(**kwargs)
     except BaseException as exc:
+        if isinstance(exc, Snooze):
+            return ("snooze", _picklable_meta(job), exc.seconds)
         cls = type(exc)
         return (
             "error",
@@ -189,6 +192,8 @@ class SubInterpreterExecutor(ConcurrentExecutor):
                 job = attrs.evolve(job, meta=meta)
             if kind == "ok":
                 await self.on_job_completed(job=job, result=rest[0])
+            elif kind == "snooze":
+                await self.on_job_completed(job=job, exc=Snooze(rest[0]))
             else:
                 tb, type_name, text = rest
                 await self.on_job_completed(

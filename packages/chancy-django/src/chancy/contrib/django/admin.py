@@ -68,9 +68,25 @@ class JobAdmin(SearchByIdMixin, admin.ModelAdmin):
         "started_at",
         "completed_at",
         "errors",
+        "result",
+        "progress",
     )
     fieldsets = (
-        (None, {"fields": ("id", "func", "queue", "kwargs", "meta", "unique_key")}),
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "func",
+                    "queue",
+                    "kwargs",
+                    "meta",
+                    "unique_key",
+                    "concurrency_key",
+                    "store_result",
+                )
+            },
+        ),
         (
             "Scheduling",
             {"fields": ("state", "priority", "scheduled_at", "max_attempts", "limits")},
@@ -86,6 +102,8 @@ class JobAdmin(SearchByIdMixin, admin.ModelAdmin):
                     "started_at",
                     "completed_at",
                     "errors",
+                    "progress",
+                    "result",
                 )
             },
         ),

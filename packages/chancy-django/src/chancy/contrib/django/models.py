@@ -56,6 +56,14 @@ class Job(models.Model):
     unique_key = models.TextField(null=True, blank=True)
     #: ``[{"attempt": n, "traceback": "..."}, ...]``, one per failed attempt.
     errors = models.JSONField(default=list, blank=True)
+    #: Jobs sharing a key count against their queue's per-key limits.
+    concurrency_key = models.TextField(null=True, blank=True)
+    #: Whether the return value is stored in ``result``.
+    store_result = models.BooleanField(default=True)
+    #: The function's return value, as JSON.
+    result = models.JSONField(null=True, blank=True)
+    #: The latest ``{"done", "total", "message", "at"}`` the job reported.
+    progress = models.JSONField(null=True, blank=True)
 
     class Meta:
         managed = False
@@ -88,6 +96,13 @@ class Queue(models.Model):
     rate_limit_window = models.IntegerField(null=True, blank=True)
     resume_at = models.DateTimeField(null=True, blank=True)
     eager_polling = models.BooleanField(default=False)
+    #: At most this many jobs of the queue run at once across all workers.
+    global_concurrency = models.IntegerField(null=True, blank=True)
+    #: At most this many jobs of one concurrency key run at once.
+    key_concurrency = models.IntegerField(null=True, blank=True)
+    #: At most this many jobs of one key start per ``key_rate_limit_window``.
+    key_rate_limit = models.IntegerField(null=True, blank=True)
+    key_rate_limit_window = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -118,6 +133,10 @@ class Queue(models.Model):
             rate_limit_window=self.rate_limit_window,
             resume_at=self.resume_at,
             eager_polling=self.eager_polling,
+            global_concurrency=self.global_concurrency,
+            key_concurrency=self.key_concurrency,
+            key_rate_limit=self.key_rate_limit,
+            key_rate_limit_window=self.key_rate_limit_window,
         )
 
     def clean(self) -> None:

@@ -15,6 +15,7 @@ from chancy.errors import (
     ChancyError,
     ConfigurationError,
     JobCancelledError,
+    Snooze,
     WorkerLostError,
 )
 from chancy.job import QueuedJob
@@ -456,6 +457,8 @@ class RetryPlugin(Plugin):
             return job  # cancel_job already wrote the outcome
         if isinstance(exc, WorkerLostError):
             return job  # a lost run: not an attempt, it has its own cap
+        if isinstance(exc, Snooze):
+            return job  # the job asked to run later: not a failure
         try:
             settings = self.settings_for(job)
         except InvalidRetrySettings as error:

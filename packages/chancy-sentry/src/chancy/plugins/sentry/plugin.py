@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from chancy.errors import ConfigurationError
+from chancy.errors import ConfigurationError, Snooze
 from chancy.job import QueuedJob
 from chancy.plugin import Plugin, PluginScope
 
@@ -228,8 +228,8 @@ class SentryPlugin(Plugin):
         exc: BaseException | None = None,
         result: Any = None,
     ) -> QueuedJob:
-        if exc is None:
-            return job
+        if exc is None or isinstance(exc, Snooze):
+            return job  # a snooze is the job asking to run later, not a failure
         try:
             if self.should_capture(job, exc):
                 self.capture(worker=worker, job=job, exc=exc)
