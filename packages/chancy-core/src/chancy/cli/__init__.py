@@ -11,19 +11,23 @@
 as ``module:attribute`` or ``module.attribute``; the attribute may be a
 :class:`~chancy.Chancy` instance or a callable returning one (a factory). The
 current directory is importable, as with other command-line tools. Only the
-commands that talk to the database need ``--app``: ``chancy --help`` and
-``chancy plugins`` work without it.
+commands that talk to the database need ``--app``: ``chancy --help``,
+``chancy plugins`` and ``chancy plugin new`` work without it.
 
 Commands
 ========
 
 ``migrate`` (also ``misc migrate``), ``check-migrations`` (also
 ``misc check-migrations``), ``misc shell``, ``queue list|declare|delete|pause|
-resume|push``, ``job push|get|cancel``, ``worker start`` and ``plugins``; run
-``chancy COMMAND --help`` for their options. User errors (an unknown queue or
-job, a database that is not migrated, a bad option) are reported in one line
-on standard error with exit status 1 (2 for a bad command line), never with a
-traceback.
+resume|push``, ``job push|get|cancel``, ``worker start``, ``plugins`` and
+``plugin new``; run ``chancy COMMAND --help`` for their options. User errors
+(an unknown queue or job, a database that is not migrated, a bad option) are
+reported in one line on standard error with exit status 1 (2 for a bad
+command line), never with a traceback.
+
+``chancy plugin new NAME`` writes a new plugin distribution, ``chancy-NAME``,
+from the template in ``plugin_template/`` (package data): the shape of every
+first-party plugin, building and passing its own tests as written.
 
 Commands from plugins
 =====================
@@ -74,7 +78,8 @@ commands), ``_app`` (``--app`` loading, :func:`get_app`), ``_run``
 (:func:`run_async`, :func:`run_with_app` and the conversion of user errors),
 ``_params`` (:class:`IsoDateTime`, :func:`parse_kwargs_option`,
 :func:`format_table`), then ``_migrate``, ``_misc``, ``_job``, ``_queue``,
-``_worker`` and ``_plugin``. None of them holds SQL:
+``_worker`` and ``_plugin`` (with ``_template`` and the package data in
+``plugin_template/`` behind ``chancy plugin new``). None of them holds SQL:
 the commands go through :class:`~chancy.Chancy` and
 :class:`~chancy.migrate.Migrator`.
 """
@@ -100,7 +105,8 @@ from chancy.cli._params import (
     parse_kwargs_option,
 )
 from chancy.cli._params import ExecutorType as ExecutorType
-from chancy.cli._plugin import plugins_command
+from chancy.cli._plugin import plugin_group, plugins_command
+from chancy.cli._plugin import plugin_new as plugin_new
 from chancy.cli._queue import queue_declare as queue_declare
 from chancy.cli._queue import queue_delete as queue_delete
 from chancy.cli._queue import queue_group
@@ -137,6 +143,7 @@ for _command in (
     queue_group,
     worker_group,
     plugins_command,
+    plugin_group,
 ):
     cli.add_command(_command)
 del _command

@@ -1,15 +1,19 @@
-"""``chancy plugins``: what is installed and what the app enables."""
+"""``chancy plugins`` (what is installed and enabled) and the ``plugin``
+group: ``chancy plugin new NAME`` writes a new plugin distribution."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
 from chancy.cli._app import _state
+from chancy.cli._root import BuiltinGroup
+from chancy.cli._template import write_plugin
 from chancy.plugin import Plugin
 
-__all__ = ["plugins_command"]
+__all__ = ["plugin_group", "plugin_new", "plugins_command"]
 
 
 @click.command("plugins")
@@ -65,3 +69,47 @@ def plugins_command(ctx: click.Context) -> None:
             identifier, type(plugin) if isinstance(plugin, Plugin) else None
         )
         click.echo(f"  {identifier}  {name}" + (f"  ({dist})" if dist else ""))
+
+
+@click.group("plugin", cls=BuiltinGroup)
+def plugin_group() -> None:
+    """Write plugins (`chancy plugins` lists the installed ones)."""
+
+
+@plugin_group.command("new")
+@click.argument("name")
+@click.option(
+    "--directory",
+    "-d",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write it (must not exist, or be empty).  [default: ./chancy-NAME]",
+)
+def plugin_new(name: str, directory: Path | None) -> None:
+    """Write a new plugin distribution, chancy-NAME, from Chancy's template.
+
+    NAME (lower case: letters, digits, underscores) names the entry point,
+    the package chancy.plugins.NAME, the migration line and the table. The
+    result builds with hatchling and passes its own tests as written: a
+    Plugin subclass with a run() loop, a migration, a README and tests on
+    the fixtures of chancy.testing. No licence is chosen for you.
+    """
+    target = directory if directory is not None else Path(f"chancy-{name}")
+    try:
+        written = write_plugin(name, target)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'NAME'") from None
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote the plugin distribution chancy-{name} in {target}:")
+    for path in sorted(written, key=lambda p: (len(p.parts), str(p))):
+        click.echo(f"  {path}")
+    click.echo(
+        "\nNext:\n"
+        f"  cd {target}\n"
+        "  python -m venv .venv && . .venv/bin/activate\n"
+        '  pip install -e ".[test]"\n'
+        "  pytest\n"
+        "Then make it yours: src/chancy/plugins/"
+        f"{name}/plugin.py, its migration, README.md and the tests."
+    )
