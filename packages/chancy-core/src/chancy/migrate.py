@@ -158,10 +158,11 @@ class Migrator:
     async def current_version(self, conn: AsyncConnection[Any]) -> int:
         """The version of this line recorded in the database; 0 when none is.
 
-        Only reads: unlike :meth:`migrate` and :meth:`is_migration_required`,
+        Only reads: unlike :meth:`migrate` and ``is_migration_required()``,
         it creates no version table, so it can inspect a database that was
-        never migrated (``chancy check-migrations`` does). It runs in the
-        connection's current transaction, or a new one, and leaves it open.
+        never migrated (``chancy check-migrations`` does). Like any query, it
+        runs in the connection's transaction (psycopg opens one unless the
+        connection is in autocommit mode) and does not commit.
 
         .. versionadded:: 0.1
         """
