@@ -3,6 +3,9 @@
 ``chancy`` is core's regular package, whose ``__init__`` extends its
 ``__path__``; ``chancy.plugins`` (plugins) and ``chancy.contrib`` (framework
 integrations: chancy-django) are namespaces that no distribution owns.
+
+Every first-party plugin distribution also has the house shape that
+``chancy plugin new`` writes (checked on both by :func:`house_shape_problems`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,10 @@ from __future__ import annotations
 import ast
 import tomllib
 from pathlib import Path
+
+import pytest
+
+from chancy.cli._template import FIRST_PARTY_PLUGINS, write_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE_SRC = ROOT / "packages" / "chancy-core" / "src" / "chancy"
@@ -21,6 +28,14 @@ DISTRIBUTIONS = sorted(
 #: Distributions that are not plugins: the package each one ships under
 #: ``chancy.contrib``.
 INTEGRATIONS = {"chancy-django": "django"}
+#: The first-party plugin distributions.
+PLUGIN_DISTRIBUTIONS = [
+    p
+    for p in DISTRIBUTIONS
+    if p.parent.name == "packages"
+    and p.name != "chancy-core"
+    and p.name not in INTEGRATIONS
+]
 
 
 def test_only_core_ships_chancy_init_and_nobody_ships_namespace_inits() -> None:
@@ -158,3 +173,94 @@ def test_contrib_namespace_spans_the_integration_distributions() -> None:
         .resolve()
         .is_relative_to(ROOT / "packages" / "chancy-django" / "src")
     )
+
+
+def house_shape_problems(dist: Path) -> list[str]:
+    """What keeps the plugin distribution ``dist`` from the house shape (the
+    shape ``chancy plugin new`` writes); empty when it has it."""
+    problems: list[str] = []
+    config = tomllib.loads((dist / "pyproject.toml").read_text())
+    project = config["project"]
+    name = project["name"].removeprefix("chancy-")
+    if project.get("entry-points", {}).get("chancy") != {
+        name: f"chancy.plugins.{name}.hooks"
+    }:
+        problems.append(f"entry point {name} = 'chancy.plugins.{name}.hooks'")
+    wheel = config.get("tool", {}).get("hatch", {}).get("build", {})
+    if wheel.get("targets", {}).get("wheel", {}).get("packages") != ["src/chancy"]:
+        problems.append("[tool.hatch.build.targets.wheel] packages = ['src/chancy']")
+    if not any(dep.startswith("chancy-core") for dep in project["dependencies"]):
+        problems.append("a dependency on chancy-core")
+    if project.get("readme") != "README.md" or not (dist / "README.md").is_file():
+        problems.append("README.md, as the project's readme")
+    if not list((dist / "tests").glob("test_*.py")):
+        problems.append("tests/test_*.py")
+    package = dist / "src" / "chancy" / "plugins" / name
+    for file in ("__init__.py", "py.typed", "hooks.py", "plugin.py"):
+        if not (package / file).is_file():
+            problems.append(f"src/chancy/plugins/{name}/{file}")
+    # A plugin with a migration line names its package (as its
+    # migrations_package, or from migrate_package()); the package is
+    # migrations/, with an __init__.py and a first migration.
+    migrations = package / "migrations"
+    declared = any(
+        f'"chancy.plugins.{name}.migrations"' in path.read_text()
+        for path in package.glob("*.py")
+    )
+    if declared and not (
+        (migrations / "__init__.py").is_file() and list(migrations.glob("v0001_*.py"))
+    ):
+        problems.append(
+            f"src/chancy/plugins/{name}/migrations/ with __init__.py and"
+            " v0001_<what>.py (the plugin declares a migration line)"
+        )
+    if migrations.exists() and not declared:
+        problems.append(
+            f"a plugin declaring 'chancy.plugins.{name}.migrations', the package"
+            " of its migrations/ directory"
+        )
+    return problems
+
+
+@pytest.mark.parametrize("dist", PLUGIN_DISTRIBUTIONS, ids=lambda p: p.name)
+def test_every_first_party_plugin_has_the_house_shape(dist: Path) -> None:
+    assert house_shape_problems(dist) == []
+
+
+def test_the_plugin_template_writes_the_house_shape(tmp_path: Path) -> None:
+    write_plugin("shape_probe", tmp_path / "chancy-shape_probe")
+    assert house_shape_problems(tmp_path / "chancy-shape_probe") == []
+
+
+def test_the_shape_check_finds_what_is_missing(tmp_path: Path) -> None:
+    dist = tmp_path / "chancy-shape_probe"
+    write_plugin("shape_probe", dist)
+    package = dist / "src" / "chancy" / "plugins" / "shape_probe"
+    (package / "hooks.py").unlink()
+    (package / "migrations" / "v0001_initial.py").unlink()
+    for test in (dist / "tests").iterdir():
+        test.unlink()
+    assert house_shape_problems(dist) == [
+        "tests/test_*.py",
+        "src/chancy/plugins/shape_probe/hooks.py",
+        (
+            "src/chancy/plugins/shape_probe/migrations/ with __init__.py and"
+            " v0001_<what>.py (the plugin declares a migration line)"
+        ),
+    ]
+
+
+def test_no_new_plugin_can_take_a_first_party_name() -> None:
+    names = {
+        p.name.removeprefix("chancy-")
+        for p in DISTRIBUTIONS
+        if p.parent.name == "packages"
+    }
+    for dist in PLUGIN_DISTRIBUTIONS:
+        names.update(
+            p.name
+            for p in (dist / "src" / "chancy" / "plugins").iterdir()
+            if p.is_dir() and not p.name.startswith("_")
+        )
+    names.update(p.stem for p in (CORE_SRC / "plugins").glob("*.py"))
+    assert names <= set(FIRST_PARTY_PLUGINS)

@@ -836,7 +836,7 @@ def test_plugin_group_extends_a_builtin_group(
     # A built-in subcommand does not load the plugins at all.
     loads = []
     monkeypatch.setattr(
-        "chancy.cli._load_plugin_commands",
+        "chancy.cli._root._load_plugin_commands",
         lambda builtins: loads.append(builtins) or cli_module._PluginCommands(),
     )
     assert invoke(runner, "worker", "start", "--help").exit_code == 0

@@ -191,3 +191,32 @@ async def test_v3_migrates_up_and_down_without_losing_jobs(
             )
             assert await cursor.fetchone() == (0,)
         await app.migrate(to_version=0)
+
+
+@pytest.mark.parametrize(
+    "chancy_just_app", [{"no_default_plugins": True}], indirect=True
+)
+async def test_current_version_reads_without_creating_anything(
+    chancy_just_app: Chancy,
+) -> None:
+    from psycopg.rows import dict_row, tuple_row
+
+    app = chancy_just_app
+    migrator = app.core_migrator()
+    async with app:
+        async with app.pool.connection() as conn:
+            # A database never migrated: version 0, and no table appears.
+            assert await migrator.current_version(conn) == 0
+        assert await tables(app) == set()
+
+        await app.migrate(to_version=1)
+        async with app.pool.connection() as conn:
+            assert await migrator.current_version(conn) == 1
+            other = Migrator("not-applied", "chancy.migrations", prefix=app.prefix)
+            assert await other.current_version(conn) == 0
+        await app.migrate()
+        async with app.pool.connection() as conn:
+            conn.row_factory = dict_row  # any row factory of the caller's
+            assert await migrator.current_version(conn) == migrator.latest_version
+            conn.row_factory = tuple_row  # type: ignore[assignment]
+        await app.migrate(to_version=0)

@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 from psycopg import AsyncConnection, AsyncCursor, sql
+from psycopg.rows import tuple_row
 
 from chancy.errors import MigrationError
 
@@ -153,6 +154,27 @@ class Migrator:
             ).format(self.table("schema_version")),
             (self.key, version),
         )
+
+    async def current_version(self, conn: AsyncConnection[Any]) -> int:
+        """The version of this line recorded in the database; 0 when none is.
+
+        Only reads: unlike :meth:`migrate` and ``is_migration_required()``,
+        it creates no version table, so it can inspect a database that was
+        never migrated (``chancy check-migrations`` does). Like any query, it
+        runs in the connection's transaction (psycopg opens one unless the
+        connection is in autocommit mode) and does not commit.
+
+        .. versionadded:: 0.1
+        """
+        table = self.table("schema_version")
+        async with conn.cursor(row_factory=tuple_row) as cursor:
+            await cursor.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (table.as_string(conn),)
+            )
+            exists = await cursor.fetchone()
+            if exists is None or not exists[0]:
+                return 0
+            return await self.get_current_version(cursor)
 
     async def is_migration_required(self, cursor: AsyncCursor[Any]) -> bool:
         await self.upsert_version_table(cursor)
