@@ -91,7 +91,9 @@ export default async function mount(view, ctx) {
           ["Unique key", job.unique_key ? h("code", {}, job.unique_key) : null],
           ["Taken by", job.taken_by ? link(`/workers/${seg(job.taken_by)}`, job.taken_by, { class: "mono" }) : null],
           ["Claim", job.claim_id ? h("span", { class: "mono small" }, String(job.claim_id)) : null],
-          job.meta && job.meta.workflow_id ? ["Workflow", link(`/workflows/${seg(job.meta.workflow_id)}`, String(job.meta.workflow_id), { class: "mono" })] : null,
+          job.meta && job.meta.workflow_id ? ["Workflow", ctx.hasPage("/workflows/:id")
+            ? link(`/workflows/${seg(job.meta.workflow_id)}`, String(job.meta.workflow_id), { class: "mono" })
+            : h("span", { class: "mono" }, String(job.meta.workflow_id))] : null,
         ])),
         section("Timing", kvList([
           ["Created", timeFull(job.created_at)],

@@ -5,7 +5,7 @@ import { api, asPage } from "../api.js";
 import { sparkline } from "../components/chart.js";
 import { confirmDialog } from "../components/dialog.js";
 import { describeFilter, filterEditor, parseFilters } from "../components/filters.js";
-import { fetchMetricsQuietly } from "../components/metrics.js";
+import { METRICS_ROUTE, fetchMetricsQuietly } from "../components/metrics.js";
 import { emptyState, errorBox, loading, pageHeader, stateDot, toast } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
 import { JOB_STATES, jobState, jobTimeField, num, relative, shortId, timeEl, titleCase, toDate } from "../lib/format.js";
@@ -58,7 +58,7 @@ export default async function mount(view, ctx) {
     ],
   }));
 
-  if (ctx.hasPlugin("Metrics")) {
+  if (ctx.hasRoute(METRICS_ROUTE)) {
     fetchMetricsQuietly(`global:status:${state}`, { resolution: "5min" }, ctx.signal)
       .then((data) => {
         const series = data[`global:status:${state}`];

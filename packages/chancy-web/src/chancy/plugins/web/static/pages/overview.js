@@ -3,7 +3,7 @@
 
 import { api, asPage } from "../api.js";
 import { sparkline } from "../components/chart.js";
-import { fetchMetricsQuietly } from "../components/metrics.js";
+import { METRICS_ROUTE, fetchMetricsQuietly } from "../components/metrics.js";
 import { badge, emptyState, errorBox, pageHeader, stateBadge, stateDot, table } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
 import { JOB_STATES, jobState, num, relative, shortId, timeEl, titleCase } from "../lib/format.js";
@@ -59,7 +59,7 @@ export default async function mount(view, ctx) {
           return { error: err };
         }),
     ]);
-    const metrics = ctx.hasPlugin("Metrics") ? await fetchMetricsQuietly("global:status", { resolution: "5min" }, ctx.signal) : {};
+    const metrics = ctx.hasRoute(METRICS_ROUTE) ? await fetchMetricsQuietly("global:status", { resolution: "5min" }, ctx.signal) : {};
     const error = counted instanceof Error ? counted : null;
     const capped = new Set(error ? [] : counted.capped || []);
     replace(cards, JOB_STATES.map((state) => {
@@ -97,7 +97,7 @@ export default async function mount(view, ctx) {
       api.get("/api/v1/workers", null, { signal: ctx.signal }).catch((e) => e),
     ]);
     const workerList = Array.isArray(workers) ? workers : [];
-    const metrics = ctx.hasPlugin("Metrics") && Array.isArray(queues) && queues.length
+    const metrics = ctx.hasRoute(METRICS_ROUTE) && Array.isArray(queues) && queues.length
       ? await fetchMetricsQuietly("queue", { resolution: "5min" }, ctx.signal)
       : {};
     if (queues instanceof Error) replace(queuesBox, errorBox(queues));

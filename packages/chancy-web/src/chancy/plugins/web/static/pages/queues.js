@@ -2,7 +2,7 @@
 
 import { api } from "../api.js";
 import { sparkline } from "../components/chart.js";
-import { fetchMetricsQuietly } from "../components/metrics.js";
+import { METRICS_ROUTE, fetchMetricsQuietly } from "../components/metrics.js";
 import { queueForm } from "../components/queueForm.js";
 import { emptyState, errorBox, loading, pageHeader, stateBadge, table, tags, toast } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
@@ -47,7 +47,7 @@ export default async function mount(view, ctx) {
         api.get("/api/v1/queues", null, { signal: ctx.signal }),
         api.get("/api/v1/workers", null, { signal: ctx.signal }).catch(() => []),
       ]);
-      const metrics = ctx.hasPlugin("Metrics") ? await fetchMetricsQuietly("queue", { resolution: "5min" }, ctx.signal) : {};
+      const metrics = ctx.hasRoute(METRICS_ROUTE) ? await fetchMetricsQuietly("queue", { resolution: "5min" }, ctx.signal) : {};
       const rows = (Array.isArray(queues) ? queues : []).slice().sort((a, b) => String(a.name).localeCompare(String(b.name)));
       const workerList = Array.isArray(workers) ? workers : [];
       if (!rows.length) {
@@ -62,7 +62,7 @@ export default async function mount(view, ctx) {
         { label: "Executor", render: (q) => h("span", { title: q.executor }, shortName(q.executor)) },
         { label: "Rate limit", render: (q) => rateLimit(q) },
         { label: "Workers", cls: "num", render: (q) => num(workerList.filter((w) => (w.queues || []).includes(q.name)).length) },
-        ctx.hasPlugin("Metrics") ? { label: "Throughput (2 h)", render: (q) => {
+        ctx.hasRoute(METRICS_ROUTE) ? { label: "Throughput (2 h)", render: (q) => {
           const series = metrics[`queue:${q.name}:throughput`];
           return series ? sparkline(series, { resolution: "5min", label: `${q.name} jobs per 5 minutes` }) : h("span", { class: "muted" }, "—");
         } } : null,
