@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hmac
 import importlib.metadata
+import inspect
 import math
 import platform
 import socket
@@ -77,6 +78,12 @@ _QUEUE_FIELDS: Final = {f.name for f in attrs.fields(Queue)}
 
 _CLOSED: Final = object()
 
+#: The body of a POST that takes no input: ``{}`` (POST bodies are JSON).
+_EMPTY_BODY: Final = {
+    "type": "object",
+    "description": "Nothing is read from it; send {} (POST requests are JSON).",
+}
+
 
 def _queue_fields(queue: Queue) -> dict[str, Any]:
     return {f.name: getattr(queue, f.name) for f in attrs.fields(Queue) if f.init}
@@ -132,6 +139,42 @@ def _executor_path(value: Any, allowed: dict[str, str]) -> str:
         " registered by an installed distribution (entry-point group"
         " chancy.executors) or listed in Api(executors=[...])"
     )
+
+
+def _check_executor_options(executor: str, options: Any) -> None:
+    """Refuse option names the executor's constructor does not take (the
+    worker would fail to start the queue). ``executor`` is an allowed one, so
+    importing it runs no code an API client chose."""
+    if not options:
+        return
+    from chancy.utils import import_string
+
+    try:
+        cls = import_string(executor)
+    except Exception as exc:
+        raise ApiError(f"executor {executor!r} cannot be imported: {exc}") from None
+    accepted: set[str] = set()
+    for klass in getattr(cls, "__mro__", ()):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            parameters = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            return  # cannot tell: let the worker decide
+        accepted.update(
+            p.name
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name not in ("self", "worker", "queue")
+        )
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        takes = ", ".join(sorted(accepted)) if accepted else "none"
+        raise ApiError(
+            f"executor_options: {executor.rsplit('.', 1)[-1]} takes no option"
+            f" {', '.join(repr(k) for k in unknown)} (it takes: {takes})"
+        )
 
 
 def _queue_changes(
@@ -392,7 +435,6 @@ class CoreApiPlugin(ApiPlugin):
                 auth=False,
                 tags=["sessions"],
                 body={"type": "object"},
-                body_required=False,
                 responses={
                     200: Reply(
                         "The login of the token and of the cookie is revoked.",
@@ -496,7 +538,6 @@ class CoreApiPlugin(ApiPlugin):
                 body=obj(
                     {"resume_at": nullable(DATETIME)}, required=[], additional=False
                 ),
-                body_required=False,
                 responses={**queue_reply, **queue_missing},
             ),
             WebRoute(
@@ -506,6 +547,7 @@ class CoreApiPlugin(ApiPlugin):
                 name="resume",
                 tags=["queues"],
                 params=[queue_name],
+                body=_EMPTY_BODY,
                 responses={**queue_reply, **queue_missing},
             ),
             WebRoute(
@@ -613,6 +655,7 @@ class CoreApiPlugin(ApiPlugin):
                 name="retry_job",
                 tags=["jobs"],
                 params=[job_id],
+                body=_EMPTY_BODY,
                 responses={
                     200: Reply("It will run again.", ref("JobActionResult")),
                     404: Reply("No job has this id.", ref("Error")),
@@ -626,6 +669,7 @@ class CoreApiPlugin(ApiPlugin):
                 name="cancel_job",
                 tags=["jobs"],
                 params=[job_id],
+                body=_EMPTY_BODY,
                 responses={
                     200: Reply("Cancelled.", ref("JobActionResult")),
                     404: Reply("No job has this id.", ref("Error")),
@@ -891,8 +935,14 @@ class CoreApiPlugin(ApiPlugin):
             existing: Queue | None = await chancy.get_queue(fields["name"])
         except KeyError:
             existing = None
+        given = set(fields)
         if existing is not None:
             fields = {**_queue_fields(existing), **fields}
+        if given & {"executor", "executor_options"}:
+            _check_executor_options(
+                str(fields.get("executor") or attrs.fields(Queue).executor.default),
+                fields.get("executor_options"),
+            )
         stored = await self._declare(chancy, **fields)
         return json_response(stored.pack())
 
@@ -913,6 +963,8 @@ class CoreApiPlugin(ApiPlugin):
         if changes.pop("name", name) != name:
             raise ApiError("a queue cannot be renamed")
         fields = {**_queue_fields(existing), **changes}
+        if "executor" in changes or "executor_options" in changes:
+            _check_executor_options(fields["executor"], fields["executor_options"])
         stored = await self._declare(chancy, **fields)
         return json_response(stored.pack())
 
