@@ -4,6 +4,7 @@
 import { api, asPage } from "../api.js";
 import { sparkline } from "../components/chart.js";
 import { METRICS_ROUTE, fetchMetricsQuietly } from "../components/metrics.js";
+import { fetchUndeclared, undeclaredNotice } from "../components/undeclared.js";
 import { badge, emptyState, errorBox, pageHeader, stateBadge, stateDot, table } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
 import { JOB_STATES, jobState, num, relative, shortId, timeEl, titleCase } from "../lib/format.js";
@@ -17,11 +18,13 @@ export default async function mount(view, ctx) {
   const systemLine = h("span", {});
   const cards = h("div", { class: "stat-grid" });
   const leader = h("div", {});
+  const undeclaredBox = h("div", {});
   const queuesBox = h("div", {});
   const workersBox = h("div", {});
   const failuresBox = h("div", {});
   view.append(
     pageHeader("Overview", { subtitle: systemLine }),
+    undeclaredBox,
     cards,
     leader,
     h("div", { class: "two-col" },
@@ -92,10 +95,12 @@ export default async function mount(view, ctx) {
   }
 
   async function queuesAndWorkers() {
-    const [queues, workers] = await Promise.all([
+    const [queues, workers, undeclared] = await Promise.all([
       api.get("/api/v1/queues", null, { signal: ctx.signal }).catch((e) => e),
       api.get("/api/v1/workers", null, { signal: ctx.signal }).catch((e) => e),
+      fetchUndeclared(ctx),
     ]);
+    replace(undeclaredBox, undeclaredNotice(undeclared));
     const workerList = Array.isArray(workers) ? workers : [];
     const metrics = ctx.hasRoute(METRICS_ROUTE) && Array.isArray(queues) && queues.length
       ? await fetchMetricsQuietly("queue", { resolution: "5min" }, ctx.signal)
