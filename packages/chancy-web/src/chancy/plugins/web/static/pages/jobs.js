@@ -27,13 +27,13 @@ const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{1
 
 export default async function mount(view, ctx) {
   const state = ctx.params.state || "all";
-  const all = state === "all";
-  if (!all && !JOB_STATES.includes(state)) {
+  const allStates = state === "all";
+  if (!allStates && !JOB_STATES.includes(state)) {
     view.append(pageHeader("Unknown job state"),
       emptyState(`“${state}” is not a job state`, `Job states are ${JOB_STATES.join(", ")}.`, link("/jobs/pending", "Pending jobs", { class: "btn" })));
     return;
   }
-  const title = all ? "All jobs" : `${titleCase(state)} jobs`;
+  const title = allStates ? "All jobs" : `${titleCase(state)} jobs`;
   ctx.setTitle(title);
   const q = ctx.query;
   const func = q.get("func") || "";
@@ -45,7 +45,7 @@ export default async function mount(view, ctx) {
   cursorStacks.set(listKey, stack);
   if (!before) stack.length = 0;
 
-  const [timeField, timeLabel] = all ? ["created_at", "Created"] : jobTimeField(state);
+  const [timeField, timeLabel] = allStates ? ["created_at", "Created"] : jobTimeField(state);
   const selected = new Set();
   let items = [];
   let live = true;
@@ -63,7 +63,7 @@ export default async function mount(view, ctx) {
     ],
   }));
 
-  if (!all && ctx.hasRoute(METRICS_ROUTE)) {
+  if (!allStates && ctx.hasRoute(METRICS_ROUTE)) {
     fetchMetricsQuietly(`global:status:${state}`, { resolution: "5min" }, ctx.signal)
       .then((data) => {
         const series = data[`global:status:${state}`];
@@ -113,7 +113,7 @@ export default async function mount(view, ctx) {
   let functionNames = [];
   const drawFilterEditor = () => replace(filterHost, filterEditor({
     filters,
-    fields: all ? ["state", "func", "queue", "priority", "attempts"] : ["func", "queue", "priority", "attempts"],
+    fields: allStates ? ["state", "func", "queue", "priority", "attempts"] : ["func", "queue", "priority", "attempts"],
     states: JOB_STATES,
     queues: queueNames,
     functions: functionNames,
@@ -164,7 +164,7 @@ export default async function mount(view, ctx) {
     selCount.textContent = selected.size ? `${selected.size} selected` : "Select jobs for bulk actions";
     for (const b of actionButtons) {
       const info = ACTIONS[b.dataset.action];
-      b.disabled = !selected.size || (!all && !info.states.includes(state));
+      b.disabled = !selected.size || (!allStates && !info.states.includes(state));
     }
     const all = results.querySelector("input.select-all");
     if (all) {
@@ -192,7 +192,7 @@ export default async function mount(view, ctx) {
           updateSelectionUi();
         },
       })),
-      h("td", { class: "state-cell" }, stateDot(shown), all || shown !== state ? h("span", { class: "small" }, " " + shown) : null),
+      h("td", { class: "state-cell" }, stateDot(shown), allStates || shown !== state ? h("span", { class: "small" }, " " + shown) : null),
       h("td", { class: "func" }, link(`/job/${seg(id)}`, job.func || "(unknown)", { class: "mono" }),
         h("div", { class: "muted small mono" }, shortId(id))),
       h("td", {}, job.queue ? link(`/queues/${seg(job.queue)}`, job.queue) : "—"),
@@ -206,8 +206,8 @@ export default async function mount(view, ctx) {
     if (!items.length) {
       const filtered = func || queue || filters.length;
       replace(results, emptyState(
-        filtered ? "No jobs match" : all ? "No jobs" : `No ${state} jobs`,
-        filtered ? `Nothing ${all ? "" : "in this state "}matches the search and filters.` : before ? "There are no older jobs." : "Jobs appear here as soon as there are some.",
+        filtered ? "No jobs match" : allStates ? "No jobs" : `No ${state} jobs`,
+        filtered ? `Nothing ${allStates ? "" : "in this state "}matches the search and filters.` : before ? "There are no older jobs." : "Jobs appear here as soon as there are some.",
       ));
       updateSelectionUi();
       return;
@@ -226,7 +226,7 @@ export default async function mount(view, ctx) {
       h("caption", { class: "sr-only" }, title),
       h("thead", {}, h("tr", {},
         h("th", { class: "check", scope: "col" }, selectAll),
-        h("th", { scope: "col" }, all ? "State" : h("span", { class: "sr-only" }, "State")),
+        h("th", { scope: "col" }, allStates ? "State" : h("span", { class: "sr-only" }, "State")),
         h("th", { scope: "col" }, "Function"),
         h("th", { scope: "col" }, "Queue"),
         h("th", { scope: "col", class: "num" }, "Attempts"),
