@@ -301,7 +301,6 @@ function makeContext(params, query, path) {
     hasPage,
     plugins: state.config ? [...state.config.plugins] : [],
     pages: state.config ? state.config.pages.slice() : [],
-    counts: state.counts,
     navigate,
     onCleanup(fn) {
       cleanup.push(fn);
