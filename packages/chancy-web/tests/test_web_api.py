@@ -668,3 +668,50 @@ async def test_packaged_dashboard_is_served_when_present(
         assert response.text == (server.STATIC_DIR / "index.html").read_text()
     else:
         assert "no dashboard files" in response.text
+
+
+async def test_executor_options_the_executor_does_not_take_are_refused(
+    client: httpx.AsyncClient, app: Chancy
+) -> None:
+    """The worker could not start such a queue: the API says so at once."""
+    response = await client.post(
+        "/api/v1/queues",
+        json={"name": "q", "executor": "async", "executor_options": {"bogus": 1}},
+    )
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "executor_options: AsyncExecutor takes no option 'bogus'"
+        " (it takes: none)"
+    }
+    assert await app.get_all_queues() == []
+    ok = await client.post(
+        "/api/v1/queues",
+        json={"name": "q", "executor_options": {"maximum_jobs_per_worker": 5}},
+    )
+    assert ok.status_code == 200, ok.text
+    bad = await client.patch(
+        "/api/v1/queues/q", json={"executor_options": {"max_jobs": 5}}
+    )
+    assert bad.status_code == 422
+    assert "ProcessExecutor takes no option 'max_jobs'" in bad.json()["error"]
+    assert "maximum_jobs_per_worker" in bad.json()["error"]
+    stored = await app.get_queue("q")
+    assert stored.executor_options == {"maximum_jobs_per_worker": 5}
+
+
+@pytest.mark.parametrize(
+    "resume_at", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:00"]
+)
+async def test_a_date_that_could_not_be_read_back_is_refused(
+    client: httpx.AsyncClient, app: Chancy, resume_at: str
+) -> None:
+    """PostgreSQL would store it, but every later read of the queue list
+    would fail (Python's datetime stops at the years 1 and 9999)."""
+    await app.declare(Queue("q"))
+    response = await client.post(
+        "/api/v1/queues/q/pause", json={"resume_at": resume_at}
+    )
+    assert response.status_code == 422
+    assert "resume_at must be between the years 2 and 9998" in response.json()["error"]
+    assert (await client.get("/api/v1/queues")).status_code == 200
+    assert (await app.get_queue("q")).state == Queue.State.ACTIVE

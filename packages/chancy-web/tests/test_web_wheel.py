@@ -33,3 +33,27 @@ def test_wheel_contains_every_dashboard_file(tmp_path: Path) -> None:
     assert expected <= names
     assert "chancy/plugins/api/__init__.py" in names  # the original's import path
     assert not any(name.startswith("chancy/__init__") for name in names)  # core owns it
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", ["cron", "workflow", "metrics"])
+def test_plugin_wheels_ship_their_dashboard_pages(name: str, tmp_path: Path) -> None:
+    """The pages a plugin contributes (WebPage) are package data of its own
+    distribution, served by chancy-web from where the wheel installs them."""
+    pytest.importorskip("build")
+    project = PACKAGE.parent / f"chancy-{name}"
+    static = project / "src" / "chancy" / "plugins" / name / "static"
+    command = [sys.executable, "-m", "build", "--wheel", "--no-isolation"]
+    subprocess.run(
+        [*command, "--outdir", str(tmp_path), str(project)],
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob(f"chancy_{name}-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        f"chancy/plugins/{name}/static/{path.name}" for path in static.glob("*.js")
+    }
+    assert len(expected) >= 2
+    assert expected <= names
+    assert f"chancy/plugins/{name}/web.py" in names

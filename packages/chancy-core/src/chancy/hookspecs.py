@@ -252,19 +252,54 @@ def chancy_cli_commands() -> click.Command | Sequence[click.Command] | None:
 
 @hookspec
 def chancy_web_routes(chancy: Chancy) -> Sequence[Any] | None:
-    """Return routes (and dashboard pages) to add to the web API.
+    """Return the HTTP routes and dashboard pages a distribution adds to the web API.
 
     :param chancy: the app the web server serves.
 
-    Called once each time the web plugin (``chancy-web``) builds its
-    application, for every registered hookimpl module whether or not its
-    plugin is enabled (a :class:`~chancy.plugin.Plugin` adds routes only while
-    enabled by naming an ``ApiPlugin`` in its ``api_plugin()`` instead). Each
-    item is a route dict ``{"path", "endpoint", "methods", "name",
-    "is_websocket"?, "auth"?}`` whose endpoint is called as
-    ``endpoint(request, *, chancy, worker)`` and requires authentication
-    unless ``"auth": False``; an ``ApiPlugin`` subclass; or a Starlette route,
-    added as it is (it checks authentication itself).
+    The one way to extend ``chancy-web``: its built-in routes, and the routes
+    and pages of ``chancy-cron``, ``chancy-workflow`` and ``chancy-metrics``,
+    come through this hook like any third party's. Called each time the web
+    plugin builds its application (once per ``Api.run`` or
+    ``Api.build_starlette_app``), for every registered implementation
+    **whether or not its plugin is enabled in** ``chancy``: return nothing
+    (``None`` or ``[]``) unless it is (check ``chancy.plugins``, e.g.
+    ``"chancy.cron" in chancy.plugins``). Implement it in the distribution's
+    entry-point module and import the web module inside the function, so that
+    the distribution does not depend on ``chancy-web``.
+
+    Return a list (or one item) of:
+
+    * ``chancy.plugins.web.WebRoute(path, endpoint, methods=("GET",), ...)``:
+      one route and, from the same declaration, its operation in the OpenAPI
+      document (``GET /api/v1/openapi.json``): parameters, request body and
+      response shapes as JSON Schema, whether it needs a login. The endpoint
+      is called as ``endpoint(request, *, chancy, worker)`` (with a websocket
+      for ``websocket=True``) and returns a Starlette response or a JSON-able
+      value; it requires a login (session cookie or bearer token) unless
+      ``auth=False``; raising ``ApiError(message, status)`` answers
+      ``{"error": message}``. Every request passes the web plugin's security
+      checks first (Host, Origin, JSON-only bodies, body size).
+    * ``chancy.plugins.web.WebPage(plugin, path, module, directory,
+      title=None, order=100)``: a dashboard page. The files of ``directory``
+      are served at ``<dashboard>/plugins/<plugin>/``; when the dashboard's
+      URL hash matches ``path`` (``/things`` or ``/things/:id``), it imports
+      ``module`` from there and calls its default export as ``await
+      mount(view, ctx)``. A page with a ``title`` gets a navigation entry
+      (ordered by ``order``); the dashboard lists only the pages this hook
+      returned, so an entry appears exactly when its plugin is enabled.
+    * the original Chancy's spellings, converted to ``WebRoute`` objects: a
+      route dict ``{"path", "endpoint", "methods", "name", "is_websocket"?,
+      "auth"?}`` or an ``ApiPlugin`` subclass (instantiated with the web
+      plugin). A ``Plugin`` whose ``api_plugin()`` names an ``ApiPlugin``
+      needs no implementation of this hook: the web plugin reads it from
+      every enabled plugin.
+    * a Starlette route, added as it is (it checks authentication itself and
+      appears in the OpenAPI document without shapes).
+
+    A route whose method and path another one already declares is ignored
+    with a warning (the same declaration returned twice is added once); an
+    implementation that raises, or an item that is none of the above, is
+    logged and left out, and the others are served.
 
     .. versionadded:: 0.1
     """

@@ -38,7 +38,15 @@ from chancy.plugins.web.auth import (
     hash_password,
     verify_password,
 )
-from chancy.plugins.web.extension import ApiError, ApiPlugin, RouteT
+from chancy.plugins.web.extension import (
+    ApiError,
+    ApiPlugin,
+    Param,
+    Reply,
+    RouteT,
+    WebPage,
+    WebRoute,
+)
 from chancy.plugins.web.plugin import Api, Web
 
 __all__ = [
@@ -46,10 +54,14 @@ __all__ = [
     "ApiError",
     "ApiPlugin",
     "AuthBackend",
+    "Param",
+    "Reply",
     "RouteT",
     "SimpleAuthBackend",
     "TokenAuthBackend",
     "Web",
+    "WebPage",
+    "WebRoute",
     "hash_password",
     "verify_password",
 ]

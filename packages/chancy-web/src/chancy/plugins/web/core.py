@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hmac
 import importlib.metadata
+import inspect
 import math
 import platform
 import socket
@@ -36,7 +37,9 @@ from chancy.plugins.web.auth import bearer_token
 from chancy.plugins.web.extension import (
     ApiError,
     ApiPlugin,
-    RouteT,
+    Param,
+    Reply,
+    WebRoute,
     error_response,
     json_response,
     page_response,
@@ -47,6 +50,7 @@ from chancy.plugins.web.extension import (
     query_int,
     read_json,
 )
+from chancy.plugins.web.schemas import DATETIME, UUID, array, nullable, obj, ref
 from chancy.queue import Queue
 from chancy.rule import JobRules, SQLAble, compile_rule
 
@@ -73,6 +77,12 @@ _STATES: Final = [s.value for s in QueuedJob.State]
 _QUEUE_FIELDS: Final = {f.name for f in attrs.fields(Queue)}
 
 _CLOSED: Final = object()
+
+#: The body of a POST that takes no input: ``{}`` (POST bodies are JSON).
+_EMPTY_BODY: Final = {
+    "type": "object",
+    "description": "Nothing is read from it; send {} (POST requests are JSON).",
+}
 
 
 def _queue_fields(queue: Queue) -> dict[str, Any]:
@@ -129,6 +139,42 @@ def _executor_path(value: Any, allowed: dict[str, str]) -> str:
         " registered by an installed distribution (entry-point group"
         " chancy.executors) or listed in Api(executors=[...])"
     )
+
+
+def _check_executor_options(executor: str, options: Any) -> None:
+    """Refuse option names the executor's constructor does not take (the
+    worker would fail to start the queue). ``executor`` is an allowed one, so
+    importing it runs no code an API client chose."""
+    if not options:
+        return
+    from chancy.utils import import_string
+
+    try:
+        cls = import_string(executor)
+    except Exception as exc:
+        raise ApiError(f"executor {executor!r} cannot be imported: {exc}") from None
+    accepted: set[str] = set()
+    for klass in getattr(cls, "__mro__", ()):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            parameters = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            return  # cannot tell: let the worker decide
+        accepted.update(
+            p.name
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name not in ("self", "worker", "queue")
+        )
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        takes = ", ".join(sorted(accepted)) if accepted else "none"
+        raise ApiError(
+            f"executor_options: {executor.rsplit('.', 1)[-1]} takes no option"
+            f" {', '.join(repr(k) for k in unknown)} (it takes: {takes})"
+        )
 
 
 def _queue_changes(
@@ -279,58 +325,364 @@ class CoreApiPlugin(ApiPlugin):
         super().__init__(api)
         self._functions: tuple[float, list[str]] | None = None
         self._functions_lock = asyncio.Lock()
+        self._openapi: dict[str, dict[str, Any]] = {}
 
     def name(self) -> str:
         return "core"
 
-    def routes(self) -> list[RouteT]:
-        def route(
-            path: str,
-            endpoint: Callable[..., Any],
-            methods: list[str],
-            name: str,
-            **extra: Any,
-        ) -> RouteT:
-            return {
-                "path": path,
-                "endpoint": endpoint,
-                "methods": methods,
-                "name": name,
-                **extra,  # type: ignore[typeddict-item]
-            }
-
+    def routes(self) -> list[WebRoute]:
         v1 = "/api/v1"
+        job_id = Param("id", UUID, "The job's id.", location="path")
+        queue_name = Param(
+            "name", {"type": "string"}, "The queue's name.", location="path"
+        )
+        queue_reply = {200: Reply("The queue as stored.", ref("Queue"))}
+        queue_missing = {404: Reply("No queue has this name.", ref("Error"))}
+        job_missing = {404: Reply("No job has this id.", {"type": "object"})}
+        paginated = Param(
+            "pagination",
+            {"type": "boolean"},
+            "Answer {items, has_more, next_cursor} instead of a list.",
+        )
+
+        def jobs_reply(description: str) -> Reply:
+            return Reply(
+                description,
+                {"anyOf": [array(ref("Job")), ref("JobPage")]},
+            )
+
         return [
-            route("/health", self.health, ["GET"], "health", auth=False),
-            route("/metrics", self.prometheus, ["GET"], "prometheus", auth=False),
-            route(f"{v1}/login", self.login, ["POST"], "login", auth=False),
-            route(f"{v1}/logout", self.logout, ["POST"], "logout", auth=False),
-            route(f"{v1}/configuration", self.configuration, ["GET"], "configuration"),
-            route(f"{v1}/system", self.system, ["GET"], "system"),
-            route(f"{v1}/plugins", self.plugins, ["GET"], "plugins"),
-            route(f"{v1}/queues", self.get_queues, ["GET"], "get_queues"),
-            route(f"{v1}/queues", self.create_queue, ["POST"], "create_queue"),
-            route(f"{v1}/queues/{{name}}", self.get_queue, ["GET"], "get_queue"),
-            route(
-                f"{v1}/queues/{{name}}", self.update_queue, ["PATCH"], "update_queue"
+            WebRoute(
+                "/health",
+                self.health,
+                name="health",
+                auth=False,
+                tags=["service"],
+                responses={
+                    200: Reply(
+                        "The web server is up.",
+                        obj({"status": {"type": "string", "const": "healthy"}}),
+                    )
+                },
             ),
-            route(
-                f"{v1}/queues/{{name}}", self.delete_queue, ["DELETE"], "delete_queue"
+            WebRoute(
+                "/metrics",
+                self.prometheus,
+                name="prometheus",
+                auth=False,
+                security=("bearerAuth", "sessionCookie"),
+                tags=["service"],
+                description="Needs a login (cookie or token) or the static"
+                " `Api(metrics_token=...)` as a bearer token.",
+                responses={
+                    200: Reply(
+                        "Every metric in the Prometheus text format.",
+                        {"type": "string"},
+                        media_type="text/plain",
+                    ),
+                    401: Reply("Not logged in and no metrics token.", ref("Error")),
+                    404: Reply(
+                        "The Metrics plugin is not enabled.",
+                        {"type": "string"},
+                        media_type="text/plain",
+                    ),
+                },
             ),
-            route(f"{v1}/queues/{{name}}/pause", self.pause_queue, ["POST"], "pause"),
-            route(
-                f"{v1}/queues/{{name}}/resume", self.resume_queue, ["POST"], "resume"
+            WebRoute(
+                f"{v1}/openapi.json",
+                self.openapi,
+                name="openapi",
+                tags=["service"],
+                responses={
+                    200: Reply(
+                        "The OpenAPI 3.1 document of this API, plugins' routes"
+                        " included.",
+                        obj(
+                            {
+                                "openapi": {"type": "string"},
+                                "info": {"type": "object"},
+                                "paths": {"type": "object"},
+                            },
+                        ),
+                    )
+                },
             ),
-            route(f"{v1}/workers", self.get_workers, ["GET"], "get_workers"),
-            route(f"{v1}/jobs", self.get_jobs, ["GET"], "get_jobs"),
-            route(f"{v1}/jobs", self.bulk_jobs, ["POST"], "bulk_jobs"),
-            route(f"{v1}/jobs/functions", self.get_functions, ["GET"], "functions"),
-            route(f"{v1}/jobs/counts", self.get_counts, ["GET"], "job_counts"),
-            route(f"{v1}/jobs/{{id}}", self.get_job, ["GET"], "get_job"),
-            route(f"{v1}/jobs/{{id}}", self.delete_job, ["DELETE"], "delete_job"),
-            route(f"{v1}/jobs/{{id}}/retry", self.retry_job, ["POST"], "retry_job"),
-            route(f"{v1}/jobs/{{id}}/cancel", self.cancel_job, ["POST"], "cancel_job"),
-            route(f"{v1}/ws", self.events, [], "events", is_websocket=True),
+            WebRoute(
+                f"{v1}/login",
+                self.login,
+                ["POST"],
+                name="login",
+                auth=False,
+                tags=["sessions"],
+                body=ref("Login"),
+                responses={
+                    200: Reply(
+                        "Logged in; the session cookie is set.", ref("LoggedIn")
+                    ),
+                    401: Reply("Invalid username or password.", ref("Error")),
+                    429: Reply(
+                        "Too many login attempts for this username or address"
+                        " (see Retry-After).",
+                        ref("Error"),
+                    ),
+                },
+            ),
+            WebRoute(
+                f"{v1}/logout",
+                self.logout,
+                ["POST"],
+                name="logout",
+                auth=False,
+                tags=["sessions"],
+                body={"type": "object"},
+                responses={
+                    200: Reply(
+                        "The login of the token and of the cookie is revoked.",
+                        obj({"success": {"type": "string"}}),
+                    )
+                },
+            ),
+            WebRoute(
+                f"{v1}/configuration",
+                self.configuration,
+                name="configuration",
+                tags=["installation"],
+                responses={200: Reply("The installation.", ref("Configuration"))},
+            ),
+            WebRoute(
+                f"{v1}/system",
+                self.system,
+                name="system",
+                tags=["installation"],
+                responses={200: Reply("Versions and settings.", ref("System"))},
+            ),
+            WebRoute(
+                f"{v1}/plugins",
+                self.plugins,
+                name="plugins",
+                tags=["installation"],
+                responses={200: Reply("Enabled plugins.", array(ref("PluginInfo")))},
+            ),
+            WebRoute(
+                f"{v1}/queues",
+                self.get_queues,
+                name="get_queues",
+                tags=["queues"],
+                responses={200: Reply("Every queue, by name.", array(ref("Queue")))},
+            ),
+            WebRoute(
+                f"{v1}/queues",
+                self.create_queue,
+                ["POST"],
+                name="create_queue",
+                tags=["queues"],
+                body={"allOf": [ref("QueueChanges"), {"required": ["name"]}]},
+                responses=queue_reply,
+            ),
+            WebRoute(
+                f"{v1}/undeclared-queues",
+                self.undeclared_queues,
+                name="undeclared_queues",
+                tags=["queues"],
+                responses={
+                    200: Reply(
+                        "Queues with waiting jobs that nobody declared.",
+                        ref("UndeclaredQueues"),
+                    )
+                },
+            ),
+            WebRoute(
+                f"{v1}/queues/{{name}}",
+                self.get_queue,
+                name="get_queue",
+                tags=["queues"],
+                params=[queue_name],
+                responses={**queue_reply, **queue_missing},
+            ),
+            WebRoute(
+                f"{v1}/queues/{{name}}",
+                self.update_queue,
+                ["PATCH"],
+                name="update_queue",
+                tags=["queues"],
+                params=[queue_name],
+                body=ref("QueueChanges"),
+                responses={**queue_reply, **queue_missing},
+            ),
+            WebRoute(
+                f"{v1}/queues/{{name}}",
+                self.delete_queue,
+                ["DELETE"],
+                name="delete_queue",
+                tags=["queues"],
+                params=[
+                    queue_name,
+                    Param(
+                        "purge_jobs",
+                        {"type": "boolean"},
+                        "Also delete the queue's jobs (kept by default).",
+                    ),
+                ],
+                responses={
+                    200: Reply("Deleted.", ref("QueueDeleted")),
+                    **queue_missing,
+                },
+            ),
+            WebRoute(
+                f"{v1}/queues/{{name}}/pause",
+                self.pause_queue,
+                ["POST"],
+                name="pause",
+                tags=["queues"],
+                params=[queue_name],
+                body=obj(
+                    {"resume_at": nullable(DATETIME)}, required=[], additional=False
+                ),
+                responses={**queue_reply, **queue_missing},
+            ),
+            WebRoute(
+                f"{v1}/queues/{{name}}/resume",
+                self.resume_queue,
+                ["POST"],
+                name="resume",
+                tags=["queues"],
+                params=[queue_name],
+                body=_EMPTY_BODY,
+                responses={**queue_reply, **queue_missing},
+            ),
+            WebRoute(
+                f"{v1}/workers",
+                self.get_workers,
+                name="get_workers",
+                tags=["workers"],
+                responses={200: Reply("Workers seen recently.", array(ref("Worker")))},
+            ),
+            WebRoute(
+                f"{v1}/jobs",
+                self.get_jobs,
+                name="get_jobs",
+                tags=["jobs"],
+                params=[
+                    Param(
+                        "state",
+                        {"type": "string", "enum": [*_STATES, "all"]},
+                        "One state, or all (default: pending, unless `filters`"
+                        " has a state).",
+                    ),
+                    Param("queue", {"type": "string"}, "Exact queue name."),
+                    Param(
+                        "func",
+                        {"type": "string"},
+                        "Case-insensitive substring of the function name.",
+                    ),
+                    Param(
+                        "limit",
+                        {"type": "integer", "minimum": 1},
+                        f"Most jobs answered (at most {MAX_JOBS_PAGE}).",
+                    ),
+                    Param("before", UUID, "Only jobs with a lower id (a cursor)."),
+                    paginated,
+                    Param(
+                        "filters",
+                        {"type": "string"},
+                        "JSON [[field, operator, value], …]: state/queue with ="
+                        " or !=; func with = or ~; priority/attempts with ="
+                        " != < <= > >= and an integer.",
+                    ),
+                ],
+                responses={200: jobs_reply("Jobs, newest id first.")},
+            ),
+            WebRoute(
+                f"{v1}/jobs",
+                self.bulk_jobs,
+                ["POST"],
+                name="bulk_jobs",
+                tags=["jobs"],
+                body=ref("BulkAction"),
+                responses={200: Reply("One result per id.", ref("BulkResult"))},
+            ),
+            WebRoute(
+                f"{v1}/jobs/functions",
+                self.get_functions,
+                name="functions",
+                tags=["jobs"],
+                responses={
+                    200: Reply("Distinct function names.", array({"type": "string"}))
+                },
+            ),
+            WebRoute(
+                f"{v1}/jobs/counts",
+                self.get_counts,
+                name="job_counts",
+                tags=["jobs"],
+                params=[
+                    Param(
+                        "cap",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_COUNT_CAP},
+                        f"Count each state up to this many (default {COUNT_CAP}).",
+                    ),
+                    Param("queue", {"type": "string"}, "Only this queue."),
+                ],
+                responses={200: Reply("Jobs per state.", ref("JobCounts"))},
+            ),
+            WebRoute(
+                f"{v1}/jobs/{{id}}",
+                self.get_job,
+                name="get_job",
+                tags=["jobs"],
+                params=[job_id],
+                responses={200: Reply("The job.", ref("Job")), **job_missing},
+            ),
+            WebRoute(
+                f"{v1}/jobs/{{id}}",
+                self.delete_job,
+                ["DELETE"],
+                name="delete_job",
+                tags=["jobs"],
+                params=[job_id],
+                responses={
+                    200: Reply(
+                        "Deleted.",
+                        obj({"ok": {"type": "boolean"}, "id": UUID}),
+                    ),
+                    **job_missing,
+                },
+            ),
+            WebRoute(
+                f"{v1}/jobs/{{id}}/retry",
+                self.retry_job,
+                ["POST"],
+                name="retry_job",
+                tags=["jobs"],
+                params=[job_id],
+                body=_EMPTY_BODY,
+                responses={
+                    200: Reply("It will run again.", ref("JobActionResult")),
+                    404: Reply("No job has this id.", ref("Error")),
+                    409: Reply("It is running.", ref("JobActionResult")),
+                },
+            ),
+            WebRoute(
+                f"{v1}/jobs/{{id}}/cancel",
+                self.cancel_job,
+                ["POST"],
+                name="cancel_job",
+                tags=["jobs"],
+                params=[job_id],
+                body=_EMPTY_BODY,
+                responses={
+                    200: Reply("Cancelled.", ref("JobActionResult")),
+                    404: Reply("No job has this id.", ref("Error")),
+                    409: Reply("It already finished.", ref("JobActionResult")),
+                },
+            ),
+            WebRoute(
+                f"{v1}/ws",
+                self.events,
+                name="events",
+                websocket=True,
+                tags=["events"],
+            ),
         ]
 
     # -- service -------------------------------------------------------------------
@@ -419,6 +771,12 @@ class CoreApiPlugin(ApiPlugin):
     async def configuration(
         self, request: Request, *, chancy: Chancy, worker: Worker
     ) -> Response:
+        """The installation: enabled plugins, the dashboard pages they add and
+        every API route (the dashboard builds its navigation from this)."""
+        contributions = request.app.state.chancy_contributions
+        pages = sorted(
+            contributions.pages, key=lambda p: (p.order, p.title or "", p.path)
+        )
         return json_response(
             {
                 "plugins": [type(p).__name__ for p in chancy.plugins.values()],
@@ -427,8 +785,42 @@ class CoreApiPlugin(ApiPlugin):
                 "version": _chancy_version(),
                 "worker_id": worker.worker_id,
                 "user": getattr(request.user, "display_name", None),
+                "pages": [
+                    {
+                        "plugin": page.plugin,
+                        "path": page.path,
+                        "module": page.url,
+                        "title": page.title,
+                        "nav": page.title is not None,
+                        "order": page.order,
+                    }
+                    for page in pages
+                ],
+                "routes": contributions.route_keys(),
             }
         )
+
+    async def openapi(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """The OpenAPI 3.1 document of this API.
+
+        Generated from the route declarations (the built-in routes and every
+        plugin's), with their parameters, bodies, answers and errors.
+        """
+        root_path = str(request.scope.get("root_path", ""))
+        document = self._openapi.get(root_path)
+        if document is None:
+            from chancy.plugins.web.openapi import build_document
+
+            document = build_document(
+                request.app.state.chancy_contributions.routes,
+                cookie_name=await self.api.get_session_cookie(chancy),
+                root_path=root_path,
+                warn=lambda message: chancy.log.warning("API: OpenAPI: %s", message),
+            )
+            self._openapi[root_path] = document
+        return json_response(document)
 
     async def system(
         self, request: Request, *, chancy: Chancy, worker: Worker
@@ -498,9 +890,21 @@ class CoreApiPlugin(ApiPlugin):
         queues = await chancy.get_all_queues()
         return json_response([q.pack() for q in sorted(queues, key=lambda q: q.name)])
 
+    async def undeclared_queues(
+        self, request: Request, *, chancy: Chancy, worker: Worker
+    ) -> Response:
+        """Queues that have jobs waiting but were never declared.
+
+        No worker serves them, so their jobs wait until the queue is declared
+        (``chancy.declare(Queue(name))``, ``chancy queue declare NAME`` or
+        ``POST /api/v1/queues``). ``{name: jobs waiting}``.
+        """
+        return json_response(await chancy.get_undeclared_queues())
+
     async def get_queue(
         self, request: Request, *, chancy: Chancy, worker: Worker
     ) -> Response:
+        """One queue."""
         try:
             queue = await chancy.get_queue(request.path_params["name"])
         except KeyError:
@@ -531,8 +935,14 @@ class CoreApiPlugin(ApiPlugin):
             existing: Queue | None = await chancy.get_queue(fields["name"])
         except KeyError:
             existing = None
+        given = set(fields)
         if existing is not None:
             fields = {**_queue_fields(existing), **fields}
+        if given & {"executor", "executor_options"}:
+            _check_executor_options(
+                str(fields.get("executor") or attrs.fields(Queue).executor.default),
+                fields.get("executor_options"),
+            )
         stored = await self._declare(chancy, **fields)
         return json_response(stored.pack())
 
@@ -553,6 +963,8 @@ class CoreApiPlugin(ApiPlugin):
         if changes.pop("name", name) != name:
             raise ApiError("a queue cannot be renamed")
         fields = {**_queue_fields(existing), **changes}
+        if "executor" in changes or "executor_options" in changes:
+            _check_executor_options(fields["executor"], fields["executor_options"])
         stored = await self._declare(chancy, **fields)
         return json_response(stored.pack())
 

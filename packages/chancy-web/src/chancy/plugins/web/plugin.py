@@ -24,16 +24,16 @@ from chancy.plugins.web.auth import (
     TokenSigner,
     bearer_token,
 )
-from chancy.plugins.web.extension import ApiPlugin, error_response
+from chancy.plugins.web.extension import error_response
 from chancy.plugins.web.security import DEFAULT_CSP, default_allowed_hosts
 from chancy.plugins.web.sessions import FallbackStore, digest, utc
-from chancy.utils import import_string
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from chancy.app import Chancy
     from chancy.plugins.web.auth import AuthBackend
+    from chancy.plugins.web.server import Contributions
     from chancy.worker import Worker
 
 __all__ = ["Api", "Web"]
@@ -587,27 +587,14 @@ class Api(Plugin):
 
     # -- the application ------------------------------------------------------------
 
-    def get_api_plugins(self, chancy: Chancy) -> list[ApiPlugin]:
-        """The built-in routes plus those of every plugin naming an :class:`ApiPlugin`."""
-        from chancy.plugins.web.core import CoreApiPlugin
+    def web_contributions(self, chancy: Chancy) -> Contributions:
+        """The routes and dashboard pages the application serves: the
+        built-in routes, those of every ``chancy_web_routes`` implementation,
+        and those of the enabled plugins whose ``api_plugin()`` names an
+        :class:`ApiPlugin` (the original Chancy's spelling)."""
+        from chancy.plugins.web.server import collect_contributions
 
-        found: list[ApiPlugin] = [CoreApiPlugin(self)]
-        for identifier, plugin in chancy.plugins.items():
-            if not isinstance(plugin, Plugin):
-                continue
-            try:
-                path = plugin.api_plugin()
-                if not path:
-                    continue
-                cls = import_string(path)
-                if not (isinstance(cls, type) and issubclass(cls, ApiPlugin)):
-                    raise TypeError(f"{path} is not an ApiPlugin subclass")
-                found.append(cls(self))
-            except Exception:
-                chancy.log.exception(
-                    "Api: the routes of the plugin %s could not be loaded", identifier
-                )
-        return found
+        return collect_contributions(self, chancy)
 
     def build_starlette_app(self, worker: Worker, chancy: Chancy) -> Starlette:
         """The Starlette application serving the API and the dashboard.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import socket
 import sys
@@ -40,18 +41,28 @@ from chancy.plugins.web.auth import AUTHENTICATED, WS_PROTOCOL, bearer_token
 from chancy.plugins.web.extension import (
     ApiError,
     ApiPlugin,
-    RouteT,
+    WebPage,
+    WebRoute,
     error_response,
     json_response,
 )
 from chancy.plugins.web.security import SecurityMiddleware, default_allowed_hosts
+from chancy.utils import import_string
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
     from chancy.plugins.web.plugin import Api
     from chancy.worker import Worker
 
-__all__ = ["STATIC_DIR", "ApiServer", "bind_socket", "build_app", "is_address_in_use"]
+__all__ = [
+    "STATIC_DIR",
+    "ApiServer",
+    "Contributions",
+    "bind_socket",
+    "build_app",
+    "collect_contributions",
+    "is_address_in_use",
+]
 
 #: Largest websocket message a client may send, in bytes.
 WS_MAX_MESSAGE: Final = 64 * 1024
@@ -182,13 +193,15 @@ def _on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
 # ---------------------------------------------------------------------------
 
 
-def _route(api: Api, spec: RouteT, chancy: Chancy, worker: Worker) -> BaseRoute:
-    endpoint = spec["endpoint"]
-    needs_auth = spec.get("auth", True)
-    path = spec["path"]
-    name = spec.get("name")
+def _route(api: Api, spec: WebRoute, chancy: Chancy, worker: Worker) -> list[BaseRoute]:
+    """The Starlette route(s) serving ``spec``: for a websocket, also a plain
+    HTTP ``GET`` answered ``426 Upgrade Required``."""
+    endpoint = spec.endpoint
+    needs_auth = spec.auth
+    path = spec.path
+    name = spec.name
 
-    if spec.get("is_websocket"):
+    if spec.websocket:
 
         async def websocket_endpoint(websocket: WebSocket) -> None:
             websocket = _WebSocket(websocket.scope, websocket.receive, websocket.send)
@@ -198,7 +211,20 @@ def _route(api: Api, spec: RouteT, chancy: Chancy, worker: Worker) -> BaseRoute:
                 return
             await endpoint(websocket, chancy=chancy, worker=worker)
 
-        return WebSocketRoute(path, websocket_endpoint, name=name)
+        async def upgrade_required(request: Request) -> Response:
+            response = error_response(
+                f"{request.url.path} is a websocket: connect with a websocket"
+                " client (subprotocols chancy and chancy.token.<token>)",
+                426,
+            )
+            response.headers["Upgrade"] = "websocket"
+            response.headers["Connection"] = "Upgrade"
+            return response
+
+        return [
+            WebSocketRoute(path, websocket_endpoint, name=name),
+            Route(path, upgrade_required, methods=["GET"]),
+        ]
 
     async def http_endpoint(request: Request) -> Response:
         if needs_auth and not request.user.is_authenticated:
@@ -226,25 +252,216 @@ def _route(api: Api, spec: RouteT, chancy: Chancy, worker: Worker) -> BaseRoute:
             return result
         return json_response(result)
 
-    return Route(path, http_endpoint, methods=spec.get("methods") or ["GET"], name=name)
+    return [Route(path, http_endpoint, methods=list(spec.methods), name=name)]
 
 
-def _hook_routes(api: Api, chancy: Chancy, worker: Worker) -> Iterator[BaseRoute]:
-    """Routes from plain hookimpls of ``chancy_web_routes``."""
-    for item in chancy.plugin_manager.web_routes(chancy):
-        if isinstance(item, BaseRoute):
-            yield item
-        elif isinstance(item, dict):
-            yield _route(api, item, chancy, worker)  # type: ignore[arg-type]
-        elif isinstance(item, type) and issubclass(item, ApiPlugin):
-            for spec in item(api).routes():
-                yield _route(api, spec, chancy, worker)
-        else:
-            chancy.log.warning(
-                "API: ignoring %r from chancy_web_routes (expected a route dict,"
-                " a Starlette route or an ApiPlugin subclass)",
-                item,
+@dataclasses.dataclass
+class Contributions:
+    """What the web application serves besides its own files: the routes
+    (declared, or raw Starlette routes) and the plugins' dashboard pages."""
+
+    routes: list[WebRoute | BaseRoute] = dataclasses.field(default_factory=list)
+    pages: list[WebPage] = dataclasses.field(default_factory=list)
+
+    @property
+    def static_dirs(self) -> dict[str, Path]:
+        """Plugin name → folder of its dashboard files."""
+        return {page.plugin: page.directory for page in self.pages}
+
+    def route_keys(self) -> list[str]:
+        """``METHOD /path`` of every route, as in the OpenAPI document."""
+        from chancy.plugins.web.openapi import openapi_path
+
+        keys: list[str] = []
+        for route in self.routes:
+            if isinstance(route, WebRoute):
+                methods = ["GET"] if route.websocket else list(route.methods)
+                path = route.path
+            elif isinstance(route, Route):
+                methods = sorted((route.methods or {"GET"}) - {"HEAD"})
+                path = route.path
+            elif isinstance(route, WebSocketRoute):
+                methods, path = ["GET"], route.path
+            else:
+                continue
+            keys.extend(f"{m} {openapi_path(path)}" for m in methods)
+        return keys
+
+
+class _Collector:
+    """Gathers routes and pages, refusing a second route for a taken
+    ``(method, path)`` (with a warning, unless it is the same declaration)
+    and a page that cannot be served (with an error)."""
+
+    def __init__(self, chancy: Chancy) -> None:
+        self.log = chancy.log
+        self.out = Contributions()
+        self._taken: dict[tuple[str, str], tuple[WebRoute, str]] = {}
+        self._pages: dict[str, tuple[WebPage, str]] = {}
+        self._dirs: dict[str, tuple[Path, str]] = {}
+
+    def route(self, route: WebRoute, source: str) -> None:
+        keys = route.keys()
+        for key in keys:
+            taken = self._taken.get(key)
+            if taken is None:
+                continue
+            if taken[0] == route:
+                return  # the same declaration, reached twice (hook and api_plugin)
+            self.log.warning(
+                "API: %s %s from %s is ignored: %s already declares it",
+                key[0],
+                key[1],
+                source,
+                taken[1],
             )
+            return
+        for key in keys:
+            self._taken[key] = (route, source)
+        self.out.routes.append(route)
+
+    def raw(self, route: BaseRoute) -> None:
+        self.out.routes.append(route)
+
+    def page(self, page: WebPage, source: str) -> None:
+        directory = page.directory.resolve()
+        module = (directory / page.module).resolve()
+        if not module.is_relative_to(directory) or not module.is_file():
+            self.log.error(
+                "API: the dashboard page %s from %s is left out: its module %s"
+                " does not exist",
+                page.path,
+                source,
+                module,
+            )
+            return
+        served = self._dirs.get(page.plugin)
+        if served is not None and served[0] != directory:
+            self.log.error(
+                "API: the dashboard page %s from %s is left out: %s already serves"
+                " the files of the plugin name %r from %s",
+                page.path,
+                source,
+                served[1],
+                page.plugin,
+                served[0],
+            )
+            return
+        taken = self._pages.get(page.path)
+        if taken is not None:
+            if taken[0] != page:
+                self.log.warning(
+                    "API: the dashboard page %s from %s is ignored: %s already"
+                    " declares it",
+                    page.path,
+                    source,
+                    taken[1],
+                )
+            return
+        self._dirs[page.plugin] = (directory, source)
+        self._pages[page.path] = (page, source)
+        self.out.pages.append(page)
+
+    def item(self, item: Any, api: Api, source: str) -> None:
+        """One item a ``chancy_web_routes`` implementation returned."""
+        try:
+            if isinstance(item, WebRoute):
+                self.route(item, source)
+            elif isinstance(item, WebPage):
+                self.page(item, source)
+            elif isinstance(item, BaseRoute):
+                self.raw(item)
+            elif isinstance(item, dict):
+                self.route(WebRoute.from_dict(item), source)
+            elif isinstance(item, type) and issubclass(item, ApiPlugin):
+                self.api_plugin(item(api), source)
+            elif isinstance(item, ApiPlugin):
+                self.api_plugin(item, source)
+            else:
+                self.log.warning(
+                    "API: ignoring %r from chancy_web_routes of %s (expected a"
+                    " WebRoute, a WebPage, a route dict, an ApiPlugin subclass or"
+                    " a Starlette route)",
+                    item,
+                    source,
+                )
+        except (TypeError, ValueError) as exc:
+            self.log.error("API: ignoring a route of %s: %s", source, exc)
+
+    def api_plugin(self, extension: ApiPlugin, source: str) -> None:
+        for spec in extension.routes():
+            try:
+                route = spec if isinstance(spec, WebRoute) else WebRoute.from_dict(spec)
+            except (TypeError, ValueError) as exc:
+                self.log.error("API: ignoring a route of %s: %s", source, exc)
+                continue
+            self.route(route, source)
+
+
+def collect_contributions(api: Api, chancy: Chancy) -> Contributions:
+    """The routes and pages of the application, in this order: the built-in
+    routes, what every ``chancy_web_routes`` implementation returns, and the
+    routes of the enabled plugins that name an ``ApiPlugin`` in their
+    ``api_plugin()`` (the original Chancy's spelling)."""
+    from chancy.plugin import Plugin
+    from chancy.plugins.web.core import CoreApiPlugin
+
+    collector = _Collector(chancy)
+    collector.api_plugin(CoreApiPlugin(api), "chancy-web")
+    pm = chancy.plugin_manager.pm
+    for impl in reversed(pm.hook.chancy_web_routes.get_hookimpls()):
+        source = impl.plugin_name
+        try:
+            result = impl.function(chancy=chancy)
+        except Exception:
+            chancy.log.exception(
+                "API: the chancy_web_routes hook of %s failed; its routes and"
+                " pages are left out",
+                source,
+            )
+            continue
+        items = [] if result is None else result
+        if not isinstance(items, list | tuple):
+            items = [items]
+        for item in items:
+            collector.item(item, api, source)
+    for identifier, plugin in chancy.plugins.items():
+        if not isinstance(plugin, Plugin):
+            continue
+        try:
+            path = plugin.api_plugin()
+            if not path:
+                continue
+            cls = import_string(path)
+            if not (isinstance(cls, type) and issubclass(cls, ApiPlugin)):
+                raise TypeError(f"{path} is not an ApiPlugin subclass")
+            extension = cls(api)
+        except Exception:
+            chancy.log.exception(
+                "Api: the routes of the plugin %s could not be loaded", identifier
+            )
+            continue
+        collector.api_plugin(extension, f"the plugin {identifier} (api_plugin)")
+    return collector.out
+
+
+async def _plugin_files(request: Request) -> Response:
+    """A file of a plugin's dashboard pages (``/plugins/<plugin>/<path>``)."""
+    if request.method not in ("GET", "HEAD"):
+        return PlainTextResponse("Method Not Allowed", status_code=405)
+    dirs: dict[str, Path] = request.app.state.chancy_static_dirs
+    root = dirs.get(request.path_params["plugin"])
+    if root is None:
+        return PlainTextResponse("Not Found", status_code=404)
+    root = root.resolve()
+    candidate = (root / request.path_params["path"]).resolve()
+    if not candidate.is_relative_to(root) or not candidate.is_file():
+        return PlainTextResponse("Not Found", status_code=404)
+    return FileResponse(
+        candidate,
+        media_type=_MEDIA_TYPES.get(candidate.suffix.lower()),
+        headers={"Cache-Control": "no-cache"},
+    )
 
 
 def _api_fallback(routes: list[BaseRoute]) -> Any:
@@ -297,15 +514,18 @@ def build_app(
         is checked against the bind address's names by default).
     """
     api.check_configuration(chancy, served=served)
+    contributions = collect_contributions(api, chancy)
     routes: list[BaseRoute] = []
-    for extension in api.get_api_plugins(chancy):
-        for spec in extension.routes():
-            routes.append(_route(api, spec, chancy, worker))
-    routes.extend(_hook_routes(api, chancy, worker))
+    for item in contributions.routes:
+        if isinstance(item, WebRoute):
+            routes.extend(_route(api, item, chancy, worker))
+        else:
+            routes.append(item)
     api_not_found = _api_fallback(list(routes))
     routes += [
         Route("/api", api_not_found, methods=_ALL_METHODS),
         Route("/api/{rest:path}", api_not_found, methods=_ALL_METHODS),
+        Route("/plugins/{plugin}/{path:path}", _plugin_files, methods=_ALL_METHODS),
         Route("/", _dashboard, methods=_ALL_METHODS),
         Route("/{path:path}", _dashboard, methods=_ALL_METHODS),
     ]
@@ -342,7 +562,10 @@ def build_app(
             on_error=_on_auth_error,
         ),
     ]
-    return Starlette(debug=api.debug, routes=routes, middleware=middleware)
+    app = Starlette(debug=api.debug, routes=routes, middleware=middleware)
+    app.state.chancy_contributions = contributions
+    app.state.chancy_static_dirs = contributions.static_dirs
+    return app
 
 
 # ---------------------------------------------------------------------------

@@ -3,36 +3,36 @@
 import { ApiError, api, logout, session } from "./api.js";
 import { errorBox, loading } from "./components/ui.js";
 import { h, replace } from "./lib/dom.js";
-import { JOB_STATES, titleCase } from "./lib/format.js";
+import { JOB_STATES, compactNum, num, titleCase } from "./lib/format.js";
 import { applyTheme, themeToggle } from "./lib/theme.js";
 
 applyTheme();
 
-/** Routes: pattern → page module; `plugin` gates optional pages. */
+/**
+ * The dashboard's own routes: pattern → page module. Plugins add theirs
+ * through the server (GET /api/v1/configuration → pages); the dashboard
+ * knows nothing about any plugin.
+ */
 const ROUTES = [
   { path: "/", page: "overview" },
-  { path: "/jobs", redirect: "/jobs/pending" },
+  { path: "/jobs", page: "jobs" },
   { path: "/jobs/:state", page: "jobs" },
   { path: "/job/:id", page: "job" },
   { path: "/queues", page: "queues" },
   { path: "/queues/:name", page: "queue" },
   { path: "/workers", page: "workers" },
   { path: "/workers/:id", page: "worker" },
-  { path: "/crons", page: "crons", plugin: "Cron" },
-  { path: "/crons/:key", page: "cron", plugin: "Cron" },
-  { path: "/workflows", page: "workflows", plugin: "WorkflowPlugin" },
-  { path: "/workflows/:id", page: "workflow", plugin: "WorkflowPlugin" },
-  { path: "/metrics", page: "metrics", plugin: "Metrics" },
-  { path: "/metrics/:prefix", page: "metric", plugin: "Metrics" },
   { path: "/gossip", page: "gossip" },
   { path: "/system", page: "system" },
   { path: "/login", page: "login", bare: true },
 ];
 
-export const PLUGIN_LABELS = { Cron: "Cron", WorkflowPlugin: "Workflows", Metrics: "Metrics" };
+const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+const COUNTS_MS = 10000;
 
 const state = {
-  config: null, // {plugins: Set}
+  config: null, // {plugins: Set, pages: [], routes: Set}
+  counts: null, // the last GET /api/v1/jobs/counts
   configError: null,
   shell: null,
   view: null,
@@ -50,24 +50,33 @@ function parseHash() {
   return { path, query: new URLSearchParams(queryPart) };
 }
 
+function matchPattern(pattern, parts) {
+  const segments = pattern.split("/").filter(Boolean);
+  if (segments.length !== parts.length) return null;
+  const params = {};
+  for (let i = 0; i < segments.length; i += 1) {
+    const p = segments[i];
+    if (p.startsWith(":")) {
+      try {
+        params[p.slice(1)] = decodeURIComponent(parts[i]);
+      } catch {
+        params[p.slice(1)] = parts[i];
+      }
+    } else if (p !== parts[i]) return null;
+  }
+  return params;
+}
+
+/** The dashboard route for a path: a built-in page, else a plugin's. */
 function match(path) {
   const parts = path.split("/").filter(Boolean);
   for (const route of ROUTES) {
-    const pattern = route.path.split("/").filter(Boolean);
-    if (pattern.length !== parts.length) continue;
-    const params = {};
-    let ok = true;
-    pattern.forEach((p, i) => {
-      if (!ok) return;
-      if (p.startsWith(":")) {
-        try {
-          params[p.slice(1)] = decodeURIComponent(parts[i]);
-        } catch {
-          params[p.slice(1)] = parts[i];
-        }
-      } else if (p !== parts[i]) ok = false;
-    });
-    if (ok) return { route, params };
+    const params = matchPattern(route.path, parts);
+    if (params) return { route, params };
+  }
+  for (const page of state.config?.pages || []) {
+    const params = matchPattern(page.path, parts);
+    if (params) return { route: { path: page.path, plugin: page }, params };
   }
   return null;
 }
@@ -87,8 +96,14 @@ export function navigate(route, { replace: replaceEntry = false } = {}) {
   }
 }
 
-function hasPlugin(name) {
-  return Boolean(state.config && state.config.plugins.has(name));
+/** Whether the API serves a route ("GET /api/v1/metrics/{prefix}"). */
+function hasRoute(route) {
+  return Boolean(state.config && state.config.routes.has(route));
+}
+
+/** Whether a dashboard page exists for a route pattern ("/workflows/:id"). */
+function hasPage(path) {
+  return ROUTES.some((r) => r.path === path) || Boolean(state.config?.pages.some((p) => p.path === path));
 }
 
 // ---------------------------------------------------------------- layout ---
@@ -97,12 +112,13 @@ function navLink(route, label, extra) {
   return h("li", {}, h("a", { href: "#" + route, dataset: { route } }, label, extra ?? null));
 }
 
+/** The count badge of a job state in the navigation (filled by refreshCounts). */
+function countBadge(key) {
+  return h("span", { class: "nav-count", dataset: { count: key }, "aria-hidden": "true" });
+}
+
 function buildNav() {
-  const optional = [
-    ["Cron", "/crons", "Cron"],
-    ["WorkflowPlugin", "/workflows", "Workflows"],
-    ["Metrics", "/metrics", "Metrics"],
-  ].filter(([plugin]) => hasPlugin(plugin));
+  const pluginPages = (state.config?.pages || []).filter((p) => p.nav && p.title);
   return h(
     "nav",
     { class: "sidebar", id: "sidebar", "aria-label": "Main" },
@@ -111,14 +127,85 @@ function buildNav() {
       h("li", { class: "nav-group" },
         h("span", { class: "nav-heading", id: "nav-jobs" }, "Jobs"),
         h("ul", { "aria-labelledby": "nav-jobs" },
-          JOB_STATES.map((st) => navLink(`/jobs/${st}`, [h("span", { class: `dot state-${st}`, "aria-hidden": "true" }), titleCase(st)])))),
-      navLink("/queues", "Queues"),
+          navLink("/jobs", [h("span", { class: "dot state-all", "aria-hidden": "true" }), "All"], countBadge("all")),
+          JOB_STATES.map((st) => navLink(`/jobs/${st}`, [h("span", { class: `dot state-${st}`, "aria-hidden": "true" }), titleCase(st)], countBadge(st))))),
+      navLink("/queues", "Queues", h("span", { class: "nav-count warn", dataset: { count: "undeclared" }, "aria-hidden": "true" })),
       navLink("/workers", "Workers"),
-      optional.map(([, route, label]) => navLink(route, label)),
+      pluginPages.map((p) => h("li", { dataset: { plugin: p.plugin } }, h("a", { href: "#" + p.path, dataset: { route: p.path } }, p.title))),
       navLink("/gossip", "Gossip"),
       navLink("/system", "System"),
     ),
   );
+}
+
+/** Per-state job counts (and undeclared queues) in the navigation. */
+async function refreshCounts() {
+  if (!state.nav || document.hidden) return;
+  const nav = state.nav;
+  try {
+    const [data, undeclared] = await Promise.all([
+      api.get("/api/v1/jobs/counts", { cap: 10000 }),
+      hasRoute("GET /api/v1/undeclared-queues") ? api.get("/api/v1/undeclared-queues").catch(() => ({})) : {},
+    ]);
+    if (nav !== state.nav) return;
+    state.counts = data;
+    const counts = data?.counts || {};
+    const capped = new Set(data?.capped || []);
+    let total = 0;
+    for (const st of JOB_STATES) {
+      total += Number(counts[st] || 0);
+      setCount(nav, st, counts[st], capped.has(st));
+    }
+    setCount(nav, "all", total, capped.size > 0);
+    const names = Object.keys(undeclared || {});
+    const badge = nav.querySelector('[data-count="undeclared"]');
+    if (badge) {
+      badge.textContent = names.length ? "!" : "";
+      badge.title = names.length ? `Jobs wait in ${names.length} undeclared queue${names.length === 1 ? "" : "s"}: ${names.join(", ")}` : "";
+      badge.setAttribute("aria-hidden", names.length ? "false" : "true");
+      if (names.length) badge.setAttribute("aria-label", badge.title);
+    }
+  } catch (err) {
+    if (err?.name !== "AbortError") console.warn("job counts", err.message || err);
+  }
+}
+
+function setCount(nav, key, value, capped) {
+  const badge = nav.querySelector(`[data-count="${key}"]`);
+  if (!badge) return;
+  const n = Number(value || 0);
+  badge.textContent = n ? `${compactNum(n)}${capped ? "+" : ""}` : "";
+  badge.title = `${num(n)}${capped ? "+" : ""} ${key === "all" ? "jobs" : key + " jobs"}`;
+}
+
+/** The "go to a job" box: a job id opens the job, anything else searches functions. */
+function jobSearch() {
+  const input = h("input", {
+    type: "search",
+    id: "job-search",
+    name: "q",
+    placeholder: "Job id or function…",
+    autocomplete: "off",
+    spellcheck: "false",
+    "aria-label": "Go to a job by id, or search function names",
+  });
+  return h("form", {
+    class: "job-search",
+    role: "search",
+    onsubmit: (e) => {
+      e.preventDefault();
+      const text = input.value.trim();
+      if (!text) return;
+      input.value = "";
+      if (UUID_RE.test(text)) {
+        const hex = text.replace(/-/g, "").toLowerCase();
+        const id = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+        navigate(`/job/${encodeURIComponent(id)}`);
+      } else {
+        navigate(`/jobs?func=${encodeURIComponent(text)}`);
+      }
+    },
+  }, input);
 }
 
 function buildShell() {
@@ -146,6 +233,7 @@ function buildShell() {
     { class: "topbar" },
     menuButton,
     h("a", { class: "brand", href: "#/" }, h("img", { src: "./favicon.svg", alt: "", width: 24, height: 24 }), h("span", {}, "Chancy")),
+    jobSearch(),
     h("div", { class: "topbar-spacer" }),
     h("span", { class: "conn", title: session.base }, session.user ? `${session.user} @ ` : "", host),
     themeToggle(),
@@ -161,7 +249,7 @@ function buildShell() {
     }, "Log out"),
   );
   const banner = state.configError
-    ? h("div", { class: "banner" }, errorBox(state.configError, { title: "Could not read the API configuration; optional pages are hidden" }))
+    ? h("div", { class: "banner" }, errorBox(state.configError, { title: "Could not read the API configuration; plugin pages are hidden" }))
     : null;
   const shell = h("div", { class: "shell" }, header, nav, h("div", { class: "content" }, banner, view));
   state.shell = shell;
@@ -169,14 +257,18 @@ function buildShell() {
   state.nav = nav;
   replace(document.getElementById("app"), shell);
   document.getElementById("app").classList.remove("boot");
+  refreshCounts();
 }
 
 function highlightNav(path) {
   if (!state.nav) return;
+  const route = path.startsWith("/jobs/") ? path : path.startsWith("/job/") ? null : path;
   for (const a of state.nav.querySelectorAll("a[data-route]")) {
     const r = a.dataset.route;
-    const active = r === "/" ? path === "/" : path === r || (path.startsWith(r + "/") && !r.startsWith("/jobs/"))
-      || (r === "/jobs/" + (path.split("/")[2] || "") && path.startsWith("/jobs/"));
+    let active;
+    if (r === "/") active = path === "/";
+    else if (r === "/jobs" || r.startsWith("/jobs/")) active = route === r;
+    else active = path === r || path.startsWith(r + "/");
     if (active) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
@@ -205,8 +297,10 @@ function makeContext(params, query, path) {
     query,
     path,
     signal: controller.signal,
-    hasPlugin,
+    hasRoute,
+    hasPage,
     plugins: state.config ? [...state.config.plugins] : [],
+    pages: state.config ? state.config.pages.slice() : [],
     navigate,
     onCleanup(fn) {
       cleanup.push(fn);
@@ -288,15 +382,15 @@ async function render() {
       await mod.default(view, ctx);
       return;
     }
-    if (found.route.plugin && !hasPlugin(found.route.plugin)) {
-      const mod = await import("./pages/notfound.js");
-      if (token !== state.token) return;
-      replace(view);
-      ctx.setTitle(PLUGIN_LABELS[found.route.plugin]);
-      mod.pluginPage(view, found.route.plugin, PLUGIN_LABELS[found.route.plugin]);
-      return;
+    const page = found.route.plugin;
+    const mod = page
+      ? await import(new URL(page.module, session.base + "/").href).catch((err) => {
+          throw new Error(`The page module ${page.module} of the plugin “${page.plugin}” could not be loaded (${err.message || err}). The dashboard loads plugin pages from the API server (${session.base}); the Content-Security-Policy only allows the dashboard's own origin.`);
+        })
+      : await import(`./pages/${found.route.page}.js`);
+    if (page && typeof mod.default !== "function") {
+      throw new Error(`The page module ${page.module} of the plugin “${page.plugin}” has no default export (it must export default async function mount(view, ctx)).`);
     }
-    const mod = await import(`./pages/${found.route.page}.js`);
     if (token !== state.token) return;
     replace(view);
     await mod.default(view, ctx);
@@ -311,8 +405,12 @@ async function loadConfig() {
   state.configError = null;
   try {
     const data = await api.get("/api/v1/configuration");
-    const plugins = Array.isArray(data?.plugins) ? data.plugins.map(String) : [];
-    state.config = { plugins: new Set(plugins) };
+    const list = (value) => (Array.isArray(value) ? value : []);
+    state.config = {
+      plugins: new Set(list(data?.plugins).map(String)),
+      routes: new Set(list(data?.routes).map(String)),
+      pages: list(data?.pages).filter((p) => p && typeof p.path === "string" && typeof p.module === "string"),
+    };
     return true;
   } catch (err) {
     if (err instanceof ApiError && (err.status === 401 || err.status === 403 || err.status === 0)) {
@@ -322,7 +420,7 @@ async function loadConfig() {
     }
     // Logged in but the configuration is unreadable: show the dashboard anyway.
     state.configError = err;
-    state.config = { plugins: new Set() };
+    state.config = { plugins: new Set(), routes: new Set(), pages: [] };
     return true;
   }
 }
@@ -364,6 +462,10 @@ document.addEventListener("click", (event) => {
   const target = document.getElementById("main");
   if (target) target.focus();
 });
+
+setInterval(() => {
+  if (state.config && state.nav) refreshCounts();
+}, COUNTS_MS);
 
 async function boot() {
   const { path } = parseHash();

@@ -108,20 +108,31 @@ export function sparkline(series, { resolution = "5min", buckets = 24, label = "
   return svg;
 }
 
-/** Round tick values covering [min, max]. */
-export function niceTicks(min, max, count = 4) {
+/**
+ * Round tick values from at most `min` to at least `max` (the last tick is
+ * never below the data, so nothing is drawn above the chart). A constant
+ * series is shown against zero (0…v, or v…0), or 0…1 when it is zero;
+ * `integer` keeps steps whole (counts).
+ */
+export function niceTicks(min, max, count = 4, { integer = false } = {}) {
   if (!Number.isFinite(min) || !Number.isFinite(max)) return [0, 1];
+  if (min > max) [min, max] = [max, min];
   if (min === max) {
-    max = min + (min === 0 ? 1 : Math.abs(min) * 0.1);
+    if (min === 0) max = 1;
+    else if (min > 0) min = 0;
+    else max = 0;
   }
-  const span = max - min;
-  const raw = span / count;
+  const raw = (max - min) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const norm = raw / mag;
-  const step = (norm >= 5 ? 10 : norm >= 2 ? 5 : norm >= 1 ? 2 : 1) * mag;
+  let step = (norm > 5 ? 10 : norm > 2 ? 5 : norm > 1 ? 2 : 1) * mag;
+  if (integer) step = Math.max(1, Math.round(step));
   const start = Math.floor(min / step) * step;
   const ticks = [];
-  for (let v = start; v <= max + step * 0.5 && ticks.length < 12; v += step) ticks.push(Number(v.toPrecision(12)));
+  for (let v = start; ticks.length < 12; v += step) {
+    ticks.push(Number(v.toPrecision(12)));
+    if (v >= max - step * 1e-9) break;
+  }
   return ticks;
 }
 
@@ -146,7 +157,8 @@ export function chart(series, { key = "", resolution = "5min", mode = "avg", hei
   if (!pts.length) {
     return h("div", { class: "chart-empty" }, "No data points at this resolution yet.");
   }
-  const m = { top: 10, right: 12, bottom: 24, left: 56 };
+  // Room above the top tick's label and below the time labels.
+  const m = { top: 16, right: 12, bottom: 24, left: 56 };
   const iw = width - m.left - m.right;
   const ih = height - m.top - m.bottom;
   let t0 = pts[0].t;
@@ -164,7 +176,8 @@ export function chart(series, { key = "", resolution = "5min", mode = "avg", hei
     }
   }
   if (!asBars && vmin > 0 && vmin < vmax * 0.5) vmin = 0;
-  const ticks = niceTicks(Math.min(vmin, vmax), vmax, 4);
+  const integer = asBars && pts.every((p) => Number.isInteger(p.v));
+  const ticks = niceTicks(Math.min(vmin, vmax), vmax, 4, { integer });
   const y0 = ticks[0];
   const y1 = ticks[ticks.length - 1] === y0 ? y0 + 1 : ticks[ticks.length - 1];
   const x = (t) => m.left + ((t - t0) / (t1 - t0 || 1)) * iw;

@@ -10,7 +10,7 @@ export const FILTER_FIELDS = {
   queue: { label: "Queue", ops: ["="], kind: "queue" },
   priority: { label: "Priority", ops: COMPARE, kind: "number" },
   attempts: { label: "Attempts", ops: COMPARE, kind: "number" },
-  state: { label: "State", ops: ["="], kind: "state" },
+  state: { label: "State", ops: ["=", "!="], kind: "state" },
 };
 
 const OP_LABELS = { "~": "contains", "=": "is", "!=": "is not", "<": "<", "<=": "≤", ">": ">", ">=": "≥" };

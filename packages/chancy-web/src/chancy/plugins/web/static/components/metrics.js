@@ -4,9 +4,15 @@
 import { api, metricPath } from "../api.js";
 import { h, replace } from "../lib/dom.js";
 import { chart, summarize } from "./chart.js";
-import { badge, emptyState, errorBox, loading, pluginMissing, resolutionPicker } from "./ui.js";
+import { badge, emptyState, errorBox, loading, resolutionPicker } from "./ui.js";
 
 const FIRST = ["throughput", "execution_time", "wait_time"];
+
+/**
+ * The API route the charts read. Pages chart metrics when the server lists
+ * it in /api/v1/configuration (whichever plugin serves it).
+ */
+export const METRICS_ROUTE = "GET /api/v1/metrics/{prefix}";
 
 /** Throughput and timings first, then alphabetical. */
 export function byImportance(a, b) {
@@ -86,7 +92,7 @@ export function metricsPanel(container, { prefix, resolution = "5min", workerId,
       replace(grid, keys.map((k) => metricCard(k, data[k], { resolution: current })));
     } catch (err) {
       if (err.name === "AbortError") return;
-      if (err.status === 404) replace(grid, pluginMissing("Metrics", "Metrics"));
+      if (err.status === 404) replace(grid, emptyState("Metrics are not available", "This API does not serve GET /api/v1/metrics/{prefix}: no metrics plugin is enabled on the worker that runs it."));
       else replace(grid, errorBox(err, { title: "Could not load metrics", retry: reload }));
     }
   }

@@ -25,7 +25,7 @@ function field(id, label, input, hint) {
 /**
  * options: {queue (existing, for edit), submitLabel, onSubmit(payload) → Promise, onCancel}
  */
-export function queueForm({ queue = null, submitLabel = "Create queue", onSubmit, onCancel } = {}) {
+export function queueForm({ queue = null, name: initialName = "", submitLabel = "Create queue", onSubmit, onCancel } = {}) {
   n += 1;
   const id = (name) => `qf${n}-${name}`;
   const editing = Boolean(queue);
@@ -43,7 +43,7 @@ export function queueForm({ queue = null, submitLabel = "Create queue", onSubmit
       "div",
       { class: "form-grid" },
       field(id("name"), "Name", h("input", {
-        id: id("name"), name: "name", required: true, value: q.name || "", readonly: editing,
+        id: id("name"), name: "name", required: true, value: q.name || initialName || "", readonly: editing,
         autocomplete: "off", pattern: ".*\\S.*", "aria-describedby": editing ? `${id("name")}-hint` : null,
       }), editing ? "A queue's name cannot change." : null),
       field(id("concurrency"), "Concurrency (per worker)", h("input", {

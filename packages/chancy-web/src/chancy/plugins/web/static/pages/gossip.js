@@ -9,14 +9,15 @@ import { h, link, replace, seg } from "../lib/dom.js";
 const KEEP = 200;
 
 /** Links for ids found in an event body. */
-function related(event, data) {
+function related(event, data, ctx) {
   const out = [];
   if (!data || typeof data !== "object") return out;
   const queue = typeof data.q === "string" ? data.q : typeof data.queue === "string" ? data.queue : null;
   if (queue) out.push(link(`/queues/${seg(queue)}`, `queue ${queue}`));
   if (typeof data.j === "string") out.push(link(`/job/${seg(data.j)}`, "job"));
   if (typeof data.worker_id === "string") out.push(link(`/workers/${seg(data.worker_id)}`, "worker"));
-  if (event.startsWith("workflow.") && (typeof data.id === "string" || typeof data.workflow_id === "string")) {
+  // A page of a plugin, linked only when the server says it exists.
+  if (event.startsWith("workflow.") && ctx.hasPage("/workflows/:id") && (typeof data.id === "string" || typeof data.workflow_id === "string")) {
     out.push(link(`/workflows/${seg(data.id || data.workflow_id)}`, "workflow"));
   }
   return out;
@@ -79,7 +80,7 @@ export default async function mount(view, ctx) {
       h("time", { datetime: e.at.toISOString(), class: "mono small muted" }, e.at.toLocaleTimeString(undefined, { hour12: false }) + "." + String(e.at.getMilliseconds()).padStart(3, "0")),
       h("span", { class: `event-name ev-${group.replace(/[^a-z]/gi, "")}` }, e.event),
       h("code", { class: "event-data", title: e.text }, jsonInline(e.data, 240)),
-      h("span", { class: "event-links" }, related(e.event, e.data)));
+      h("span", { class: "event-links" }, related(e.event, e.data, ctx)));
   }
 
   let visible = [];

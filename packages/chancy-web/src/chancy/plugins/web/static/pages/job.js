@@ -1,4 +1,11 @@
-// One job: every field, limits, kwargs/meta, errors per attempt, actions.
+// One job: every field, limits, kwargs/meta, its failed attempts and lost
+// runs, actions.
+//
+// Attempts are counted from 1 everywhere on this page ("Attempt 1 of 3"),
+// while each stored error records `attempt`: the attempts used before that
+// run (0 for the first). A lost run (`lost: true`: the process running the
+// job died) is not an attempt: it is shown apart and counted in
+// meta.lost_runs.
 
 import { api, p } from "../api.js";
 import { confirmDialog } from "../components/dialog.js";
@@ -86,12 +93,15 @@ export default async function mount(view, ctx) {
           ["Function", h("span", { class: "mono" }, job.func)],
           ["Queue", job.queue ? link(`/queues/${seg(job.queue)}`, job.queue) : null],
           ["State", stateBadge(shown)],
-          ["Attempts", `${num(job.attempts ?? 0)} of ${num(job.max_attempts ?? 1)}`],
+          ["Attempts", attemptsText(job)],
+          lostRuns(job) ? ["Lost runs", h("span", { title: "Runs whose process died (the worker was killed, or a child process crashed). They do not count as attempts." }, `${num(lostRuns(job))} (not counted as attempts)`)] : null,
           ["Priority", num(job.priority ?? 0)],
           ["Unique key", job.unique_key ? h("code", {}, job.unique_key) : null],
           ["Taken by", job.taken_by ? link(`/workers/${seg(job.taken_by)}`, job.taken_by, { class: "mono" }) : null],
           ["Claim", job.claim_id ? h("span", { class: "mono small" }, String(job.claim_id)) : null],
-          job.meta && job.meta.workflow_id ? ["Workflow", link(`/workflows/${seg(job.meta.workflow_id)}`, String(job.meta.workflow_id), { class: "mono" })] : null,
+          job.meta && job.meta.workflow_id ? ["Workflow", ctx.hasPage("/workflows/:id")
+            ? link(`/workflows/${seg(job.meta.workflow_id)}`, String(job.meta.workflow_id), { class: "mono" })
+            : h("span", { class: "mono" }, String(job.meta.workflow_id))] : null,
         ])),
         section("Timing", kvList([
           ["Created", timeFull(job.created_at)],
@@ -109,17 +119,8 @@ export default async function mount(view, ctx) {
       h("div", { class: "two-col" },
         section("Arguments (kwargs)", jsonBlock(job.kwargs ?? {}, { label: "Keyword arguments" })),
         section("Meta", jsonBlock(job.meta ?? {}, { label: "Meta" }))),
-      section(`Errors (${errors.length})`, errors.length
-        ? h("ol", { class: "errors" }, errors.map((e, i) => {
-            const entry = e && typeof e === "object" ? e : { traceback: String(e) };
-            const { attempt, traceback, cancelled, ...rest } = entry;
-            const tb = String(traceback ?? "").trim();
-            const last = tb.split("\n").pop() || "(no traceback)";
-            return h("li", {}, h("details", { open: i === errors.length - 1 },
-              h("summary", {}, h("strong", {}, `Attempt ${attempt ?? i}`), cancelled ? [" ", stateBadge("cancelled")] : null, " ", h("span", { class: "mono small" }, last)),
-              h("pre", { class: "traceback", tabindex: "0" }, tb || "(no traceback)"),
-              Object.keys(rest).length ? jsonBlock(rest) : null));
-          }))
+      section(errorTitle(errors), errors.length
+        ? h("ol", { class: "errors" }, errors.map((e, i) => errorItem(e, i, errors.length, job)))
         : h("p", { class: "muted" }, "No errors recorded.")),
     );
   }
@@ -128,4 +129,58 @@ export default async function mount(view, ctx) {
   ctx.every(5000, async () => {
     if (job && ACTIVE.includes(job.state) && !document.querySelector("dialog[open]")) await load();
   });
+}
+
+/** "1 of 3 used", with what happens next. */
+function attemptsText(job) {
+  const used = Number(job.attempts ?? 0);
+  const max = Number(job.max_attempts ?? 1);
+  const text = `${num(used)} of ${num(max)} used`;
+  if (job.state === "retrying") return `${text} — attempt ${num(used + 1)} is next`;
+  if (job.state === "running") return `${text} — attempt ${num(used + 1)} is running`;
+  return text;
+}
+
+/** Lost runs recorded on the job (meta.lost_runs, else its lost errors). */
+function lostRuns(job) {
+  const counted = Number(job?.meta?.lost_runs);
+  if (Number.isFinite(counted) && counted > 0) return counted;
+  return (Array.isArray(job.errors) ? job.errors : []).filter((e) => e && e.lost === true).length;
+}
+
+function errorTitle(errors) {
+  const lost = errors.filter((e) => e && e.lost === true).length;
+  const cancelled = errors.filter((e) => e && e.cancelled === true).length;
+  const failed = errors.length - lost - cancelled;
+  const parts = [];
+  if (failed) parts.push(`${failed} failed attempt${failed === 1 ? "" : "s"}`);
+  if (lost) parts.push(`${lost} lost run${lost === 1 ? "" : "s"}`);
+  if (cancelled) parts.push("cancelled");
+  return parts.length ? `Errors: ${parts.join(", ")}` : "Errors";
+}
+
+/** One stored error: a failed attempt, a lost run or the cancellation. */
+function errorItem(e, i, count, job) {
+  const entry = e && typeof e === "object" ? e : { traceback: String(e) };
+  const { attempt, traceback, cancelled, lost, ...rest } = entry;
+  const tb = String(traceback ?? "").trim();
+  const last = tb.split("\n").pop() || "(no traceback)";
+  const n = Number.isFinite(Number(attempt)) ? Number(attempt) + 1 : null;
+  const max = Number(job.max_attempts ?? 1);
+  let label;
+  let note = null;
+  if (lost === true) {
+    label = [stateBadge("lost"), " ", h("strong", {}, "Lost run")];
+    note = `The process running ${n ? `attempt ${num(n)}` : "the job"} died; this run does not count as an attempt.`;
+  } else if (cancelled === true) {
+    label = [stateBadge("cancelled"), " ", h("strong", {}, "Cancelled")];
+  } else {
+    label = h("strong", {}, n ? `Attempt ${num(n)} of ${num(max)} failed` : "Failed");
+  }
+  return h("li", { class: lost === true ? "error-lost" : cancelled === true ? "error-cancelled" : "error-failed" },
+    h("details", { open: i === count - 1 },
+      h("summary", {}, label, " ", h("span", { class: "mono small" }, last)),
+      note ? h("p", { class: "muted small" }, note) : null,
+      h("pre", { class: "traceback", tabindex: "0" }, tb || "(no traceback)"),
+      Object.keys(rest).length ? jsonBlock(rest) : null));
 }

@@ -1,11 +1,12 @@
-// Jobs of one state: function search, composable filters, bulk actions,
-// cursor pagination, auto-refresh every 5 seconds.
+// Jobs of one state, or of every state (#/jobs): function search (a pasted
+// job id opens the job), composable filters, bulk actions, cursor
+// pagination, auto-refresh every 5 seconds.
 
 import { api, asPage } from "../api.js";
 import { sparkline } from "../components/chart.js";
 import { confirmDialog } from "../components/dialog.js";
 import { describeFilter, filterEditor, parseFilters } from "../components/filters.js";
-import { fetchMetricsQuietly } from "../components/metrics.js";
+import { METRICS_ROUTE, fetchMetricsQuietly } from "../components/metrics.js";
 import { emptyState, errorBox, loading, pageHeader, stateDot, toast } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
 import { JOB_STATES, jobState, jobTimeField, num, relative, shortId, timeEl, titleCase, toDate } from "../lib/format.js";
@@ -22,14 +23,18 @@ const ACTIONS = {
   purge: { label: "Purge", states: JOB_STATES, verb: "purged" },
 };
 
+const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+
 export default async function mount(view, ctx) {
-  const state = ctx.params.state;
-  if (!JOB_STATES.includes(state)) {
+  const state = ctx.params.state || "all";
+  const allStates = state === "all";
+  if (!allStates && !JOB_STATES.includes(state)) {
     view.append(pageHeader("Unknown job state"),
       emptyState(`“${state}” is not a job state`, `Job states are ${JOB_STATES.join(", ")}.`, link("/jobs/pending", "Pending jobs", { class: "btn" })));
     return;
   }
-  ctx.setTitle(`${titleCase(state)} jobs`);
+  const title = allStates ? "All jobs" : `${titleCase(state)} jobs`;
+  ctx.setTitle(title);
   const q = ctx.query;
   const func = q.get("func") || "";
   const queue = q.get("queue") || "";
@@ -40,7 +45,7 @@ export default async function mount(view, ctx) {
   cursorStacks.set(listKey, stack);
   if (!before) stack.length = 0;
 
-  const [timeField, timeLabel] = jobTimeField(state);
+  const [timeField, timeLabel] = allStates ? ["created_at", "Created"] : jobTimeField(state);
   const selected = new Set();
   let items = [];
   let live = true;
@@ -50,7 +55,7 @@ export default async function mount(view, ctx) {
   const spark = h("span", { class: "header-spark" });
   const liveBox = h("input", { type: "checkbox", id: "jobs-live", checked: true, onchange: (e) => { live = e.target.checked; } });
   const updated = h("span", { class: "muted small", "aria-live": "off" });
-  view.append(pageHeader(`${titleCase(state)} jobs`, {
+  view.append(pageHeader(title, {
     subtitle: [spark, " ", updated],
     actions: [
       h("div", { class: "field checkbox inline" }, liveBox, h("label", { for: "jobs-live" }, "Auto-refresh (5 s)")),
@@ -58,7 +63,7 @@ export default async function mount(view, ctx) {
     ],
   }));
 
-  if (ctx.hasPlugin("Metrics")) {
+  if (!allStates && ctx.hasRoute(METRICS_ROUTE)) {
     fetchMetricsQuietly(`global:status:${state}`, { resolution: "5min" }, ctx.signal)
       .then((data) => {
         const series = data[`global:status:${state}`];
@@ -68,7 +73,7 @@ export default async function mount(view, ctx) {
   }
 
   // ---- search + filters ---------------------------------------------------
-  const fnInput = h("input", { id: "jobs-func", type: "search", name: "func", value: func, list: "jobs-func-list", placeholder: "Search function names…", autocomplete: "off" });
+  const fnInput = h("input", { id: "jobs-func", type: "search", name: "func", value: func, list: "jobs-func-list", placeholder: "Search function names, or paste a job id…", autocomplete: "off" });
   const fnList = h("datalist", { id: "jobs-func-list" });
   const queueSelect = h("select", { id: "jobs-queue", name: "queue" }, h("option", { value: "" }, "All queues"),
     queue ? h("option", { value: queue, selected: true }, queue) : null);
@@ -80,10 +85,16 @@ export default async function mount(view, ctx) {
       role: "search",
       onsubmit: (e) => {
         e.preventDefault();
-        ctx.setQuery({ func: fnInput.value.trim(), queue: queueSelect.value, before: null });
+        const text = fnInput.value.trim();
+        if (UUID_RE.test(text)) {
+          // A job id, not a function name: open the job.
+          ctx.navigate(`/job/${seg(text.toLowerCase())}`);
+          return;
+        }
+        ctx.setQuery({ func: text, queue: queueSelect.value, before: null });
       },
     },
-    h("div", { class: "field grow" }, h("label", { for: "jobs-func" }, "Function"), fnInput, fnList),
+    h("div", { class: "field grow" }, h("label", { for: "jobs-func" }, "Function or job id"), fnInput, fnList),
     h("div", { class: "field" }, h("label", { for: "jobs-queue" }, "Queue"), queueSelect),
     h("div", { class: "field end" }, h("button", { type: "submit", class: "btn primary" }, "Search"),
       func || queue ? h("button", { type: "button", class: "btn ghost", onclick: () => ctx.setQuery({ func: null, queue: null, before: null }) }, "Reset") : null),
@@ -102,7 +113,8 @@ export default async function mount(view, ctx) {
   let functionNames = [];
   const drawFilterEditor = () => replace(filterHost, filterEditor({
     filters,
-    fields: ["func", "queue", "priority", "attempts"],
+    fields: allStates ? ["state", "func", "queue", "priority", "attempts"] : ["func", "queue", "priority", "attempts"],
+    states: JOB_STATES,
     queues: queueNames,
     functions: functionNames,
     onApply: (next) => ctx.setQuery({ filters: next, before: null }),
@@ -152,7 +164,7 @@ export default async function mount(view, ctx) {
     selCount.textContent = selected.size ? `${selected.size} selected` : "Select jobs for bulk actions";
     for (const b of actionButtons) {
       const info = ACTIONS[b.dataset.action];
-      b.disabled = !selected.size || !info.states.includes(state);
+      b.disabled = !selected.size || (!allStates && !info.states.includes(state));
     }
     const all = results.querySelector("input.select-all");
     if (all) {
@@ -180,7 +192,7 @@ export default async function mount(view, ctx) {
           updateSelectionUi();
         },
       })),
-      h("td", {}, stateDot(shown), shown !== state ? h("span", { class: "small muted" }, " " + shown) : null),
+      h("td", { class: "state-cell" }, stateDot(shown), allStates || shown !== state ? h("span", { class: "small" }, " " + shown) : null),
       h("td", { class: "func" }, link(`/job/${seg(id)}`, job.func || "(unknown)", { class: "mono" }),
         h("div", { class: "muted small mono" }, shortId(id))),
       h("td", {}, job.queue ? link(`/queues/${seg(job.queue)}`, job.queue) : "—"),
@@ -194,8 +206,8 @@ export default async function mount(view, ctx) {
     if (!items.length) {
       const filtered = func || queue || filters.length;
       replace(results, emptyState(
-        filtered ? "No jobs match" : `No ${state} jobs`,
-        filtered ? "Nothing in this state matches the search and filters." : before ? "There are no older jobs." : "Jobs appear here as soon as there are some.",
+        filtered ? "No jobs match" : allStates ? "No jobs" : `No ${state} jobs`,
+        filtered ? `Nothing ${allStates ? "" : "in this state "}matches the search and filters.` : before ? "There are no older jobs." : "Jobs appear here as soon as there are some.",
       ));
       updateSelectionUi();
       return;
@@ -211,10 +223,10 @@ export default async function mount(view, ctx) {
       },
     });
     replace(results, h("div", { class: "table-wrap" }, h("table", { class: "jobs-table" },
-      h("caption", { class: "sr-only" }, `${titleCase(state)} jobs`),
+      h("caption", { class: "sr-only" }, title),
       h("thead", {}, h("tr", {},
         h("th", { class: "check", scope: "col" }, selectAll),
-        h("th", { scope: "col" }, h("span", { class: "sr-only" }, "State")),
+        h("th", { scope: "col" }, allStates ? "State" : h("span", { class: "sr-only" }, "State")),
         h("th", { scope: "col" }, "Function"),
         h("th", { scope: "col" }, "Queue"),
         h("th", { scope: "col", class: "num" }, "Attempts"),

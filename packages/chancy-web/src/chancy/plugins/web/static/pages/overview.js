@@ -3,7 +3,8 @@
 
 import { api, asPage } from "../api.js";
 import { sparkline } from "../components/chart.js";
-import { fetchMetricsQuietly } from "../components/metrics.js";
+import { METRICS_ROUTE, fetchMetricsQuietly } from "../components/metrics.js";
+import { fetchUndeclared, undeclaredNotice } from "../components/undeclared.js";
 import { badge, emptyState, errorBox, pageHeader, stateBadge, stateDot, table } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
 import { JOB_STATES, jobState, num, relative, shortId, timeEl, titleCase } from "../lib/format.js";
@@ -17,11 +18,13 @@ export default async function mount(view, ctx) {
   const systemLine = h("span", {});
   const cards = h("div", { class: "stat-grid" });
   const leader = h("div", {});
+  const undeclaredBox = h("div", {});
   const queuesBox = h("div", {});
   const workersBox = h("div", {});
   const failuresBox = h("div", {});
   view.append(
     pageHeader("Overview", { subtitle: systemLine }),
+    undeclaredBox,
     cards,
     leader,
     h("div", { class: "two-col" },
@@ -59,7 +62,7 @@ export default async function mount(view, ctx) {
           return { error: err };
         }),
     ]);
-    const metrics = ctx.hasPlugin("Metrics") ? await fetchMetricsQuietly("global:status", { resolution: "5min" }, ctx.signal) : {};
+    const metrics = ctx.hasRoute(METRICS_ROUTE) ? await fetchMetricsQuietly("global:status", { resolution: "5min" }, ctx.signal) : {};
     const error = counted instanceof Error ? counted : null;
     const capped = new Set(error ? [] : counted.capped || []);
     replace(cards, JOB_STATES.map((state) => {
@@ -92,12 +95,14 @@ export default async function mount(view, ctx) {
   }
 
   async function queuesAndWorkers() {
-    const [queues, workers] = await Promise.all([
+    const [queues, workers, undeclared] = await Promise.all([
       api.get("/api/v1/queues", null, { signal: ctx.signal }).catch((e) => e),
       api.get("/api/v1/workers", null, { signal: ctx.signal }).catch((e) => e),
+      fetchUndeclared(ctx),
     ]);
+    replace(undeclaredBox, undeclaredNotice(undeclared));
     const workerList = Array.isArray(workers) ? workers : [];
-    const metrics = ctx.hasPlugin("Metrics") && Array.isArray(queues) && queues.length
+    const metrics = ctx.hasRoute(METRICS_ROUTE) && Array.isArray(queues) && queues.length
       ? await fetchMetricsQuietly("queue", { resolution: "5min" }, ctx.signal)
       : {};
     if (queues instanceof Error) replace(queuesBox, errorBox(queues));

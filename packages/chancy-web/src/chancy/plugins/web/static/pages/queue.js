@@ -3,7 +3,7 @@
 import { api, p } from "../api.js";
 import { confirmDialog } from "../components/dialog.js";
 import { jsonBlock } from "../components/json.js";
-import { metricsPanel } from "../components/metrics.js";
+import { METRICS_ROUTE, metricsPanel } from "../components/metrics.js";
 import { queueForm } from "../components/queueForm.js";
 import { badge, emptyState, errorBox, kvList, loading, pageHeader, section, stateBadge, table, tags, toast } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
@@ -19,7 +19,7 @@ export default async function mount(view, ctx) {
   const workersBox = h("div", {});
   const metricsBox = h("section", { class: "card" });
   view.append(head, editHost, settings, workersBox);
-  if (ctx.hasPlugin("Metrics")) view.append(metricsBox);
+  if (ctx.hasRoute(METRICS_ROUTE)) view.append(metricsBox);
   let queue = null;
 
   function drawHeader() {
@@ -170,7 +170,7 @@ export default async function mount(view, ctx) {
   }
 
   await load();
-  if (ctx.hasPlugin("Metrics")) {
+  if (ctx.hasRoute(METRICS_ROUTE)) {
     const panel = metricsPanel(metricsBox, {
       prefix: `queue:${name}`,
       resolution: ctx.query.get("resolution") || "5min",

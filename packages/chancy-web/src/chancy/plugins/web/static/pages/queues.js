@@ -1,9 +1,11 @@
-// Queues: the list (with throughput sparklines) and the create form.
+// Queues: the list (with throughput sparklines), the create form, and the
+// queues that have waiting jobs but were never declared.
 
 import { api } from "../api.js";
 import { sparkline } from "../components/chart.js";
-import { fetchMetricsQuietly } from "../components/metrics.js";
+import { METRICS_ROUTE, fetchMetricsQuietly } from "../components/metrics.js";
 import { queueForm } from "../components/queueForm.js";
+import { fetchUndeclared, undeclaredNotice } from "../components/undeclared.js";
 import { emptyState, errorBox, loading, pageHeader, stateBadge, table, tags, toast } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
 import { num, rateLimit, shortName, timeEl } from "../lib/format.js";
@@ -21,12 +23,13 @@ export default async function mount(view, ctx) {
   }, "New queue");
   formHost.id = "new-queue";
 
-  function toggleForm(open) {
+  function toggleForm(open, name = "") {
     formHost.hidden = !open;
     newButton.setAttribute("aria-expanded", String(open));
     if (open) {
-      replace(formHost, h("h2", {}, "Create a queue"), queueForm({
-        submitLabel: "Create queue",
+      replace(formHost, h("h2", {}, name ? `Declare the queue “${name}”` : "Create a queue"), queueForm({
+        name,
+        submitLabel: name ? "Declare queue" : "Create queue",
         onSubmit: async (payload) => {
           await api.post("/api/v1/queues", payload);
           toast(`Queue “${payload.name}” saved`, "ok");
@@ -34,20 +37,24 @@ export default async function mount(view, ctx) {
         },
         onCancel: () => toggleForm(false),
       }));
-      formHost.querySelector("input")?.focus();
+      formHost.querySelector(name ? "button[type=submit]" : "input")?.focus();
     }
   }
 
-  view.append(pageHeader("Queues", { subtitle: "Queues are stored in the database; workers whose tags match pick up changes without restarting.", actions: newButton }), formHost, list);
-  if (ctx.query.get("new")) toggleForm(true);
+  const undeclaredBox = h("div", {});
+  view.append(pageHeader("Queues", { subtitle: "Queues are stored in the database; workers whose tags match pick up changes without restarting.", actions: newButton }), undeclaredBox, formHost, list);
+  const wanted = ctx.query.get("new");
+  if (wanted) toggleForm(true, ["1", "true"].includes(wanted) ? "" : wanted);
 
   async function load() {
     try {
-      const [queues, workers] = await Promise.all([
+      const [queues, workers, undeclared] = await Promise.all([
         api.get("/api/v1/queues", null, { signal: ctx.signal }),
         api.get("/api/v1/workers", null, { signal: ctx.signal }).catch(() => []),
+        fetchUndeclared(ctx),
       ]);
-      const metrics = ctx.hasPlugin("Metrics") ? await fetchMetricsQuietly("queue", { resolution: "5min" }, ctx.signal) : {};
+      replace(undeclaredBox, undeclaredNotice(undeclared, { onDeclare: (name) => toggleForm(true, name) }));
+      const metrics = ctx.hasRoute(METRICS_ROUTE) ? await fetchMetricsQuietly("queue", { resolution: "5min" }, ctx.signal) : {};
       const rows = (Array.isArray(queues) ? queues : []).slice().sort((a, b) => String(a.name).localeCompare(String(b.name)));
       const workerList = Array.isArray(workers) ? workers : [];
       if (!rows.length) {
@@ -62,7 +69,7 @@ export default async function mount(view, ctx) {
         { label: "Executor", render: (q) => h("span", { title: q.executor }, shortName(q.executor)) },
         { label: "Rate limit", render: (q) => rateLimit(q) },
         { label: "Workers", cls: "num", render: (q) => num(workerList.filter((w) => (w.queues || []).includes(q.name)).length) },
-        ctx.hasPlugin("Metrics") ? { label: "Throughput (2 h)", render: (q) => {
+        ctx.hasRoute(METRICS_ROUTE) ? { label: "Throughput (2 h)", render: (q) => {
           const series = metrics[`queue:${q.name}:throughput`];
           return series ? sparkline(series, { resolution: "5min", label: `${q.name} jobs per 5 minutes` }) : h("span", { class: "muted" }, "—");
         } } : null,

@@ -5,14 +5,31 @@ import { jsonBlock } from "../components/json.js";
 import { badge, emptyState, errorBox, kvList, loading, pageHeader, section, table, tags } from "../components/ui.js";
 import { h, replace } from "../lib/dom.js";
 
-const KNOWN = [
+/** Every field of GET /api/v1/system, in order, with its label. */
+const FIELDS = [
   ["chancy_version", "Chancy version"],
-  ["database_version", "Database"],
+  ["web_version", "chancy-web version"],
+  ["database_version", "PostgreSQL version"],
+  ["database_version_num", "PostgreSQL version number"],
+  ["database_full_version", "PostgreSQL build"],
+  ["database_name", "Database"],
   ["prefix", "Table prefix"],
+  ["notifications", "Notifications (LISTEN/NOTIFY)"],
+  ["python_version", "Python version"],
+  ["platform", "Platform"],
+  ["hostname", "Host name"],
+  ["worker_id", "Worker serving the API"],
 ];
+
+/** A label for a field this page does not know ("some_field" → "Some field"). */
+function labelOf(key) {
+  const text = String(key).replace(/_/g, " ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
 
 function display(value) {
   if (value === null || value === undefined || value === "") return null;
+  if (typeof value === "boolean") return value ? "on" : "off";
   if (typeof value === "object") return jsonBlock(value);
   return String(value);
 }
@@ -32,8 +49,9 @@ export default async function mount(view, ctx) {
     h("div", { class: "two-col" }, section("Server", systemBox), section("Dashboard", kvList([
       ["API base URL", h("code", {}, session.base)],
       ["Signed in as", session.user || null],
-      ["Authentication", session.token ? "bearer token (this tab only)" : "session cookie"],
-      ["Configured plugins", tags(ctx.plugins, { empty: "none reported" })],
+      ["Authentication", session.token ? "Bearer token (this tab only)" : "Session cookie"],
+      ["Enabled plugins", tags(ctx.plugins, { empty: "none reported" })],
+      ["Plugin pages", tags(ctx.pages.filter((pg) => pg.title).map((pg) => `${pg.title} (${pg.plugin})`), { empty: "none" })],
     ]))),
     section("Plugins", pluginsBox));
 
@@ -52,11 +70,14 @@ export default async function mount(view, ctx) {
       system.status === 404 ? emptyState("No system endpoint", "This API does not provide /api/v1/system.") : errorBox(system));
   } else {
     const data = system && typeof system === "object" ? system : {};
-    const extra = Object.keys(data).filter((k) => !KNOWN.some(([key]) => key === k)).sort();
+    const extra = Object.keys(data).filter((k) => !FIELDS.some(([key]) => key === k)).sort();
     replace(systemBox, kvList([
       ["Health", healthNode],
-      ...KNOWN.map(([key, label]) => [label, key === "prefix" && data[key] !== undefined ? h("code", {}, String(data[key]) || "(none)") : display(data[key])]),
-      ...extra.map((key) => [key.replace(/_/g, " "), display(data[key])]),
+      ...FIELDS.filter(([key]) => key in data).map(([key, label]) => [label,
+        key === "prefix" ? h("code", {}, String(data[key]) || "(none)")
+          : key === "worker_id" || key === "database_full_version" ? h("span", { class: "mono small" }, String(data[key]))
+            : display(data[key])]),
+      ...extra.map((key) => [labelOf(key), display(data[key])]),
     ]));
   }
 
@@ -72,7 +93,7 @@ export default async function mount(view, ctx) {
     { label: "Scope", render: (pl) => (pl.scope ? badge(String(pl.scope), "muted-badge") : "—") },
     { label: "Tables", render: (pl) => tags(pl.tables, { empty: "—" }) },
     { label: "Migrations", render: (pl) => (pl.migrate_key ? [h("code", {}, pl.migrate_key), pl.migrate_package ? h("div", { class: "small muted mono" }, pl.migrate_package) : null] : h("span", { class: "muted" }, "—")) },
-    { label: "API plugin", render: (pl) => (pl.api_plugin ? h("span", { class: "mono small" }, String(pl.api_plugin)) : h("span", { class: "muted" }, "—")) },
+    { label: "API extension (api_plugin)", render: (pl) => (pl.api_plugin ? h("span", { class: "mono small" }, String(pl.api_plugin)) : h("span", { class: "muted" }, "—")) },
     { label: "Depends on", render: (pl) => tags(pl.dependencies, { empty: "—" }) },
   ], rows, { caption: "Plugins", empty: "No plugins reported." }));
 }

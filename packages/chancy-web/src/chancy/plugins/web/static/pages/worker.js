@@ -1,7 +1,7 @@
 // One worker: details (refresh 10 s) and per-queue metrics for this worker.
 
 import { api } from "../api.js";
-import { fetchMetricsQuietly, metricCard } from "../components/metrics.js";
+import { METRICS_ROUTE, fetchMetricsQuietly, metricCard } from "../components/metrics.js";
 import { badge, emptyState, errorBox, kvList, loading, pageHeader, queueLinks, resolutionPicker, section, tags } from "../components/ui.js";
 import { h, link, replace } from "../lib/dom.js";
 import { timeFull } from "../lib/format.js";
@@ -16,7 +16,7 @@ export default async function mount(view, ctx) {
   const info = h("div", {}, loading());
   const metricsBox = h("section", { class: "card" });
   view.append(head, info);
-  if (ctx.hasPlugin("Metrics")) view.append(metricsBox);
+  if (ctx.hasRoute(METRICS_ROUTE)) view.append(metricsBox);
   let worker = null;
   let resolution = ctx.query.get("resolution") || "5min";
   let metricsQueues = "";
@@ -43,7 +43,7 @@ export default async function mount(view, ctx) {
         ["Expires", timeFull(worker.expires_at)],
       ])));
       const key = (worker.queues || []).join("\u0000");
-      if (ctx.hasPlugin("Metrics") && key !== metricsQueues) {
+      if (ctx.hasRoute(METRICS_ROUTE) && key !== metricsQueues) {
         metricsQueues = key;
         loadMetrics();
       }
@@ -81,5 +81,5 @@ export default async function mount(view, ctx) {
 
   await load();
   ctx.every(10000, load);
-  if (ctx.hasPlugin("Metrics")) ctx.every(60000, loadMetrics);
+  if (ctx.hasRoute(METRICS_ROUTE)) ctx.every(60000, loadMetrics);
 }

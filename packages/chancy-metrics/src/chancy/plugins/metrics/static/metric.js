@@ -1,11 +1,9 @@
 // One metric group: a chart per matching key at a chosen resolution,
 // optionally for a single worker.
 
-import { api } from "../api.js";
-import { metricsPanel } from "../components/metrics.js";
-import { pageHeader } from "../components/ui.js";
-import { h } from "../lib/dom.js";
-
+import {
+  api, h, metricsPanel, pageHeader,
+} from "../../kit.js";
 export default async function mount(view, ctx) {
   const prefix = ctx.params.prefix;
   const workerId = ctx.query.get("worker_id") || "";

@@ -1,13 +1,10 @@
 // One cron schedule: expression, next/last run, upcoming runs, stored job.
 
-import { api } from "../api.js";
-import { jsonBlock } from "../components/json.js";
-import { emptyState, errorBox, kvList, loading, pageHeader, pluginMissing, section, table } from "../components/ui.js";
-import { describeCron } from "../lib/cron.js";
-import { h, link, replace, seg } from "../lib/dom.js";
-import { absolute, limitValue, normLimit, num, relative, timeFull } from "../lib/format.js";
+import {
+  absolute, api, emptyState, errorBox, h, jsonBlock, kvList, limitValue, link, loading, normLimit, num, pageHeader, pluginMissing, relative, replace, section, seg, table, timeFull,
+} from "../../kit.js";
+import { describeCron } from "./schedule.js";
 import { upcoming } from "./crons.js";
-
 export default async function mount(view, ctx) {
   const key = ctx.params.key;
   ctx.setTitle(`Cron ${key}`);

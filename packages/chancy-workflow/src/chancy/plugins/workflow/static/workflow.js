@@ -1,12 +1,10 @@
 // One workflow: the DAG as a layered SVG graph plus a steps table.
 
-import { api, p } from "../api.js";
-import { emptyState, errorBox, kvList, loading, pageHeader, pluginMissing, section, stateBadge, table } from "../components/ui.js";
-import { layerize } from "../lib/dag.js";
-import { h, link, replace, s, seg } from "../lib/dom.js";
-import { shortId, shortName, timeFull } from "../lib/format.js";
+import {
+  api, emptyState, errorBox, h, kvList, link, loading, p, pageHeader, pluginMissing, replace, s, section, seg, shortId, shortName, stateBadge, table, timeFull,
+} from "../../kit.js";
+import { layerize } from "./dag.js";
 import { countChips, stepCounts } from "./workflows.js";
-
 const NODE_W = 164;
 const NODE_H = 50;
 const GAP_X = 56;

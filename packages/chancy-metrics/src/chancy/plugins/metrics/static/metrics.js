@@ -1,10 +1,8 @@
 // Metrics grouped by category, with a search box.
 
-import { api } from "../api.js";
-import { emptyState, errorBox, loading, pageHeader, pluginMissing } from "../components/ui.js";
-import { h, link, replace } from "../lib/dom.js";
-import { num } from "../lib/format.js";
-
+import {
+  api, emptyState, errorBox, h, link, loading, num, pageHeader, pluginMissing, replace,
+} from "../../kit.js";
 const CATEGORY_HELP = {
   global: "Cluster-wide job state transitions.",
   queue: "Per queue: throughput, execution and wait times, state transitions.",

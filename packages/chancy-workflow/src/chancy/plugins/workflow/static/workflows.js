@@ -1,10 +1,8 @@
 // Workflows: list with state filter, per-state step counts and pagination.
 
-import { api, asPage } from "../api.js";
-import { emptyState, errorBox, loading, pageHeader, pluginMissing, select, stateBadge, table } from "../components/ui.js";
-import { h, link, replace, seg } from "../lib/dom.js";
-import { num, timeEl } from "../lib/format.js";
-
+import {
+  api, asPage, emptyState, errorBox, h, link, loading, num, pageHeader, pluginMissing, replace, seg, select, stateBadge, table, timeEl,
+} from "../../kit.js";
 export const WORKFLOW_STATES = ["pending", "running", "completed", "failed", "cancelled"];
 const PAGE_SIZE = 50;
 const stacks = new Map();

@@ -1,11 +1,9 @@
 // Cron schedules: the list and a timeline of upcoming runs.
 
-import { api } from "../api.js";
-import { emptyState, errorBox, loading, pageHeader, pluginMissing, section, select, table } from "../components/ui.js";
-import { h, link, replace, s, seg } from "../lib/dom.js";
-import { describeCron, nextRuns } from "../lib/cron.js";
-import { absolute, timeEl, toDate } from "../lib/format.js";
-
+import {
+  absolute, api, emptyState, errorBox, h, link, loading, pageHeader, pluginMissing, replace, s, section, seg, select, table, timeEl, toDate,
+} from "../../kit.js";
+import { describeCron, nextRuns } from "./schedule.js";
 const WINDOWS = [
   { value: "3600", label: "Next hour" },
   { value: "21600", label: "Next 6 hours" },
