@@ -170,6 +170,17 @@ def _subinterpreter_section(app: Any, docname: str, source: list[str]) -> None:
     source[0] = source[0].replace(".. sub-interpreters::\n", text)
 
 
+# -- the HTTP API reference, from chancy-web's OpenAPI document --------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _openapi import generate
+
+# Written before the build reads anything (html_extra_path must exist).
+generate()
+html_extra_path = ["_generated/openapi.json"]
+exclude_patterns.append("_generated")
+
+
 def setup(app: Any) -> dict[str, Any]:
     app.connect("include-read", _rewrite_readme_links)
     app.connect("missing-reference", _resolve_through_alias)

@@ -1,7 +1,7 @@
 """The :class:`Chancy` application: configuration, pools and the client API.
 
 Every client method has an async and a sync form (``push`` and
-``sync_push``…). Both run the same operation (:mod:`chancy._ops`), on the
+``sync_push``…). Both run the same operation (``chancy._ops``), on the
 async pool or the sync pool, or on the caller's cursor for the ``_ex`` forms,
 so they cannot drift apart.
 """
@@ -24,7 +24,8 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from chancy import _ops, _plugins, events
-from chancy._dsn import DatabaseConnection, dsn_from_django
+from chancy import _dsn
+from chancy._dsn import dsn_from_django
 from chancy._ops import InsertPlan, Operation, Savepoint, ref_id, run_async, run_sync
 from chancy._pool import (
     IDLE_CHECK_AFTER,
@@ -42,6 +43,10 @@ from chancy.queue import Queue
 from chancy.utils import import_string, redact_dsn
 
 __all__ = ["Chancy", "DatabaseConnection"]
+
+#: A Django-style ``DATABASES`` entry (``ENGINE``, ``NAME``, ``USER``,
+#: ``PASSWORD``, ``HOST``, ``PORT``, ``OPTIONS``), accepted as the DSN.
+DatabaseConnection = _dsn.DatabaseConnection
 
 CORE_MIGRATION_KEY = "chancy"
 
