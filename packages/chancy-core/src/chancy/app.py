@@ -23,8 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from chancy import _ops, _plugins, events
-from chancy import _dsn
+from chancy import _dsn, _ops, _plugins, events
 from chancy._dsn import dsn_from_django
 from chancy._ops import InsertPlan, Operation, Savepoint, ref_id, run_async, run_sync
 from chancy._pool import (
