@@ -13,7 +13,7 @@ import pytest
 
 from chancy import Chancy, Worker
 from chancy.errors import TRANSIENT_ERRORS
-from chancy.maintenance import Alias, MaintenanceService, wait_for_count
+from chancy.maintenance import Alias, MaintenanceService, counted_pass, wait_for_count
 from chancy.plugin import PluginScope
 
 
@@ -54,6 +54,26 @@ class LeaderCounter(Counter):
     scope: ClassVar[PluginScope] = PluginScope.LEADER
 
 
+class Tidier(MaintenanceService):
+    """Its pass is a public method users may call by hand."""
+
+    identifier = "test.tidier"
+
+    def __init__(self) -> None:
+        super().__init__(interval=3600)
+        self.tidied = 0
+
+    async def run_pass(self, worker: Worker, chancy: Chancy) -> None:
+        await self.tidy()
+
+    @counted_pass
+    async def tidy(self, *, fail: bool = False) -> int:
+        if fail:
+            raise RuntimeError("no")
+        self.tidied += 1
+        return self.tidied
+
+
 def _app(plugin: MaintenanceService) -> dict[str, object]:
     return {"plugins": [plugin], "no_default_plugins": True}
 
@@ -92,6 +112,30 @@ async def test_wait_for_passes_counts_record_pass_and_times_out() -> None:
         await counter.wait_for_passes(1, timeout=0.05)
     with pytest.raises(ValueError, match="count must be an integer"):
         await wait_for_count(lambda: 0, asyncio.Event(), -1, None)
+
+
+async def test_a_counted_pass_called_by_hand_counts_once() -> None:
+    tidier = Tidier()
+    assert await tidier.tidy() == 1
+    assert tidier.passes == 1 and tidier.pass_done.is_set()
+    with pytest.raises(RuntimeError):
+        await tidier.tidy(fail=True)
+    assert tidier.passes == 1  # a failed pass is not counted
+
+
+@pytest.mark.parametrize("chancy", [_app(Tidier())], indirect=True)
+async def test_a_counted_pass_inside_run_pass_is_not_counted_twice(
+    chancy: Chancy, worker: Worker
+) -> None:
+    tidier = chancy.plugins["test.tidier"]
+    assert isinstance(tidier, Tidier)
+    if tidier.passes == 0:
+        await tidier.wait_for_passes(1, timeout=5)
+    await asyncio.sleep(0.1)
+    assert (tidier.passes, tidier.tidied) == (1, 1)
+    tidier.wake_up()
+    await tidier.wait_for_passes(1, timeout=5)
+    assert (tidier.passes, tidier.tidied) == (2, 2)
 
 
 @pytest.mark.parametrize("chancy", [_app(Counter(interval=0.05))], indirect=True)

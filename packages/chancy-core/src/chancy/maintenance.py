@@ -41,17 +41,29 @@ The rules, in one place:
   :attr:`~MaintenanceService.passes` and sets
   :attr:`~MaintenanceService.pass_done`;
   ``await service.wait_for_passes(n, timeout=...)`` waits for ``n`` more.
-  A failed pass is not counted. A public method that runs a pass outside the
-  loop (``Pruner.run_once``, ``Recovery.recover``) calls
-  :meth:`~MaintenanceService.record_pass` itself.
+  A failed pass is not counted. A public method that runs one whole pass
+  (``Pruner.run_once``, ``Recovery.recover``) is decorated with
+  :func:`counted_pass`: called by hand it counts as a pass too, and called
+  from ``run_pass`` it is not counted twice.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, overload
+import contextvars
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    TypeVar,
+    overload,
+)
 
 from chancy.plugin import Plugin
 
@@ -59,9 +71,40 @@ if TYPE_CHECKING:
     from chancy.app import Chancy
     from chancy.worker import Worker
 
-__all__ = ["Alias", "MaintenanceService", "wait_for_count"]
+__all__ = ["Alias", "MaintenanceService", "counted_pass", "wait_for_count"]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+_S = TypeVar("_S", bound="MaintenanceService")
+
+#: Set while a pass that will be counted runs (in the loop's task, or in a
+#: :func:`counted_pass` method called by hand), so that it is counted once.
+_COUNTING: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "chancy_maintenance_counting", default=False
+)
+
+
+def counted_pass(
+    method: Callable[Concatenate[_S, _P], Awaitable[_T]],
+) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
+    """Mark a public method that runs one whole pass: when it returns, it
+    counts as a pass (:meth:`MaintenanceService.record_pass`), unless it was
+    called from a pass that is counted already (the loop's :meth:`run_pass`).
+    A method that raises is not counted."""
+
+    @functools.wraps(method)
+    async def counted(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        if _COUNTING.get():
+            return await method(self, *args, **kwargs)
+        token = _COUNTING.set(True)
+        try:
+            result = await method(self, *args, **kwargs)
+        finally:
+            _COUNTING.reset(token)
+        self.record_pass()
+        return result
+
+    return counted
 
 
 async def wait_for_count(
@@ -144,7 +187,8 @@ class MaintenanceService(Plugin, abc.ABC):
         :attr:`interval` seconds, or a number of seconds to run it sooner.
 
         Raise on failure: the worker's supervisor logs the error and
-        restarts the loop with back-off.
+        restarts the loop with back-off. The loop counts the pass; to run
+        one by hand, call the service's public :func:`counted_pass` method.
         """
 
     async def run(self, worker: Worker, chancy: Chancy) -> None:
@@ -153,7 +197,11 @@ class MaintenanceService(Plugin, abc.ABC):
         if not self.first_pass_at_start:
             await self.wait_for_next_pass(worker, self.interval)
         while True:
-            delay = await self.run_pass(worker, chancy)
+            token = _COUNTING.set(True)
+            try:
+                delay = await self.run_pass(worker, chancy)
+            finally:
+                _COUNTING.reset(token)
             self.record_pass()
             if delay is None or delay > self.interval:
                 delay = self.interval

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from psycopg import sql
 
 from chancy.events import EventSpec
-from chancy.maintenance import Alias, MaintenanceService
+from chancy.maintenance import Alias, MaintenanceService, counted_pass
 from chancy.plugin import PluginScope
 from chancy.rule import JobRules, SQLAble, compile_rule
 
@@ -159,18 +159,15 @@ class Pruner(MaintenanceService):
 
     async def run_pass(self, worker: Worker, chancy: Chancy) -> None:
         """One pass on the leader (a pass at once, then one every ``poll_interval``)."""
-        await self._pass(chancy, worker.log)
+        await self.run_once(chancy, log=worker.log)
 
+    @counted_pass
     async def run_once(
         self, chancy: Chancy, *, log: logging.Logger | None = None
     ) -> int:
         """One pass as the loop runs it: prune (a transaction per batch),
         notify, then every plugin's cleanup. Returns the jobs removed."""
-        removed = await self._pass(chancy, log or chancy.log)
-        self.record_pass()
-        return removed
-
-    async def _pass(self, chancy: Chancy, log: logging.Logger) -> int:
+        log = log or chancy.log
         started = time.monotonic()
         await chancy.ensure_open()
         async with chancy.pool.connection() as conn:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 from chancy import events
 from chancy.events import EventSpec
 from chancy.executors.base import DEFAULT_MAX_LOST_RUNS
-from chancy.maintenance import Alias, MaintenanceService
+from chancy.maintenance import Alias, MaintenanceService, counted_pass
 from chancy.plugin import PluginScope
 
 if TYPE_CHECKING:
@@ -213,19 +213,15 @@ class Recovery(MaintenanceService):
 
     async def run_pass(self, worker: Worker, chancy: Chancy) -> None:
         """One pass on the leader (a pass at once, then one every ``poll_interval``)."""
-        await self._recover(worker, chancy)
+        await self.recover(worker, chancy)
 
+    @counted_pass
     async def recover(self, worker: Worker, chancy: Chancy) -> int:
         """One pass; returns the number of jobs recovered.
 
         Callable directly (from any worker, leader or not): the row locks make
         concurrent passes safe.
         """
-        recovered = await self._recover(worker, chancy)
-        self.record_pass()
-        return recovered
-
-    async def _recover(self, worker: Worker, chancy: Chancy) -> int:
         threshold = (
             self.heartbeat_timeout
             if self.heartbeat_timeout is not None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Final
 from psycopg import sql
 
 from chancy.events import EventSpec
-from chancy.maintenance import Alias, MaintenanceService
+from chancy.maintenance import Alias, MaintenanceService, counted_pass
 from chancy.plugin import PluginScope
 from chancy.rule import JobRules, SQLAble, compile_rule
 
@@ -196,10 +196,11 @@ class Reprioritize(MaintenanceService):
         not raise priorities early. :meth:`~chancy.plugin.Plugin.wake_up`
         runs a pass now.
         """
-        await self._reprioritize(chancy, worker.log)
+        await self.reprioritize(chancy, log=worker.log)
 
     # -- a pass -----------------------------------------------------------------
 
+    @counted_pass
     async def reprioritize(
         self, chancy: Chancy, *, log: logging.Logger | None = None
     ) -> int:
@@ -211,11 +212,7 @@ class Reprioritize(MaintenanceService):
         Callable directly, from any worker: the row locks make concurrent
         passes safe (a job locked by one pass is skipped by the other).
         """
-        updated = await self._reprioritize(chancy, log or chancy.log)
-        self.record_pass()
-        return updated
-
-    async def _reprioritize(self, chancy: Chancy, log: logging.Logger) -> int:
+        log = log or chancy.log
         started = time.monotonic()
         rule, params = compile_rule(self.rule)
         statements = _statements(chancy.prefix)
