@@ -93,7 +93,7 @@ def counted_pass(
     A method that raises is not counted."""
 
     @functools.wraps(method)
-    async def counted(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    async def counted(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         if _COUNTING.get():
             return await method(self, *args, **kwargs)
         token = _COUNTING.set(True)
