@@ -27,7 +27,7 @@ The rules, in one place:
   :attr:`~MaintenanceService.first_pass_at_start` is false), then again
   after each interval. ``run_pass`` may return a shorter wait (seconds) when
   it knows the next pass is due sooner (a cron schedule, a lease to renew).
-  :meth:`~MaintenanceService.wake_up` ends the wait: the next pass runs now.
+  :meth:`~chancy.plugin.Plugin.wake_up` ends the wait: the next pass runs now.
 * **Scope.** With ``scope = PluginScope.LEADER`` the worker's supervisor
   runs the loop only while the worker holds the leader lease and cancels it
   when the lease is lost, so a pass never needs ``wait_for_leader``.
@@ -89,7 +89,8 @@ def counted_pass(
 ) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
     """Mark a public method that runs one whole pass: when it returns, it
     counts as a pass (:meth:`MaintenanceService.record_pass`), unless it was
-    called from a pass that is counted already (the loop's :meth:`run_pass`).
+    called from a pass that is counted already (the loop's
+    :meth:`MaintenanceService.run_pass`).
     A method that raises is not counted."""
 
     @functools.wraps(method)
@@ -208,7 +209,8 @@ class MaintenanceService(Plugin, abc.ABC):
             await self.wait_for_next_pass(worker, max(0.0, delay))
 
     async def wait_for_next_pass(self, worker: Worker, seconds: float) -> None:
-        """Wait ``seconds``, or until :meth:`wake_up`, before the next pass.
+        """Wait ``seconds``, or until :meth:`~chancy.plugin.Plugin.wake_up`,
+        before the next pass.
         Override to wait on something of your own as well."""
         await self.sleep(seconds)
 

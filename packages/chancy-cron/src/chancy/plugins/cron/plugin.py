@@ -205,8 +205,8 @@ class Cron(MaintenanceService):
     worker for a while) collapse into a single run.
 
     A :class:`~chancy.maintenance.MaintenanceService`. Test signals:
-    :attr:`passes` and :attr:`pass_done` (one pass finished),
-    :meth:`wait_for_passes` (``wait_for_pass`` is its older name),
+    ``passes`` and ``pass_done`` (one pass finished),
+    ``wait_for_passes`` (``wait_for_pass`` is its older name),
     :attr:`fired_count` and :attr:`fired` (a pass fired at least one
     schedule), :attr:`last_fired` (the keys fired by the last pass).
 

@@ -142,8 +142,8 @@ class Leadership(MaintenanceService):
     seconds; the others check again when it would expire, so failover takes
     about ``timeout`` seconds (at most ``timeout + poll_interval``).
 
-    Notifications: :data:`LEADERSHIP_GAINED`, :data:`LEADERSHIP_RENEWED` and
-    :data:`LEADERSHIP_LOST`, each with ``{"worker_id": ...}``.
+    Notifications: ``LEADERSHIP_GAINED``, ``LEADERSHIP_RENEWED`` and
+    ``LEADERSHIP_LOST``, each with ``{"worker_id": ...}``.
 
     :param poll_interval: seconds between renewals (and election attempts).
     :param timeout: seconds a lease lasts without renewal; at least

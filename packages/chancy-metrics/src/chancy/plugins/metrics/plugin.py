@@ -351,7 +351,7 @@ class Metrics(MaintenanceService):
     A :class:`~chancy.maintenance.MaintenanceService` in every worker: each
     pass syncs when ``sync_interval`` has passed (or the buffer is full) and,
     on the leader, collects when ``collection_interval`` has. Test signals:
-    :attr:`passes` / :meth:`wait_for_passes`, :attr:`syncs` /
+    ``passes`` / ``wait_for_passes``, :attr:`syncs` /
     :meth:`wait_for_sync` and :attr:`collections` / :meth:`wait_for_collection`.
 
     :param sync_interval: seconds between two syncs of a worker.

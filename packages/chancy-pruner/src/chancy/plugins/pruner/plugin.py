@@ -76,7 +76,7 @@ class Pruner(MaintenanceService):
     whatever the rule says. It deletes in batches of ``batch_size`` rows, each
     in its own short transaction (rows locked by someone else are skipped),
     until fewer than a batch match or ``maximum_to_prune`` rows were removed
-    in this pass. It then sends :data:`PRUNER_REMOVED` (``{"elapsed",
+    in this pass. It then sends ``PRUNER_REMOVED`` (``{"elapsed",
     "rows_removed"}``) and asks every plugin to trim its own tables
     (:meth:`~chancy.plugin.Plugin.cleanup`).
 

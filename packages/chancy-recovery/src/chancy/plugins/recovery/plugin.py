@@ -133,7 +133,7 @@ class Recovery(MaintenanceService):
     Then it deletes expired worker rows and sends ``job.recovered``
     (``{"j": job id, "c": the cleared claim}``) for each job, so that a worker
     still running it stops, ``queue.pushed`` for the queues with jobs to run
-    again, and :data:`RECOVERY_RECOVERED` (``{"elapsed", "rows_recovered"}``).
+    again, and ``RECOVERY_RECOVERED`` (``{"elapsed", "rows_recovered"}``).
 
     The same lost-run rule applies where a worker itself sees the child
     process running a job die (process executor): it uses this plugin's

@@ -99,7 +99,7 @@ class Reprioritize(MaintenanceService):
     batch starts after the last id of the previous one, so a pass raises
     every matching job **once** even though the jobs still match the rule
     afterwards; rows locked by someone else are skipped until the next pass.
-    The pass ends with an empty batch and sends :data:`REPRIORITIZE_DONE`
+    The pass ends with an empty batch and sends ``REPRIORITIZE_DONE``
     (``{"elapsed", "rows"}``).
 
     ::

@@ -571,7 +571,7 @@ class WorkflowPlugin(MaintenanceService):
       If another transaction holds the workflow at that moment, the worker
       tries again right after its commit.
     * **On the leader**, in passes: a pushed workflow
-      (:data:`WORKFLOW_CREATED`, :data:`WORKFLOW_UPDATED`) wakes the leader,
+      (``WORKFLOW_CREATED``, ``WORKFLOW_UPDATED``) wakes the leader,
       whose next pass processes it at once, on its own; and every
       ``polling_interval`` seconds a pass sweeps every unfinished workflow,
       oldest first, in transactions of at most ``max_workflows_per_run``
