@@ -82,6 +82,8 @@ nitpick_ignore_regex = [
     (r"py:.*", rf"(?:{_BUILTINS})"),
     # Type variables of signatures (chancy.job.F) and of pluggy's markers.
     (r"py:class", r"(?:chancy\.job\.)?_?F"),
+    # ... and of chancy.maintenance's decorator and alias (_S, _P, _T).
+    (r"py:(?:class|obj)", r"~?(?:chancy\.maintenance\.)?_[SPT]"),
 ]
 
 # -- HTML -----------------------------------------------------------------------

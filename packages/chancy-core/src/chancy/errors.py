@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Final
+
+import psycopg
+
 __all__ = [
+    "TRANSIENT_ERRORS",
     "ChancyError",
     "ConfigurationError",
     "JobCancelledError",
@@ -12,6 +17,19 @@ __all__ = [
     "Snooze",
     "WorkerLostError",
 ]
+
+#: The errors a database outage raises: a lost or refused connection
+#: (``OperationalError``, including the pool's timeout), a connection that
+#: was closed under the caller (``InterfaceError``) and the socket errors
+#: below them. They are worth retrying; every other error is a bug or a bad
+#: input. The worker's own loops retry them in place; the task supervisor
+#: restarts a plugin loop that raised one with back-off, logging one warning
+#: line instead of a traceback.
+TRANSIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    OSError,
+)
 
 
 class ChancyError(Exception):

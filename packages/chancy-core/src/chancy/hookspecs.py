@@ -88,7 +88,9 @@ def chancy_worker_tasks(worker: Worker, chancy: Chancy) -> Sequence[WorkerTask] 
 
     Called once by :meth:`Worker.start() <chancy.Worker.start>`, after dependencies are checked. Each
     :class:`~chancy.plugin.WorkerTask` becomes a named asyncio task; a task that
-    raises is logged with its traceback and restarted with exponential back-off,
+    raises is logged (a transient database error of
+    :data:`chancy.errors.TRANSIENT_ERRORS` in one line, anything else with its
+    traceback) and restarted with exponential back-off,
     a task with ``scope=PluginScope.LEADER`` runs only while the worker leads and
     is cancelled when it loses the lease. All tasks are cancelled on shutdown.
 

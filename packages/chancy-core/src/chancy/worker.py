@@ -20,13 +20,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from psycopg import AsyncConnection, OperationalError
+from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from chancy import events
 from chancy._encoding import encode_json
-from chancy.errors import MigrationsNeededError
+from chancy.errors import TRANSIENT_ERRORS, MigrationsNeededError
 from chancy.executors.base import DEFAULT_MAX_LOST_RUNS, Executor
 from chancy.hub import Event, Hub
 from chancy.job import QueuedJob, Reference, _progress_sinks
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Worker"]
 
-_TRANSIENT = (OperationalError, OSError, ConnectionError)
 #: Seconds between two saves of one running job's progress.
 PROGRESS_INTERVAL = 1.0
 _EMPTY_LIST = "[]"
@@ -703,7 +702,7 @@ class Worker:
                             await self.chancy.resume_queue(queue.name)
                         except KeyError:
                             pass
-                        except _TRANSIENT as exc:
+                        except TRANSIENT_ERRORS as exc:
                             self.log.warning(
                                 "Queue %r: could not resume (%s)", queue.name, exc
                             )
@@ -733,7 +732,7 @@ class Worker:
                     # A full fetch means a backlog: the next finished run
                     # fetches again at once instead of waiting for the poll.
                     runner.backlog = len(jobs) >= free
-                except _TRANSIENT as exc:
+                except TRANSIENT_ERRORS as exc:
                     # The claim may have committed and only the reply been
                     # lost: before fetching again, release what was claimed.
                     runner.reconcile = True
@@ -914,7 +913,7 @@ class Worker:
                 if self._progress:
                     await self._write_progress()
                 failures = 0
-            except _TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 failures += 1
                 delay = min(
                     self.backoff_initial * 2 ** (failures - 1), self.backoff_max
@@ -1086,7 +1085,7 @@ class Worker:
         while True:
             try:
                 await self.announce()
-            except _TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 # Retry within one heartbeat interval whatever the back-off
                 # settings: after a database restart the worker must announce
                 # itself again before anyone may take it for dead.
@@ -1136,7 +1135,7 @@ class Worker:
         while True:
             try:
                 conn = await AsyncConnection.connect(chancy.dsn, autocommit=True)
-            except _TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 failures += 1
                 delay = min(
                     self.backoff_initial * 2 ** (failures - 1), self.backoff_max
@@ -1168,7 +1167,7 @@ class Worker:
                         )
                         continue
                     await self.hub.emit(name, body)
-            except _TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 failures += 1
                 delay = min(
                     self.backoff_initial * 2 ** (failures - 1), self.backoff_max
@@ -1228,7 +1227,15 @@ async def _statement_scope(
 
 
 class _TaskManager:
-    """Supervises named long-running tasks: restarts crashed ones with back-off."""
+    """Supervises named long-running tasks: restarts crashed ones with back-off.
+
+    The one place plugin loops are retried: a loop that raises is restarted
+    after ``backoff_initial * 2**(failures - 1)`` seconds (at most
+    ``backoff_max``, with jitter); a transient database error
+    (:data:`chancy.errors.TRANSIENT_ERRORS`) is logged as one warning line,
+    anything else with its traceback. ``backoff_max_retries`` consecutive
+    failures stop the worker.
+    """
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -1269,7 +1276,7 @@ class _TaskManager:
                 return  # a loop that ends by itself is done
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 if time.monotonic() - started > worker.backoff_max:
                     failures = 0
                 failures += 1
@@ -1288,7 +1295,19 @@ class _TaskManager:
                     worker.backoff_initial * 2 ** (failures - 1), worker.backoff_max
                 )
                 delay *= random.uniform(0.5, 1.0)
-                log.exception("Task %s crashed; restarting it in %.1fs", name, delay)
+                if isinstance(exc, TRANSIENT_ERRORS):
+                    # The database is away: one line, not a traceback per try.
+                    log.warning(
+                        "Task %s failed (%s: %s); restarting it in %.1fs",
+                        name,
+                        type(exc).__name__,
+                        exc,
+                        delay,
+                    )
+                else:
+                    log.exception(
+                        "Task %s crashed; restarting it in %.1fs", name, delay
+                    )
                 await asyncio.sleep(delay)
 
     async def _run_while_leader(

@@ -6,13 +6,15 @@ import asyncio
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta, tzinfo
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
 from psycopg import AsyncCursor, sql
 from psycopg.rows import dict_row
 
+from chancy.events import EventSpec
 from chancy.job import IsAJob, Job, as_job
-from chancy.plugin import Plugin, PluginScope
+from chancy.maintenance import Alias, MaintenanceService, counted_pass
 from chancy.plugins.cron.schedule import (
     CronExpression,
     next_run,
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from chancy.hub import Event
     from chancy.worker import Worker
 
-__all__ = ["Cron"]
+__all__ = ["CRON_SCHEDULED", "Cron"]
 
 IDENTIFIER: Final = "chancy.cron"
 DISTRIBUTION: Final = "chancy-cron"
@@ -47,6 +49,14 @@ LOCKED_RETRY: Final = 0.25
 
 _COLUMNS: Final = ("unique_key", "job", "cron", "timezone", "last_run", "next_run")
 
+CRON_SCHEDULED: Final = EventSpec(
+    name="cron.scheduled",
+    payload={"n": "how many schedules were added or replaced"},
+    delivery="notified",
+    sent_by="Cron.schedule() and schedule_ex(), on commit; the firing workers"
+    " wake up, since a new schedule may be due before they would",
+)
+
 
 class _Statements:
     """The cron statements for one table prefix."""
@@ -55,6 +65,7 @@ class _Statements:
         "advance",
         "delay",
         "due",
+        "now",
         "postpone",
         "remove",
         "select",
@@ -65,6 +76,7 @@ class _Statements:
     def __init__(self, prefix: str) -> None:
         table = sql.Identifier(f"{prefix}cron")
         columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
+        self.now = sql.SQL("SELECT NOW() AS now")
         self.upsert = sql.SQL(
             "INSERT INTO {t} (unique_key, job, cron, timezone, next_run)"
             " SELECT * FROM unnest(%s::text[], %s::jsonb[], %s::text[], %s::text[],"
@@ -108,14 +120,13 @@ class _Statements:
         ).format(t=table)
 
 
-_statements: dict[str, _Statements] = {}
+@cache
+def _statements(prefix: str) -> _Statements:
+    return _Statements(prefix)
 
 
 def _sql(chancy: Chancy) -> _Statements:
-    statements = _statements.get(chancy.prefix)
-    if statements is None:
-        statements = _statements[chancy.prefix] = _Statements(chancy.prefix)
-    return statements
+    return _statements(chancy.prefix)
 
 
 def _as_dict(row: Any, names: Sequence[str]) -> dict[str, Any]:
@@ -177,7 +188,7 @@ class _Prepared:
         self.keys = [str(job.unique_key) for job in jobs]
 
 
-class Cron(Plugin):
+class Cron(MaintenanceService):
     """Runs jobs on cron schedules; the schedules live in the database.
 
     Schedules are managed from any process with the class methods
@@ -193,20 +204,26 @@ class Cron(Plugin):
     and their ``next_run`` advanced in the same transaction. Missed runs (no
     worker for a while) collapse into a single run.
 
-    Test signals: :attr:`passes` and :attr:`pass_done` (one pass finished),
+    A :class:`~chancy.maintenance.MaintenanceService`. Test signals:
+    ``passes`` and ``pass_done`` (one pass finished),
+    ``wait_for_passes`` (``wait_for_pass`` is its older name),
     :attr:`fired_count` and :attr:`fired` (a pass fired at least one
-    schedule), :attr:`last_fired` (the keys fired by the last pass), and
-    :meth:`wait_for_pass`.
+    schedule), :attr:`last_fired` (the keys fired by the last pass).
 
     :param poll_interval: longest sleep, in seconds, between two passes.
     """
 
+    identifier = IDENTIFIER
+    distribution = DISTRIBUTION
+    default_enabled = True
+    tables = ("cron",)
+    migrations_key = "cron"
+    migrations_package = "chancy.plugins.cron.migrations"
     #: Position among the default plugins (spec: leadership, pruner,
     #: recovery, metrics, workflow, then the others).
     default_order = 60
 
     def __init__(self, *, poll_interval: float = 60) -> None:
-        super().__init__()
         if isinstance(poll_interval, bool) or not isinstance(
             poll_interval, (int, float)
         ):
@@ -217,12 +234,7 @@ class Cron(Plugin):
             raise ValueError(
                 f"Cron poll_interval must be positive, got {poll_interval!r}"
             )
-        #: Longest sleep between two passes, in seconds.
-        self.poll_interval = poll_interval
-        #: Passes completed by this instance (by any worker using it).
-        self.passes = 0
-        #: Set after every pass (tests clear it, or use :meth:`wait_for_pass`).
-        self.pass_done = asyncio.Event()
+        super().__init__(interval=poll_interval)
         #: Schedules fired by this instance since it was created.
         self.fired_count = 0
         #: Set after a pass that fired at least one schedule.
@@ -230,46 +242,15 @@ class Cron(Plugin):
         #: Unique keys fired by the latest pass.
         self.last_fired: list[str] = []
 
+    #: Longest sleep between two passes, in seconds (the service's ``interval``).
+    poll_interval = Alias[float]("interval")
+
     def __repr__(self) -> str:
         return f"<Cron(poll_interval={self.poll_interval!r})>"
-
-    # -- identity --------------------------------------------------------------
-
-    @staticmethod
-    def get_identifier() -> str:
-        return IDENTIFIER
-
-    @classmethod
-    def get_scope(cls) -> PluginScope:
-        """``WORKER``: the loop starts in every worker and, when the app has a
-        leadership plugin, waits to lead before each pass (see :meth:`run`)."""
-        return PluginScope.WORKER
-
-    @staticmethod
-    def get_dependencies() -> list[str]:
-        """None: Cron uses ``chancy.leadership`` when present, and row locks always."""
-        return []
-
-    @classmethod
-    def is_default(cls) -> bool:
-        return True
-
-    @classmethod
-    def get_distribution(cls) -> str | None:
-        return DISTRIBUTION
-
-    def get_tables(self) -> list[str]:
-        return ["cron"]
 
     def api_plugin(self) -> str | None:
         """``GET /api/v1/crons`` in the web API (``chancy-web``)."""
         return "chancy.plugins.cron.api.CronApiPlugin"
-
-    def migrate_key(self) -> str | None:
-        return "cron"
-
-    def migrate_package(self) -> str | None:
-        return "chancy.plugins.cron.migrations"
 
     # -- managing schedules (any process) ---------------------------------------
 
@@ -346,7 +327,7 @@ class Cron(Plugin):
     async def _upsert(
         cls, chancy: Chancy, cursor: AsyncCursor[Any], prepared: _Prepared
     ) -> None:
-        await cursor.execute("SELECT NOW() AS now")
+        await cursor.execute(_sql(chancy).now)
         row = await cursor.fetchone()
         now: datetime = row["now"] if isinstance(row, dict) else row[0]  # type: ignore[index]
         first = next_run(prepared.cron, now, prepared.timezone)
@@ -363,7 +344,7 @@ class Cron(Plugin):
                 [first] * count,
             ),
         )
-        await chancy.notify(cursor, "cron.scheduled", {"n": count})
+        await chancy.notify(cursor, CRON_SCHEDULED.name, {"n": count})
         chancy.log.info(
             "Cron: scheduled %s on %r (%s); next run at %s",
             ", ".join(repr(k) for k in prepared.keys),
@@ -451,11 +432,10 @@ class Cron(Plugin):
         at its next wake-up (a pass already under way finishes; the row locks
         keep it from firing anything twice).
         """
-        leader_only = LEADERSHIP in chancy.plugins
         chancy.log.info(
             "Cron: firing due schedules %s",
             "while this worker leads (a leadership plugin is enabled)"
-            if leader_only
+            if LEADERSHIP in chancy.plugins
             else "on this worker, as on every worker (no leadership plugin);"
             " row locks give each due run to one worker",
         )
@@ -463,21 +443,22 @@ class Cron(Plugin):
         def on_scheduled(event: Event) -> None:
             self.wake_up()  # a new schedule may be due before we would wake
 
-        worker.hub.on("cron.scheduled", on_scheduled)
+        worker.hub.on(CRON_SCHEDULED.name, on_scheduled)
         try:
-            while True:
-                if leader_only and not worker.is_leader.is_set():
-                    await self.wait_for_leader(worker)
-                _, wait = await self._pass(chancy)
-                delay = (
-                    self.poll_interval
-                    if wait is None
-                    else min(self.poll_interval, max(0.0, wait + _SLACK))
-                )
-                await self.sleep(delay)
+            await super().run(worker, chancy)
         finally:
-            worker.hub.remove("cron.scheduled", on_scheduled)
+            worker.hub.remove(CRON_SCHEDULED.name, on_scheduled)
 
+    async def run_pass(self, worker: Worker, chancy: Chancy) -> float | None:
+        """One pass (waiting to lead first when the app has a leadership
+        plugin); the next comes when the earliest schedule is due, at most
+        ``poll_interval`` later."""
+        if LEADERSHIP in chancy.plugins and not worker.is_leader.is_set():
+            await self.wait_for_leader(worker)
+        _, wait = await self._pass(chancy)
+        return None if wait is None else max(0.0, wait + _SLACK)
+
+    @counted_pass
     async def run_once(self, chancy: Chancy) -> list[str]:
         """One pass: fire every due schedule that no one else is firing.
 
@@ -501,12 +482,11 @@ class Cron(Plugin):
                 if selected < BATCH_SIZE or not keys:
                     break
         finally:
-            self.passes += 1
+            # What the committed batches fired, even if a later one failed.
             self.last_fired = fired
             self.fired_count += len(fired)
             if fired:
                 self.fired.set()
-            self.pass_done.set()
         return fired, wait
 
     async def _fire_batch(self, chancy: Chancy) -> tuple[list[str], int, float | None]:
@@ -514,7 +494,7 @@ class Cron(Plugin):
         log = chancy.log
         async with chancy.pool.connection() as conn:
             async with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
-                await cursor.execute("SELECT NOW() AS now")
+                await cursor.execute(statements.now)
                 now_row = await cursor.fetchone()
                 assert now_row is not None
                 now: datetime = now_row["now"]
@@ -572,9 +552,6 @@ class Cron(Plugin):
     async def wait_for_pass(
         self, *, passes: int = 1, timeout: float | None = None
     ) -> None:
-        """Wait until ``passes`` more passes finished (a test signal)."""
-        target = self.passes + passes
-        async with asyncio.timeout(timeout):
-            while self.passes < target:
-                self.pass_done.clear()
-                await self.pass_done.wait()
+        """:meth:`~chancy.maintenance.MaintenanceService.wait_for_passes`
+        under its older name: until ``passes`` more passes finished."""
+        await self.wait_for_passes(passes, timeout=timeout)

@@ -10,7 +10,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from chancy.errors import ConfigurationError
-from chancy.plugin import Plugin, PluginScope
+from chancy.plugin import Plugin
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -99,6 +99,9 @@ class DebugPlugin(Plugin):
     :raises ConfigurationError: for a wrong setting.
     """
 
+    identifier = IDENTIFIER
+    distribution = DISTRIBUTION
+
     def __init__(
         self,
         *,
@@ -135,18 +138,6 @@ class DebugPlugin(Plugin):
             f"<DebugPlugin(level={logging.getLevelName(self.level)!r},"
             f" max_body_length={self.max_body_length!r})>"
         )
-
-    @staticmethod
-    def get_identifier() -> str:
-        return IDENTIFIER
-
-    @classmethod
-    def get_scope(cls) -> PluginScope:
-        return PluginScope.WORKER
-
-    @classmethod
-    def get_distribution(cls) -> str | None:
-        return DISTRIBUTION
 
     def attach(self, worker: Worker) -> None:
         """Log and count the events of ``worker``'s hub from now on.

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
-from chancy.plugin import Plugin, PluginScope
+from chancy.events import EventSpec
+from chancy.maintenance import Alias, MaintenanceService, counted_pass
+from chancy.plugin import Plugin
 
 if TYPE_CHECKING:
     from psycopg import AsyncCursor
@@ -16,13 +19,41 @@ if TYPE_CHECKING:
     from chancy.hub import Event
     from chancy.worker import Worker
 
-__all__ = ["ImmediateLeadership", "Leadership"]
+__all__ = [
+    "LEADERSHIP_GAINED",
+    "LEADERSHIP_LOST",
+    "LEADERSHIP_RENEWED",
+    "ImmediateLeadership",
+    "Leadership",
+]
 
 IDENTIFIER: Final = "chancy.leadership"
 DISTRIBUTION: Final = "chancy-leadership"
 
 #: The lease always lives in this row.
 LEASE_ID: Final = 1
+
+_WORKER_ID: Final = {"worker_id": "the worker's id"}
+
+LEADERSHIP_GAINED: Final = EventSpec(
+    name="leadership.gained",
+    payload=_WORKER_ID,
+    delivery="notified",
+    sent_by="Leadership, in the round where a worker takes the lease",
+)
+LEADERSHIP_RENEWED: Final = EventSpec(
+    name="leadership.renewed",
+    payload=_WORKER_ID,
+    delivery="notified",
+    sent_by="Leadership, in every round where the leader renews its lease",
+)
+LEADERSHIP_LOST: Final = EventSpec(
+    name="leadership.lost",
+    payload=_WORKER_ID,
+    delivery="notified",
+    sent_by="Leadership, when a renewal finds the lease taken and when a"
+    " stopping leader releases it; the other workers compete at once",
+)
 
 
 class _Statements:
@@ -61,6 +92,11 @@ class _Statements:
         self.release = f"DELETE FROM {leader} WHERE id = {LEASE_ID} AND worker_id = %s"
 
 
+@cache
+def _statements(leader: str) -> _Statements:
+    return _Statements(leader)
+
+
 class _Lease:
     """What one worker knows about its lease."""
 
@@ -82,7 +118,7 @@ class _Lease:
             self.watchdog = None
 
 
-class Leadership(Plugin):
+class Leadership(MaintenanceService):
     """Elects one leader among the workers sharing a database.
 
     The leader holds a lease: row ``id = 1`` of the ``{prefix}leader`` table,
@@ -106,20 +142,28 @@ class Leadership(Plugin):
     seconds; the others check again when it would expire, so failover takes
     about ``timeout`` seconds (at most ``timeout + poll_interval``).
 
-    Notifications: ``leadership.gained``, ``leadership.renewed`` and
-    ``leadership.lost``, each with ``{"worker_id": ...}``.
+    Notifications: ``LEADERSHIP_GAINED``, ``LEADERSHIP_RENEWED`` and
+    ``LEADERSHIP_LOST``, each with ``{"worker_id": ...}``.
 
     :param poll_interval: seconds between renewals (and election attempts).
     :param timeout: seconds a lease lasts without renewal; at least
         ``poll_interval``, about twice as much is a good choice.
+
+    A :class:`~chancy.maintenance.MaintenanceService` whose pass is one
+    election round: ``wake_up()`` starts a round now,
+    ``wait_for_passes(n, timeout=...)`` waits for ``n`` more (``rounds`` and
+    ``wait_for_round()`` are the older names).
     """
 
+    identifier = IDENTIFIER
+    distribution = DISTRIBUTION
+    default_enabled = True
+    tables = ("leader",)
     #: Position among the default plugins (spec: leadership, pruner,
     #: recovery, metrics, workflow, then the others).
     default_order = 10
 
     def __init__(self, poll_interval: float = 60, timeout: float = 120) -> None:
-        super().__init__()
         if poll_interval <= 0:
             raise ValueError(
                 f"Leadership poll_interval must be positive, got {poll_interval!r}"
@@ -129,38 +173,21 @@ class Leadership(Plugin):
                 f"Leadership timeout ({timeout!r}) must be at least poll_interval"
                 f" ({poll_interval!r}); about twice poll_interval is recommended"
             )
-        #: Seconds between renewals and election attempts.
-        self.poll_interval = poll_interval
+        super().__init__(interval=poll_interval)
         #: Seconds a lease lasts without renewal.
         self.timeout = timeout
-        #: Test signal: number of election rounds done (by any worker using
-        #: this instance), and an event set after each one.
-        self.rounds = 0
-        self.round_done = asyncio.Event()
         self._leases: dict[str, _Lease] = {}
-        self._statements: dict[str, _Statements] = {}
+
+    #: Seconds between renewals and election attempts (the service's
+    #: ``interval``).
+    poll_interval = Alias[float]("interval")
+    #: Election rounds done by any worker using this instance (``passes``).
+    rounds = Alias[int]("passes")
+    #: Set after each round (``pass_done``).
+    round_done = Alias[asyncio.Event]("pass_done")
 
     def __repr__(self) -> str:
         return f"<Leadership(poll_interval={self.poll_interval!r}, timeout={self.timeout!r})>"
-
-    @staticmethod
-    def get_identifier() -> str:
-        return IDENTIFIER
-
-    @classmethod
-    def get_scope(cls) -> PluginScope:
-        return PluginScope.WORKER
-
-    @classmethod
-    def is_default(cls) -> bool:
-        return True
-
-    @classmethod
-    def get_distribution(cls) -> str | None:
-        return DISTRIBUTION
-
-    def get_tables(self) -> list[str]:
-        return ["leader"]
 
     # -- internals -------------------------------------------------------------
 
@@ -173,14 +200,6 @@ class Leadership(Plugin):
     def _statement_limit_ms(self) -> int:
         """Longest lock wait, and longest pause inside a round's transaction."""
         return max(100, min(10_000, int(self.timeout * 500)))
-
-    def _sql(self, chancy: Chancy) -> _Statements:
-        statements = self._statements.get(chancy.prefix)
-        if statements is None:
-            statements = self._statements[chancy.prefix] = _Statements(
-                chancy.sql.leader
-            )
-        return statements
 
     def _lease(self, worker: Worker) -> _Lease:
         lease = self._leases.get(worker.worker_id)
@@ -277,17 +296,27 @@ class Leadership(Plugin):
             ):
                 lease.wake.set()
 
-        worker.hub.on("leadership.lost", on_lost)
+        worker.hub.on(LEADERSHIP_LOST.name, on_lost)
         try:
-            while True:
-                await self.elect(worker, chancy)
-                await self._sleep_for(lease, self._next_delay(worker, lease))
+            await super().run(worker, chancy)
         finally:
-            worker.hub.remove("leadership.lost", on_lost)
+            worker.hub.remove(LEADERSHIP_LOST.name, on_lost)
             self._step_down(
                 worker, lease, "Worker %s is no longer the leader (stopping)"
             )
 
+    async def run_pass(self, worker: Worker, chancy: Chancy) -> float:
+        """One election round; the next one comes in time to renew the lease
+        (or when the current holder's lease would expire)."""
+        await self.elect(worker, chancy)
+        return self._next_delay(worker, self._lease(worker))
+
+    async def wait_for_next_pass(self, worker: Worker, seconds: float) -> None:
+        """Sleep on this worker's lease: woken by :meth:`wake_up`, by a
+        leader stepping down, or by the watchdog."""
+        await self._sleep_for(self._lease(worker), seconds)
+
+    @counted_pass
     async def elect(self, worker: Worker, chancy: Chancy) -> bool:
         """One election round; returns whether ``worker`` leads afterwards.
 
@@ -298,7 +327,7 @@ class Leadership(Plugin):
         """
         lease = self._lease(worker)
         loop = asyncio.get_running_loop()
-        statements = self._sql(chancy)
+        statements = _statements(chancy.sql.leader)
         was_leader = worker.is_leader.is_set()
         sent_at = loop.time()
         worker_id = worker.worker_id
@@ -323,10 +352,12 @@ class Leadership(Plugin):
                         lease.next_check = await self._time_left(cursor, statements)
                     if leads:
                         event = (
-                            "leadership.renewed" if was_leader else "leadership.gained"
+                            LEADERSHIP_RENEWED.name
+                            if was_leader
+                            else LEADERSHIP_GAINED.name
                         )
                     else:
-                        event = "leadership.lost" if was_leader else ""
+                        event = LEADERSHIP_LOST.name if was_leader else ""
                     if event:
                         await chancy.notify(cursor, event, {"worker_id": worker_id})
         except asyncio.CancelledError:
@@ -348,7 +379,6 @@ class Leadership(Plugin):
                     exc,
                     self.poll_interval,
                 )
-            self._round_done()
             return False
 
         if leads:
@@ -360,7 +390,6 @@ class Leadership(Plugin):
                 lease,
                 "Worker %s is no longer the leader: another worker holds the lease",
             )
-        self._round_done()
         return worker.is_leader.is_set()
 
     @staticmethod
@@ -373,10 +402,6 @@ class Leadership(Plugin):
             return None
         return max(0.0, float(row[1]))
 
-    def _round_done(self) -> None:
-        self.rounds += 1
-        self.round_done.set()
-
     async def on_worker_stopped(self, *, worker: Worker) -> None:
         """Give the lease up so that a successor takes over at once."""
         lease = self._leases.pop(worker.worker_id, None)
@@ -387,14 +412,16 @@ class Leadership(Plugin):
         try:
             async with chancy.pool.connection() as conn:
                 async with conn.transaction(), conn.cursor() as cursor:
-                    statements = self._sql(chancy)
+                    statements = _statements(chancy.sql.leader)
                     limit = f"{self._statement_limit_ms}ms"
                     await cursor.execute(statements.limits, (limit, limit))
                     await cursor.execute(statements.release, (worker.worker_id,))
                     released = cursor.rowcount == 1
                     if released:
                         await chancy.notify(
-                            cursor, "leadership.lost", {"worker_id": worker.worker_id}
+                            cursor,
+                            LEADERSHIP_LOST.name,
+                            {"worker_id": worker.worker_id},
                         )
         except Exception as exc:
             worker.log.warning(
@@ -411,12 +438,9 @@ class Leadership(Plugin):
     async def wait_for_round(
         self, *, rounds: int = 1, timeout: float | None = None
     ) -> None:
-        """Wait until ``rounds`` more election rounds were done (a test signal)."""
-        target = self.rounds + rounds
-        async with asyncio.timeout(timeout):
-            while self.rounds < target:
-                self.round_done.clear()
-                await self.round_done.wait()
+        """:meth:`~chancy.maintenance.MaintenanceService.wait_for_passes`
+        under its older name: until ``rounds`` more election rounds were done."""
+        await self.wait_for_passes(rounds, timeout=timeout)
 
 
 class ImmediateLeadership(Plugin):
@@ -427,22 +451,15 @@ class ImmediateLeadership(Plugin):
     run in every one of them: never use it with more than one worker.
     """
 
+    identifier = IDENTIFIER
+    distribution = DISTRIBUTION
+    tables = ("leader",)
+
     _warned: set[str]
 
     def __init__(self) -> None:
         super().__init__()
         self._warned = set()
-
-    @staticmethod
-    def get_identifier() -> str:
-        return IDENTIFIER
-
-    @classmethod
-    def get_distribution(cls) -> str | None:
-        return DISTRIBUTION
-
-    def get_tables(self) -> list[str]:
-        return ["leader"]
 
     def _take(self, worker: Worker) -> None:
         if worker.worker_id not in self._warned:

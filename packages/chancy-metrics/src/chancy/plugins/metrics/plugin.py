@@ -7,12 +7,13 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
-import psycopg
 from psycopg import sql
 
-from chancy.plugin import Plugin
+from chancy import events
+from chancy.maintenance import Alias, MaintenanceService, wait_for_count
 from chancy.plugins.metrics.series import (
     DEFAULT_POINTS,
     RESOLUTIONS,
@@ -47,7 +48,6 @@ MAX_KEY_LENGTH: Final = 255
 #: Entries of the per-(func, queue, state) key cache before it is reset.
 _KEY_CACHE_SIZE: Final = 10000
 
-_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 _log = logging.getLogger("chancy.metrics")
 
 
@@ -250,7 +250,17 @@ class _Store:
 
 
 class _Statements:
-    __slots__ = ("cleanup", "depth", "queues", "reload", "reload_worker", "upsert")
+    """The plugin's statements for one table prefix."""
+
+    __slots__ = (
+        "cleanup",
+        "depth",
+        "queues",
+        "reload",
+        "reload_worker",
+        "sizes",
+        "upsert",
+    )
 
     def __init__(self, prefix: str) -> None:
         table = sql.Identifier(f"{prefix}metrics")
@@ -297,26 +307,35 @@ class _Statements:
         self.queues = sql.SQL("SELECT name FROM {q}").format(
             q=sql.Identifier(f"{prefix}queues")
         )
+        # Sizes of the tables named (prefixed) in the parameter that exist.
+        self.sizes = sql.SQL(
+            "SELECT n, pg_total_relation_size(c), pg_table_size(c),"
+            " pg_indexes_size(c) FROM unnest(%s::text[]) AS n,"
+            " LATERAL (SELECT to_regclass(quote_ident(n)) AS c) x WHERE c IS NOT NULL"
+        )
 
 
-_statements: dict[str, _Statements] = {}
+@cache
+def _statements(prefix: str) -> _Statements:
+    return _Statements(prefix)
 
 
 def _sql(chancy: Chancy) -> _Statements:
-    statements = _statements.get(chancy.prefix)
-    if statements is None:
-        statements = _statements[chancy.prefix] = _Statements(chancy.prefix)
-    return statements
+    return _statements(chancy.prefix)
 
 
-_SIZES: Final = (
-    "SELECT n, pg_total_relation_size(c), pg_table_size(c), pg_indexes_size(c)"
-    " FROM unnest(%s::text[]) AS n, LATERAL (SELECT to_regclass(quote_ident(n)) AS c) x"
-    " WHERE c IS NOT NULL"
-)
+class _Schedule:
+    """When one worker's loop syncs and collects next (monotonic time)."""
+
+    __slots__ = ("next_collect", "next_sync")
+
+    def __init__(self, sync_interval: float) -> None:
+        now = time.monotonic()
+        self.next_sync = now + sync_interval
+        self.next_collect = now
 
 
-class Metrics(Plugin):
+class Metrics(MaintenanceService):
     """Records job and queue metrics per worker and shares them across the cluster.
 
     Every worker keeps its metrics in memory: built-in ones for each saved job
@@ -329,8 +348,11 @@ class Metrics(Plugin):
     :meth:`get_metrics` returns. The leader also records queue depths and
     table sizes every ``collection_interval`` seconds.
 
-    Test signals: :attr:`syncs` / :meth:`wait_for_sync` and
-    :attr:`collections` / :meth:`wait_for_collection`.
+    A :class:`~chancy.maintenance.MaintenanceService` in every worker: each
+    pass syncs when ``sync_interval`` has passed (or the buffer is full) and,
+    on the leader, collects when ``collection_interval`` has. Test signals:
+    ``passes`` / ``wait_for_passes``, :attr:`syncs` /
+    :meth:`wait_for_sync` and :attr:`collections` / :meth:`wait_for_collection`.
 
     :param sync_interval: seconds between two syncs of a worker.
     :param max_points_per_resolution: points kept per resolution (merged with
@@ -343,6 +365,12 @@ class Metrics(Plugin):
         dropped (counted in :attr:`dropped_points`) and a sync is started.
     """
 
+    identifier = IDENTIFIER
+    distribution = DISTRIBUTION
+    default_enabled = True
+    tables = ("metrics",)
+    migrations_key = "metrics"
+    migrations_package = "chancy.plugins.metrics.migrations"
     #: Position among the default plugins (spec: leadership, pruner,
     #: recovery, metrics, workflow, then the others).
     default_order = 40
@@ -356,7 +384,6 @@ class Metrics(Plugin):
         collection_interval: int = 30,
         max_buffered_points: int = 10000,
     ) -> None:
-        super().__init__()
         for name, value in (
             ("sync_interval", sync_interval),
             ("maximum_metric_age", maximum_metric_age),
@@ -378,8 +405,7 @@ class Metrics(Plugin):
                     f" got {count!r}"
                 )
             points[resolution] = count
-        #: Seconds between syncs.
-        self.sync_interval = sync_interval
+        super().__init__(interval=sync_interval)
         #: Points kept per resolution.
         self.max_points_per_resolution: dict[str, int] = points
         #: Rows older than this (seconds since their last update) are cleaned up.
@@ -402,6 +428,10 @@ class Metrics(Plugin):
         self.synced = asyncio.Event()
         self.collections = 0
         self.collected = asyncio.Event()
+        self._schedules: dict[str, _Schedule] = {}
+
+    #: Seconds between syncs (the service's ``interval``).
+    sync_interval = Alias[float]("interval")
 
     def __repr__(self) -> str:
         return (
@@ -409,32 +439,9 @@ class Metrics(Plugin):
             f" collection_interval={self.collection_interval!r})>"
         )
 
-    # -- identity ---------------------------------------------------------------
-
-    @staticmethod
-    def get_identifier() -> str:
-        return IDENTIFIER
-
-    @classmethod
-    def is_default(cls) -> bool:
-        return True
-
-    @classmethod
-    def get_distribution(cls) -> str | None:
-        return DISTRIBUTION
-
-    def get_tables(self) -> list[str]:
-        return ["metrics"]
-
     def api_plugin(self) -> str | None:
         """``GET /api/v1/metrics[/{prefix}]`` in the web API (``chancy-web``)."""
         return "chancy.plugins.metrics.api.MetricsApiPlugin"
-
-    def migrate_key(self) -> str | None:
-        return "metrics"
-
-    def migrate_package(self) -> str | None:
-        return "chancy.plugins.metrics.migrations"
 
     @property
     def dropped_points(self) -> int:
@@ -554,9 +561,9 @@ class Metrics(Plugin):
             return on_event
 
         handlers = [
-            ("metrics.increment_counter", handler("counter")),
-            ("metrics.record_gauge", handler("gauge")),
-            ("metrics.record_histogram_value", handler("histogram")),
+            (events.METRICS_INCREMENT_COUNTER.name, handler("counter")),
+            (events.METRICS_RECORD_GAUGE.name, handler("gauge")),
+            (events.METRICS_RECORD_HISTOGRAM_VALUE.name, handler("histogram")),
         ]
         for name, fn in handlers:
             worker.hub.on(name, fn)
@@ -581,36 +588,37 @@ class Metrics(Plugin):
     # -- the loop ---------------------------------------------------------------------
 
     async def run(self, worker: Worker, chancy: Chancy) -> None:
-        """Sync every ``sync_interval``; collect every ``collection_interval`` when leading."""
-        next_sync = time.monotonic() + self.sync_interval
-        next_collect = time.monotonic()
-        while True:
-            now = time.monotonic()
-            if worker.is_leader.is_set() and now >= next_collect:
-                next_collect = now + self.collection_interval
-                try:
-                    await self.collect(worker, chancy)
-                except _TRANSIENT as exc:
-                    worker.log.warning("Metrics: collection failed (%s)", exc)
-            store = self._stores.get(worker.worker_id)
-            full = store is not None and (
-                len(store.modified) * len(RESOLUTIONS) >= self.max_buffered_points
-                or store.full
-            )
-            if now >= next_sync or full:
-                next_sync = time.monotonic() + self.sync_interval
-                try:
-                    await self.sync(worker, chancy)
-                except _TRANSIENT as exc:
-                    worker.log.warning(
-                        "Metrics: sync failed (%s); retrying in %ss",
-                        exc,
-                        self.sync_interval,
-                    )
-            deadline = min(next_sync, now + self.collection_interval)
-            if worker.is_leader.is_set():
-                deadline = min(deadline, next_collect)
-            await self.sleep(max(0.05, deadline - time.monotonic()))
+        """Sync every ``sync_interval``; collect every ``collection_interval``
+        when leading. A restart (after an error) syncs one interval later and
+        collects at once."""
+        self._schedules[worker.worker_id] = _Schedule(self.sync_interval)
+        try:
+            await super().run(worker, chancy)
+        finally:
+            self._schedules.pop(worker.worker_id, None)
+
+    async def run_pass(self, worker: Worker, chancy: Chancy) -> float:
+        """Collect (on the leader) and sync when they are due; returns the
+        time until the next of them."""
+        schedule = self._schedules.get(worker.worker_id)
+        if schedule is None:
+            schedule = self._schedules[worker.worker_id] = _Schedule(self.sync_interval)
+        now = time.monotonic()
+        if worker.is_leader.is_set() and now >= schedule.next_collect:
+            schedule.next_collect = now + self.collection_interval
+            await self.collect(worker, chancy)
+        store = self._stores.get(worker.worker_id)
+        full = store is not None and (
+            len(store.modified) * len(RESOLUTIONS) >= self.max_buffered_points
+            or store.full
+        )
+        if now >= schedule.next_sync or full:
+            schedule.next_sync = time.monotonic() + self.sync_interval
+            await self.sync(worker, chancy)
+        deadline = min(schedule.next_sync, now + self.collection_interval)
+        if worker.is_leader.is_set():
+            deadline = min(deadline, schedule.next_collect)
+        return max(0.05, deadline - time.monotonic())
 
     async def sync(self, worker: Worker, chancy: Chancy) -> None:
         """Write this worker's modified metrics, then reload the cluster view."""
@@ -778,7 +786,9 @@ class Metrics(Plugin):
             depths = await cursor.fetchall()
             cursor = await conn.execute(statements.queues)
             queues = [row[0] for row in await cursor.fetchall()]
-            cursor = await conn.execute(_SIZES, ([chancy.prefix + t for t in tables],))
+            cursor = await conn.execute(
+                statements.sizes, ([chancy.prefix + t for t in tables],)
+            )
             sizes = await cursor.fetchall()
         counts = {(q, s): 0 for q in queues for s in DEPTH_STATES}
         for queue, state, count in depths:
@@ -812,18 +822,10 @@ class Metrics(Plugin):
         self, *, passes: int = 1, timeout: float | None = None
     ) -> None:
         """Wait until ``passes`` more syncs finished."""
-        target = self.syncs + passes
-        async with asyncio.timeout(timeout):
-            while self.syncs < target:
-                self.synced.clear()
-                await self.synced.wait()
+        await wait_for_count(lambda: self.syncs, self.synced, passes, timeout)
 
     async def wait_for_collection(
         self, *, passes: int = 1, timeout: float | None = None
     ) -> None:
         """Wait until ``passes`` more leader collections finished."""
-        target = self.collections + passes
-        async with asyncio.timeout(timeout):
-            while self.collections < target:
-                self.collected.clear()
-                await self.collected.wait()
+        await wait_for_count(lambda: self.collections, self.collected, passes, timeout)

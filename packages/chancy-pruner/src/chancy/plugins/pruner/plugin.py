@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-import psycopg
 from psycopg import sql
 
-from chancy.plugin import Plugin, PluginScope
+from chancy.events import EventSpec
+from chancy.maintenance import Alias, MaintenanceService, counted_pass
+from chancy.plugin import PluginScope
 from chancy.rule import JobRules, SQLAble, compile_rule
 
 if TYPE_CHECKING:
@@ -19,10 +21,11 @@ if TYPE_CHECKING:
     from chancy.app import Chancy
     from chancy.worker import Worker
 
-__all__ = ["Pruner"]
+__all__ = ["PRUNER_REMOVED", "Pruner"]
 
 IDENTIFIER: Final = "chancy.pruner"
 DISTRIBUTION: Final = "chancy-pruner"
+LEADERSHIP: Final = "chancy.leadership"
 
 #: Only jobs in these states are ever removed.
 PRUNABLE_STATES: Final = ("succeeded", "failed")
@@ -30,10 +33,41 @@ PRUNABLE_STATES: Final = ("succeeded", "failed")
 #: The default rule: jobs created more than one day ago.
 DEFAULT_RULE: Final = JobRules.Age() > 86400
 
-_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+PRUNER_REMOVED: Final = EventSpec(
+    name="pruner.removed",
+    payload={
+        "elapsed": "seconds the pass took to delete",
+        "rows_removed": "jobs deleted by the pass",
+    },
+    delivery="notified",
+    sent_by="the Pruner after every pass (on the leader, or Pruner.run_once())",
+)
 
 
-class Pruner(Plugin):
+class _Statements:
+    """The pruner's statements for one table prefix."""
+
+    __slots__ = ("jobs",)
+
+    def __init__(self, prefix: str) -> None:
+        self.jobs = sql.Identifier(f"{prefix}jobs")
+
+    def delete(self, rule: sql.Composable) -> sql.Composed:
+        """Delete one batch of finished jobs matching ``rule``; parameters: the
+        prunable states, the rule's values, the batch size."""
+        return sql.SQL(
+            "DELETE FROM {jobs} WHERE id IN ("
+            "SELECT id FROM {jobs} WHERE state = ANY(%s) AND ({rule})"
+            " LIMIT %s FOR UPDATE SKIP LOCKED)"
+        ).format(jobs=self.jobs, rule=rule)
+
+
+@cache
+def _statements(prefix: str) -> _Statements:
+    return _Statements(prefix)
+
+
+class Pruner(MaintenanceService):
     """Deletes finished jobs that match a rule, on the leader.
 
     Every ``poll_interval`` seconds (the first pass as soon as the worker
@@ -42,7 +76,7 @@ class Pruner(Plugin):
     whatever the rule says. It deletes in batches of ``batch_size`` rows, each
     in its own short transaction (rows locked by someone else are skipped),
     until fewer than a batch match or ``maximum_to_prune`` rows were removed
-    in this pass. It then sends ``pruner.removed`` (``{"elapsed",
+    in this pass. It then sends ``PRUNER_REMOVED`` (``{"elapsed",
     "rows_removed"}``) and asks every plugin to trim its own tables
     (:meth:`~chancy.plugin.Plugin.cleanup`).
 
@@ -59,8 +93,17 @@ class Pruner(Plugin):
     :param maximum_to_prune: the most rows one pass removes.
     :param poll_interval: seconds between passes.
     :param batch_size: rows deleted per transaction.
+
+    A :class:`~chancy.maintenance.MaintenanceService`: ``wake_up()`` runs a
+    pass now, ``wait_for_passes(n, timeout=...)`` waits for ``n`` more.
     """
 
+    identifier = IDENTIFIER
+    distribution = DISTRIBUTION
+    scope = PluginScope.LEADER
+    dependencies = (LEADERSHIP,)
+    dependency_distributions = {LEADERSHIP: "chancy-leadership"}
+    default_enabled = True
     #: Position among the default plugins (spec: leadership, pruner,
     #: recovery, metrics, workflow, then the others).
     default_order = 20
@@ -76,7 +119,6 @@ class Pruner(Plugin):
         poll_interval: float = 60,
         batch_size: int = 1000,
     ) -> None:
-        super().__init__()
         compile_rule(rule)  # a bare column or a non-rule fails here, not at 3 a.m.
         if maximum_to_prune < 1:
             raise ValueError(
@@ -90,20 +132,22 @@ class Pruner(Plugin):
             raise ValueError(
                 f"Pruner poll_interval must be positive, got {poll_interval!r}"
             )
+        super().__init__(interval=poll_interval)
         #: Which finished jobs to remove.
         self.rule = rule
         #: The most rows one pass removes.
         self.maximum_to_prune = maximum_to_prune
-        #: Seconds between passes.
-        self.poll_interval = poll_interval
         #: Rows deleted per transaction.
         self.batch_size = batch_size
-        #: Test signals: passes done, rows removed by the last pass and in
-        #: total, and an event set after every pass.
-        self.passes = 0
+        #: Test signals besides ``passes``: rows removed by the last pass and
+        #: in total.
         self.last_removed = 0
         self.rows_removed = 0
-        self.pruned_event = asyncio.Event()
+
+    #: Seconds between passes (the service's ``interval``).
+    poll_interval = Alias[float]("interval")
+    #: Set after every pass (the service's ``pass_done``).
+    pruned_event = Alias[asyncio.Event]("pass_done")
 
     def __repr__(self) -> str:
         return (
@@ -111,40 +155,13 @@ class Pruner(Plugin):
             f" poll_interval={self.poll_interval!r})>"
         )
 
-    @staticmethod
-    def get_identifier() -> str:
-        return IDENTIFIER
-
-    @staticmethod
-    def get_dependencies() -> list[str]:
-        return ["chancy.leadership"]
-
-    @classmethod
-    def get_scope(cls) -> PluginScope:
-        return PluginScope.LEADER
-
-    @classmethod
-    def is_default(cls) -> bool:
-        return True
-
-    @classmethod
-    def get_distribution(cls) -> str | None:
-        return DISTRIBUTION
-
     # -- the loop ---------------------------------------------------------------
 
-    async def run(self, worker: Worker, chancy: Chancy) -> None:
-        """On the leader: a pass at once, then one every ``poll_interval``."""
-        while True:
-            await self.wait_for_leader(worker)
-            try:
-                await self.run_once(chancy, log=worker.log)
-            except _TRANSIENT as exc:
-                worker.log.warning(
-                    "Pruner: the pass failed (%s); trying again later", exc
-                )
-            await self.sleep(self.poll_interval)  # wake_up() runs a pass now
+    async def run_pass(self, worker: Worker, chancy: Chancy) -> None:
+        """One pass on the leader (a pass at once, then one every ``poll_interval``)."""
+        await self.run_once(chancy, log=worker.log)
 
+    @counted_pass
     async def run_once(
         self, chancy: Chancy, *, log: logging.Logger | None = None
     ) -> int:
@@ -160,7 +177,7 @@ class Pruner(Plugin):
             async with conn.transaction(), conn.cursor() as cursor:
                 await chancy.notify(
                     cursor,
-                    "pruner.removed",
+                    PRUNER_REMOVED.name,
                     {"elapsed": elapsed, "rows_removed": removed},
                 )
         if removed:
@@ -175,23 +192,11 @@ class Pruner(Plugin):
             for name, rows in results:
                 if rows is not None:
                     log.info("Pruner: cleanup of %s removed %s row(s)", name, rows)
-        self.passes += 1
         self.last_removed = removed
         self.rows_removed += removed
-        self.pruned_event.set()
         return removed
 
     # -- pruning ------------------------------------------------------------------
-
-    def _delete(self, chancy: Chancy) -> tuple[sql.Composed, list[Any]]:
-        rule, params = compile_rule(self.rule)
-        jobs = sql.Identifier(f"{chancy.prefix}jobs")
-        query = sql.SQL(
-            "DELETE FROM {jobs} WHERE id IN ("
-            "SELECT id FROM {jobs} WHERE state = ANY(%s) AND ({rule})"
-            " LIMIT %s FOR UPDATE SKIP LOCKED)"
-        ).format(jobs=jobs, rule=rule)
-        return query, params
 
     async def prune(self, chancy: Chancy, cursor: AsyncCursor[Any]) -> int:
         """Delete finished jobs matching the rule; returns how many.
@@ -203,7 +208,8 @@ class Pruner(Plugin):
         transaction the caller has open (then nothing commits before the
         caller does). Values of the rule are bind parameters.
         """
-        query, params = self._delete(chancy)
+        rule, params = compile_rule(self.rule)
+        query = _statements(chancy.prefix).delete(rule)
         states = list(PRUNABLE_STATES)
         removed = 0
         while removed < self.maximum_to_prune:
@@ -215,13 +221,3 @@ class Pruner(Plugin):
             if deleted < batch:
                 break
         return removed
-
-    async def wait_for_passes(
-        self, count: int = 1, *, timeout: float | None = None
-    ) -> None:
-        """Wait until ``count`` more passes are done (a test signal)."""
-        target = self.passes + count
-        async with asyncio.timeout(timeout):
-            while self.passes < target:
-                self.pruned_event.clear()
-                await self.pruned_event.wait()

@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
-import psycopg
-
+from chancy import events
+from chancy.events import EventSpec
 from chancy.executors.base import DEFAULT_MAX_LOST_RUNS
-from chancy.plugin import Plugin, PluginScope
+from chancy.maintenance import Alias, MaintenanceService, counted_pass
+from chancy.plugin import PluginScope
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
     from chancy.worker import Worker
 
-__all__ = ["Recovery"]
+__all__ = ["RECOVERY_RECOVERED", "Recovery"]
 
 IDENTIFIER: Final = "chancy.recovery"
 DISTRIBUTION: Final = "chancy-recovery"
+LEADERSHIP: Final = "chancy.leadership"
 
 #: The error recorded on a recovered job, after ``worker <id>``.
 LOST_MESSAGE: Final = "stopped sending heartbeats while running this job"
 
-_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+RECOVERY_RECOVERED: Final = EventSpec(
+    name="recovery.recovered",
+    payload={
+        "elapsed": "seconds the pass took",
+        "rows_recovered": "jobs recovered by the pass",
+    },
+    delivery="notified",
+    sent_by="Recovery after every pass (on the leader, or Recovery.recover()),"
+    " after job.recovered for each job and queue.pushed for their queues",
+)
 
 
 def _recover_sql(jobs: str, workers: str) -> str:
@@ -77,7 +89,21 @@ def _recover_sql(jobs: str, workers: str) -> str:
     )
 
 
-class Recovery(Plugin):
+class _Statements:
+    """Recovery's statements for one pair of core table names."""
+
+    __slots__ = ("recover",)
+
+    def __init__(self, jobs: str, workers: str) -> None:
+        self.recover = _recover_sql(jobs, workers)
+
+
+@cache
+def _statements(jobs: str, workers: str) -> _Statements:
+    return _Statements(jobs, workers)
+
+
+class Recovery(MaintenanceService):
     """Gives back the jobs of workers that died while running them.
 
     A worker writes a heartbeat to the ``{prefix}workers`` table every
@@ -107,7 +133,7 @@ class Recovery(Plugin):
     Then it deletes expired worker rows and sends ``job.recovered``
     (``{"j": job id, "c": the cleared claim}``) for each job, so that a worker
     still running it stops, ``queue.pushed`` for the queues with jobs to run
-    again, and ``recovery.recovered`` (``{"elapsed", "rows_recovered"}``).
+    again, and ``RECOVERY_RECOVERED`` (``{"elapsed", "rows_recovered"}``).
 
     The same lost-run rule applies where a worker itself sees the child
     process running a job die (process executor): it uses this plugin's
@@ -120,8 +146,17 @@ class Recovery(Plugin):
         ``heartbeat_poll_interval``.
     :param max_lost_runs: lost runs after which a job fails instead of
         running again (the poison-pill rule of Sidekiq Pro's reliable fetch).
+
+    A :class:`~chancy.maintenance.MaintenanceService`: ``wake_up()`` runs a
+    pass now, ``wait_for_passes(n, timeout=...)`` waits for ``n`` more.
     """
 
+    identifier = IDENTIFIER
+    distribution = DISTRIBUTION
+    scope = PluginScope.LEADER
+    dependencies = (LEADERSHIP,)
+    dependency_distributions = {LEADERSHIP: "chancy-leadership"}
+    default_enabled = True
     #: Position among the default plugins (spec: leadership, pruner,
     #: recovery, metrics, workflow, then the others).
     default_order = 30
@@ -133,7 +168,6 @@ class Recovery(Plugin):
         heartbeat_timeout: float | None = None,
         max_lost_runs: int = DEFAULT_MAX_LOST_RUNS,
     ) -> None:
-        super().__init__()
         if (
             not isinstance(max_lost_runs, int)
             or isinstance(max_lost_runs, bool)
@@ -150,19 +184,20 @@ class Recovery(Plugin):
             raise ValueError(
                 f"Recovery heartbeat_timeout must be positive, got {heartbeat_timeout!r}"
             )
-        #: Seconds between passes.
-        self.poll_interval = poll_interval
+        super().__init__(interval=poll_interval)
         #: Heartbeat threshold; ``None`` means the leader worker's setting.
         self.heartbeat_timeout = heartbeat_timeout
         #: Lost runs after which a job fails.
         self.max_lost_runs = max_lost_runs
-        #: Test signals: passes done, jobs recovered by the last pass and in
-        #: total, and an event set after every pass.
-        self.passes = 0
+        #: Test signals besides ``passes``: jobs recovered by the last pass and
+        #: in total.
         self.last_recovered = 0
         self.rows_recovered = 0
-        self.recovered_event = asyncio.Event()
-        self._sql: dict[str, str] = {}
+
+    #: Seconds between passes (the service's ``interval``).
+    poll_interval = Alias[float]("interval")
+    #: Set after every pass (the service's ``pass_done``).
+    recovered_event = Alias[asyncio.Event]("pass_done")
 
     def __repr__(self) -> str:
         return (
@@ -171,51 +206,16 @@ class Recovery(Plugin):
             f" max_lost_runs={self.max_lost_runs!r})>"
         )
 
-    @staticmethod
-    def get_identifier() -> str:
-        return IDENTIFIER
-
-    @staticmethod
-    def get_dependencies() -> list[str]:
-        return ["chancy.leadership"]
-
-    @classmethod
-    def get_scope(cls) -> PluginScope:
-        return PluginScope.LEADER
-
-    @classmethod
-    def is_default(cls) -> bool:
-        return True
-
-    @classmethod
-    def get_distribution(cls) -> str | None:
-        return DISTRIBUTION
-
     async def on_worker_started(self, *, worker: Worker) -> None:
         """Every worker of the app applies this plugin's ``max_lost_runs`` when
         it sees a job's process die itself."""
         worker.max_lost_runs = self.max_lost_runs
 
-    async def run(self, worker: Worker, chancy: Chancy) -> None:
-        """On the leader: a pass at once, then one every ``poll_interval``."""
-        while True:
-            await self.wait_for_leader(worker)
-            try:
-                await self.recover(worker, chancy)
-            except _TRANSIENT as exc:
-                worker.log.warning(
-                    "Recovery: the pass failed (%s); trying again later", exc
-                )
-            await self.sleep(self.poll_interval)  # wake_up() runs a pass now
+    async def run_pass(self, worker: Worker, chancy: Chancy) -> None:
+        """One pass on the leader (a pass at once, then one every ``poll_interval``)."""
+        await self.recover(worker, chancy)
 
-    def _statement(self, chancy: Chancy) -> str:
-        statement = self._sql.get(chancy.prefix)
-        if statement is None:
-            statement = self._sql[chancy.prefix] = _recover_sql(
-                chancy.sql.jobs, chancy.sql.workers
-            )
-        return statement
-
+    @counted_pass
     async def recover(self, worker: Worker, chancy: Chancy) -> int:
         """One pass; returns the number of jobs recovered.
 
@@ -232,7 +232,7 @@ class Recovery(Plugin):
         async with chancy.pool.connection() as conn:
             async with conn.transaction(), conn.cursor() as cursor:
                 await cursor.execute(
-                    self._statement(chancy),
+                    _statements(chancy.sql.jobs, chancy.sql.workers).recover,
                     {
                         "threshold": threshold,
                         "self": worker.worker_id,
@@ -242,9 +242,9 @@ class Recovery(Plugin):
                 rows: list[tuple[Any, ...]] = await cursor.fetchall()
                 await cursor.execute(chancy.sql.heartbeat_expire)
                 elapsed = round(time.monotonic() - started, 6)
-                events: list[tuple[str, dict[str, Any]]] = [
+                notifications: list[tuple[str, dict[str, Any]]] = [
                     (
-                        "job.recovered",
+                        events.JOB_RECOVERED.name,
                         {"j": str(job_id), "c": str(claim) if claim else None},
                     )
                     for job_id, claim, _by, _queue, _state in rows
@@ -252,14 +252,16 @@ class Recovery(Plugin):
                 retry_queues = dict.fromkeys(
                     q for *_, q, state in rows if state != "failed"
                 )
-                events.extend(("queue.pushed", {"q": q}) for q in retry_queues)
-                events.append(
+                notifications.extend(
+                    (events.QUEUE_PUSHED.name, {"q": q}) for q in retry_queues
+                )
+                notifications.append(
                     (
-                        "recovery.recovered",
+                        RECOVERY_RECOVERED.name,
                         {"elapsed": elapsed, "rows_recovered": len(rows)},
                     )
                 )
-                await chancy.notify_many(cursor, events)
+                await chancy.notify_many(cursor, notifications)
         if rows:
             lost_workers = sorted({str(by) for _id, _claim, by, _q, _s in rows})
             failed = sum(1 for *_, state in rows if state == "failed")
@@ -273,18 +275,6 @@ class Recovery(Plugin):
             )
         else:
             worker.log.debug("Recovery: no lost jobs (%.3fs)", elapsed)
-        self.passes += 1
         self.last_recovered = len(rows)
         self.rows_recovered += len(rows)
-        self.recovered_event.set()
         return len(rows)
-
-    async def wait_for_passes(
-        self, count: int = 1, *, timeout: float | None = None
-    ) -> None:
-        """Wait until ``count`` more passes are done (a test signal)."""
-        target = self.passes + count
-        async with asyncio.timeout(timeout):
-            while self.passes < target:
-                self.recovered_event.clear()
-                await self.recovered_event.wait()

@@ -6,22 +6,25 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from functools import cache
+from typing import TYPE_CHECKING, ClassVar, Final
 
-import psycopg
 from psycopg import sql
 
-from chancy.plugin import Plugin, PluginScope
+from chancy.events import EventSpec
+from chancy.maintenance import Alias, MaintenanceService, counted_pass
+from chancy.plugin import PluginScope
 from chancy.rule import JobRules, SQLAble, compile_rule
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
     from chancy.worker import Worker
 
-__all__ = ["Reprioritize"]
+__all__ = ["REPRIORITIZE_DONE", "Reprioritize"]
 
 IDENTIFIER: Final = "chancy.reprioritize"
 DISTRIBUTION: Final = "chancy-reprioritize"
+LEADERSHIP: Final = "chancy.leadership"
 
 #: Only jobs in these states are ever reprioritized.
 WAITING_STATES: Final = ("pending", "retrying")
@@ -30,14 +33,58 @@ WAITING_STATES: Final = ("pending", "retrying")
 _INT_MIN: Final = -(2**31)
 _INT_MAX: Final = 2**31 - 1
 
-_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+REPRIORITIZE_DONE: Final = EventSpec(
+    name="reprioritize.done",
+    payload={
+        "elapsed": "seconds the pass took",
+        "rows": "jobs whose priority the pass raised",
+    },
+    delivery="notified",
+    sent_by="Reprioritize after every pass (on the leader, or"
+    " Reprioritize.reprioritize())",
+)
+
+
+class _Statements:
+    """Reprioritize's statements for one table prefix."""
+
+    __slots__ = ("jobs",)
+
+    def __init__(self, prefix: str) -> None:
+        self.jobs = sql.Identifier(f"{prefix}jobs")
+
+    def batch(self, rule: sql.Composable, *, after: bool) -> sql.Composed:
+        """Raise one batch of waiting jobs matching ``rule``.
+
+        Parameters, in order: the states, the rule's values, the last id of
+        the previous batch (when ``after``), the batch size, the increase.
+        """
+        return sql.SQL(
+            "WITH batch AS ("
+            "SELECT id FROM {jobs} WHERE state = ANY(%s) AND ({rule}){after}"
+            " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " UPDATE {jobs} j SET priority ="
+            " LEAST(GREATEST(j.priority::bigint + %s, {low}), {high})::integer"
+            " FROM batch WHERE j.id = batch.id RETURNING j.id"
+        ).format(
+            jobs=self.jobs,
+            rule=rule,
+            after=sql.SQL(" AND id > %s" if after else ""),
+            low=sql.Literal(_INT_MIN),
+            high=sql.Literal(_INT_MAX),
+        )
+
+
+@cache
+def _statements(prefix: str) -> _Statements:
+    return _Statements(prefix)
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class Reprioritize(Plugin):
+class Reprioritize(MaintenanceService):
     """Raises the priority of waiting jobs that match a rule, on the leader.
 
     Age-based anti-starvation: with ``rule=Age() > 600``, a job still waiting
@@ -52,7 +99,7 @@ class Reprioritize(Plugin):
     batch starts after the last id of the previous one, so a pass raises
     every matching job **once** even though the jobs still match the rule
     afterwards; rows locked by someone else are skipped until the next pass.
-    The pass ends with an empty batch and sends ``reprioritize.done``
+    The pass ends with an empty batch and sends ``REPRIORITIZE_DONE``
     (``{"elapsed", "rows"}``).
 
     ::
@@ -71,7 +118,19 @@ class Reprioritize(Plugin):
         (higher runs first). Priorities saturate at the limits of a 32-bit
         integer.
     :param batch_size: rows updated per transaction.
+
+    A :class:`~chancy.maintenance.MaintenanceService`: ``wake_up()`` runs a
+    pass now, ``wait_for_passes(n, timeout=...)`` waits for ``n`` more.
     """
+
+    identifier = IDENTIFIER
+    distribution = DISTRIBUTION
+    scope = PluginScope.LEADER
+    dependencies = (LEADERSHIP,)
+    dependency_distributions = {LEADERSHIP: "chancy-leadership"}
+    #: The first pass waits one interval, so that a change of leader does
+    #: not raise priorities early.
+    first_pass_at_start = False
 
     #: The rules for the jobs table (:class:`chancy.rule.JobRules`).
     Rules: ClassVar[type[JobRules]] = JobRules
@@ -84,7 +143,6 @@ class Reprioritize(Plugin):
         priority_increase: int = 1,
         batch_size: int = 1000,
     ) -> None:
-        super().__init__()
         compile_rule(rule)  # a bare column or a non-rule fails here, not at 3 a.m.
         if (
             isinstance(check_interval, bool)
@@ -105,20 +163,22 @@ class Reprioritize(Plugin):
                 f"Reprioritize batch_size must be an integer of at least 1,"
                 f" got {batch_size!r}"
             )
+        super().__init__(interval=check_interval)
         #: Which waiting jobs to raise.
         self.rule = rule
-        #: Seconds between passes.
-        self.check_interval = check_interval
         #: Added to each matching job's priority per pass.
         self.priority_increase = priority_increase
         #: Rows updated per transaction.
         self.batch_size = batch_size
-        #: Test signals: passes done, rows raised by the last pass and in
-        #: total, and an event set after every pass.
-        self.passes = 0
+        #: Test signals besides ``passes``: rows raised by the last pass and
+        #: in total.
         self.last_updated = 0
         self.rows_updated = 0
-        self.reprioritized_event = asyncio.Event()
+
+    #: Seconds between passes (the service's ``interval``).
+    check_interval = Alias[float]("interval")
+    #: Set after every pass (the service's ``pass_done``).
+    reprioritized_event = Alias[asyncio.Event]("pass_done")
 
     def __repr__(self) -> str:
         return (
@@ -127,64 +187,20 @@ class Reprioritize(Plugin):
             f" batch_size={self.batch_size!r})>"
         )
 
-    @staticmethod
-    def get_identifier() -> str:
-        return IDENTIFIER
-
-    @staticmethod
-    def get_dependencies() -> list[str]:
-        return ["chancy.leadership"]
-
-    @classmethod
-    def get_scope(cls) -> PluginScope:
-        return PluginScope.LEADER
-
-    @classmethod
-    def get_distribution(cls) -> str | None:
-        return DISTRIBUTION
-
     # -- the loop ---------------------------------------------------------------
 
-    async def run(self, worker: Worker, chancy: Chancy) -> None:
-        """On the leader: a pass every ``check_interval`` seconds.
+    async def run_pass(self, worker: Worker, chancy: Chancy) -> None:
+        """One pass on the leader, every ``check_interval`` seconds.
 
         The first pass waits one interval, so that a change of leader does
-        not raise priorities early. :meth:`~chancy.plugin.Plugin.wake_up` runs a pass now.
+        not raise priorities early. :meth:`~chancy.plugin.Plugin.wake_up`
+        runs a pass now.
         """
-        while await self.sleep(self.check_interval):
-            await self.wait_for_leader(worker)
-            try:
-                await self.reprioritize(chancy, log=worker.log)
-            except _TRANSIENT as exc:
-                worker.log.warning(
-                    "Reprioritize: the pass failed (%s); trying again later", exc
-                )
+        await self.reprioritize(chancy, log=worker.log)
 
     # -- a pass -----------------------------------------------------------------
 
-    def _batch(self, chancy: Chancy, *, after: bool) -> tuple[sql.Composed, list[Any]]:
-        """The statement raising one batch and its rule parameters.
-
-        Parameters, in order: the states, the rule's values, the last id of
-        the previous batch (when ``after``), the batch size, the increase.
-        """
-        rule, params = compile_rule(self.rule)
-        query = sql.SQL(
-            "WITH batch AS ("
-            "SELECT id FROM {jobs} WHERE state = ANY(%s) AND ({rule}){after}"
-            " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
-            " UPDATE {jobs} j SET priority ="
-            " LEAST(GREATEST(j.priority::bigint + %s, {low}), {high})::integer"
-            " FROM batch WHERE j.id = batch.id RETURNING j.id"
-        ).format(
-            jobs=sql.Identifier(f"{chancy.prefix}jobs"),
-            rule=rule,
-            after=sql.SQL(" AND id > %s" if after else ""),
-            low=sql.Literal(_INT_MIN),
-            high=sql.Literal(_INT_MAX),
-        )
-        return query, params
-
+    @counted_pass
     async def reprioritize(
         self, chancy: Chancy, *, log: logging.Logger | None = None
     ) -> int:
@@ -198,8 +214,10 @@ class Reprioritize(Plugin):
         """
         log = log or chancy.log
         started = time.monotonic()
-        first, params = self._batch(chancy, after=False)
-        following, _ = self._batch(chancy, after=True)
+        rule, params = compile_rule(self.rule)
+        statements = _statements(chancy.prefix)
+        first = statements.batch(rule, after=False)
+        following = statements.batch(rule, after=True)
         states = list(WAITING_STATES)
         updated = 0
         last_id: uuid.UUID | None = None
@@ -240,7 +258,9 @@ class Reprioritize(Plugin):
             elapsed = round(time.monotonic() - started, 6)
             async with conn.transaction(), conn.cursor() as cursor:
                 await chancy.notify(
-                    cursor, "reprioritize.done", {"elapsed": elapsed, "rows": updated}
+                    cursor,
+                    REPRIORITIZE_DONE.name,
+                    {"elapsed": elapsed, "rows": updated},
                 )
         if updated:
             log.info(
@@ -251,21 +271,9 @@ class Reprioritize(Plugin):
             )
         else:
             log.debug("Reprioritize: no job to raise (%.3fs)", elapsed)
-        self.passes += 1
         self.last_updated = updated
         self.rows_updated += updated
-        self.reprioritized_event.set()
         return updated
 
     #: The original's name for :meth:`reprioritize`.
     reprioritize_jobs = reprioritize
-
-    async def wait_for_passes(
-        self, count: int = 1, *, timeout: float | None = None
-    ) -> None:
-        """Wait until ``count`` more passes are done (a test signal)."""
-        target = self.passes + count
-        async with asyncio.timeout(timeout):
-            while self.passes < target:
-                self.reprioritized_event.clear()
-                await self.reprioritized_event.wait()

@@ -19,7 +19,7 @@ from chancy.errors import (
     WorkerLostError,
 )
 from chancy.job import QueuedJob
-from chancy.plugin import Plugin, PluginScope
+from chancy.plugin import Plugin
 
 if TYPE_CHECKING:
     from chancy.worker import Worker
@@ -354,6 +354,9 @@ class RetryPlugin(Plugin):
     :raises InvalidRetrySettings: naming the wrong setting.
     """
 
+    identifier = IDENTIFIER
+    distribution = DISTRIBUTION
+
     def __init__(
         self,
         *,
@@ -383,18 +386,6 @@ class RetryPlugin(Plugin):
 
     def __repr__(self) -> str:
         return f"<RetryPlugin(defaults={self.defaults!r})>"
-
-    @staticmethod
-    def get_identifier() -> str:
-        return IDENTIFIER
-
-    @classmethod
-    def get_scope(cls) -> PluginScope:
-        return PluginScope.WORKER
-
-    @classmethod
-    def get_distribution(cls) -> str | None:
-        return DISTRIBUTION
 
     def settings_for(self, job: QueuedJob) -> RetrySettings:
         """The job's effective settings: its ``meta["retry_settings"]`` over the

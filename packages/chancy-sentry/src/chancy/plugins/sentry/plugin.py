@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from chancy.errors import ConfigurationError, Snooze
 from chancy.job import QueuedJob
-from chancy.plugin import Plugin, PluginScope
+from chancy.plugin import Plugin
 
 if TYPE_CHECKING:
     from chancy.worker import Worker
@@ -131,6 +131,9 @@ class SentryPlugin(Plugin):
     :raises ConfigurationError: for a wrong setting.
     """
 
+    identifier = IDENTIFIER
+    distribution = DISTRIBUTION
+
     def __init__(
         self,
         *,
@@ -156,18 +159,6 @@ class SentryPlugin(Plugin):
             f" ignore={[_class_path(c) for c in self.ignore]!r},"
             f" capture_retries={self.capture_retries!r})>"
         )
-
-    @staticmethod
-    def get_identifier() -> str:
-        return IDENTIFIER
-
-    @classmethod
-    def get_scope(cls) -> PluginScope:
-        return PluginScope.WORKER
-
-    @classmethod
-    def get_distribution(cls) -> str | None:
-        return DISTRIBUTION
 
     def should_capture(self, job: QueuedJob, exc: BaseException) -> bool:
         """Whether the run of ``job`` that raised ``exc`` is reported.

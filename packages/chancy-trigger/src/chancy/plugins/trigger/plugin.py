@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 
 from chancy.errors import ChancyError, ConfigurationError, MigrationsNeededError
 from chancy.job import IsAJob, Job, Limit, as_job
-from chancy.plugin import Plugin, PluginScope
+from chancy.plugin import Plugin
 from chancy.utils import uuid7
 
 if TYPE_CHECKING:
@@ -368,40 +368,19 @@ class Trigger(Plugin):
     drops every trigger it installed, leaving your tables as they were.
     """
 
+    identifier = IDENTIFIER
+    distribution = DISTRIBUTION
+    #: Enabled when installed: it runs no loop and only owns a table.
+    default_enabled = True
+    tables = ("triggers",)
+    migrations_key = "trigger"
+    migrations_package = "chancy.plugins.trigger.migrations"
     #: Position among the default plugins (spec: leadership, pruner,
     #: recovery, metrics, workflow, then the others).
     default_order = 70
 
     def __repr__(self) -> str:
         return "<Trigger()>"
-
-    # -- identity ---------------------------------------------------------------
-
-    @staticmethod
-    def get_identifier() -> str:
-        return IDENTIFIER
-
-    @classmethod
-    def get_scope(cls) -> PluginScope:
-        return PluginScope.WORKER
-
-    @classmethod
-    def is_default(cls) -> bool:
-        """Enabled when installed: it runs no loop and only owns a table."""
-        return True
-
-    @classmethod
-    def get_distribution(cls) -> str | None:
-        return DISTRIBUTION
-
-    def get_tables(self) -> list[str]:
-        return ["triggers"]
-
-    def migrate_key(self) -> str | None:
-        return "trigger"
-
-    def migrate_package(self) -> str | None:
-        return "chancy.plugins.trigger.migrations"
 
     async def cleanup(self, chancy: Chancy) -> int | None:
         """Remove nothing: ``{prefix}triggers`` holds configuration, not history.

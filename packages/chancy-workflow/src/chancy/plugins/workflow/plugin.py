@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,11 +11,13 @@ from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from psycopg import AsyncConnection, AsyncCursor, OperationalError, sql
+from psycopg import AsyncConnection, AsyncCursor, sql
 from psycopg.rows import dict_row
 
+from chancy.events import EventSpec
 from chancy.job import Job, QueuedJob, Reference
-from chancy.plugin import Plugin, PluginScope
+from chancy.maintenance import Alias, MaintenanceService
+from chancy.plugin import PluginScope
 from chancy.plugins.workflow.models import Workflow, WorkflowStep, _prepare
 from chancy.plugins.workflow.rules import WorkflowRules
 from chancy.rule import SQLAble, compile_rule
@@ -26,12 +27,28 @@ if TYPE_CHECKING:
     from chancy.hub import Event
     from chancy.worker import Worker
 
-__all__ = ["WorkflowPlugin"]
+__all__ = ["WORKFLOW_CREATED", "WORKFLOW_UPDATED", "WorkflowPlugin"]
 
 IDENTIFIER: Final = "chancy.workflow_plugin"
 DISTRIBUTION: Final = "chancy-workflow"
+LEADERSHIP: Final = "chancy.leadership"
 
-_TRANSIENT = (OperationalError, OSError, ConnectionError)
+_WORKFLOW: Final = {"id": "the workflow's id (string)", "name": "its name"}
+
+WORKFLOW_CREATED: Final = EventSpec(
+    name="workflow.created",
+    payload=_WORKFLOW,
+    delivery="notified",
+    sent_by="WorkflowPlugin.push() / push_ex() of a new workflow, on commit;"
+    " the leader advances it at once",
+)
+WORKFLOW_UPDATED: Final = EventSpec(
+    name="workflow.updated",
+    payload=_WORKFLOW,
+    delivery="notified",
+    sent_by="push() / push_ex() of an existing workflow and"
+    " WorkflowPlugin.cancel_workflow(), on commit; the leader advances it at once",
+)
 
 _ACTIVE: Final = ("pending", "running")
 _TERMINAL_WORKFLOW: Final = frozenset({"completed", "failed", "cancelled"})
@@ -69,11 +86,15 @@ class _Statements:
     """The plugin's statements for one table prefix (values are bind parameters)."""
 
     def __init__(self, prefix: str, jobs: str) -> None:
-        # ``prefix`` was validated by the core (letters, digits, underscores).
+        # ``prefix`` was validated by the core (letters, digits, underscores)
+        # and ``jobs`` is core's quoted table name.
         w = f'"{prefix}workflows"'
         s = f'"{prefix}workflow_steps"'
         self.workflows, self.steps = w, s
         wf_cols = "id, name, state, created_at, updated_at"
+
+        # How long the catch-up waits for a workflow's row lock.
+        self.lock_timeout = "SELECT set_config('lock_timeout', %s, true)"
 
         self.upsert_workflow = (
             f"INSERT INTO {w} AS w (id, name, state) VALUES (%s, %s, %s)"
@@ -183,6 +204,14 @@ class _Statements:
             f" AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))"
             f" ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
         )
+
+    def cleanup(self, rule: sql.Composable) -> sql.Composed:
+        """Delete the finished workflows matching ``rule`` (their steps go
+        with them); parameters: the rule's values."""
+        return sql.SQL(
+            "DELETE FROM {workflows} WHERE state NOT IN ('pending', 'running')"
+            " AND ({rule})"
+        ).format(workflows=sql.SQL(self.workflows), rule=rule)
 
 
 @cache
@@ -513,12 +542,24 @@ def _uuids(values: Iterable[Any]) -> list[uuid.UUID]:
     return out
 
 
+class _Leading:
+    """What the leader's loop on one worker has to do."""
+
+    __slots__ = ("next_sweep", "pushed")
+
+    def __init__(self) -> None:
+        #: Workflows pushed since the last pass.
+        self.pushed: set[uuid.UUID] = set()
+        #: Loop time of the next sweep; ``None``: at the next pass.
+        self.next_sweep: float | None = None
+
+
 # ---------------------------------------------------------------------------
 # The plugin
 # ---------------------------------------------------------------------------
 
 
-class WorkflowPlugin(Plugin):
+class WorkflowPlugin(MaintenanceService):
     """Runs workflows: pushes each step's job once every step it depends on
     has succeeded.
 
@@ -529,13 +570,14 @@ class WorkflowPlugin(Plugin):
       that records the job's outcome (its row locked with ``SKIP LOCKED``).
       If another transaction holds the workflow at that moment, the worker
       tries again right after its commit.
-    * **On the leader**, every ``polling_interval`` seconds and as soon as a
-      workflow is pushed (``workflow.created``): every unfinished workflow is
-      visited, oldest first, in transactions of at most
-      ``max_workflows_per_run`` workflows. This starts new workflows and
-      catches anything the prompt path did not see (a job cancelled with
-      ``Chancy.cancel_job``, a worker that crashed between its commit and the
-      catch-up).
+    * **On the leader**, in passes: a pushed workflow
+      (``WORKFLOW_CREATED``, ``WORKFLOW_UPDATED``) wakes the leader,
+      whose next pass processes it at once, on its own; and every
+      ``polling_interval`` seconds a pass sweeps every unfinished workflow,
+      oldest first, in transactions of at most ``max_workflows_per_run``
+      workflows. This starts new workflows and catches anything the prompt
+      path did not see (a job cancelled with ``Chancy.cancel_job``, a worker
+      that crashed between its commit and the catch-up).
 
     A step's job is pushed in the same transaction that records its id on the
     step, under the workflow's row lock, so each step gets exactly one job,
@@ -547,8 +589,21 @@ class WorkflowPlugin(Plugin):
     :param pruning_rule: finished workflows matching it are deleted (with their
         steps) by :meth:`cleanup`, which the pruner calls; default: older than
         a day (``WorkflowPlugin.Rules.Age() > 86400``).
+
+    A :class:`~chancy.maintenance.MaintenanceService`: ``wake_up()`` runs a
+    pass now, ``wait_for_passes(n, timeout=...)`` (or its older name
+    ``wait_for_pass(passes=n)``) waits for ``n`` more.
     """
 
+    identifier = IDENTIFIER
+    distribution = DISTRIBUTION
+    scope = PluginScope.LEADER
+    dependencies = (LEADERSHIP,)
+    dependency_distributions = {LEADERSHIP: "chancy-leadership"}
+    default_enabled = True
+    tables = ("workflows", "workflow_steps")
+    migrations_key = "workflow"
+    migrations_package = "chancy.plugins.workflow.migrations"
     #: Position among the default plugins (spec: leadership, pruner,
     #: recovery, metrics, workflow, then the others).
     default_order = 50
@@ -562,7 +617,6 @@ class WorkflowPlugin(Plugin):
         max_workflows_per_run: int = 1000,
         pruning_rule: SQLAble | None = None,
     ) -> None:
-        super().__init__()
         if isinstance(polling_interval, bool) or not isinstance(
             polling_interval, int | float
         ):
@@ -584,19 +638,20 @@ class WorkflowPlugin(Plugin):
         if pruning_rule is None:
             pruning_rule = WorkflowRules.Age() > 86400
         compile_rule(pruning_rule)  # a bare Rule or a non-rule fails here, not later
-        #: Seconds between the leader's passes.
-        self.polling_interval = polling_interval
+        super().__init__(interval=polling_interval)
         #: Workflows processed per transaction of a pass.
         self.max_workflows_per_run = max_workflows_per_run
         #: Finished workflows matching this rule are removed by :meth:`cleanup`.
         self.pruning_rule = pruning_rule
-        #: Test signal: completed leader passes, and an event set after each.
-        self.passes = 0
-        self.pass_done = asyncio.Event()
+        # worker id -> what the leader's loop on that worker has to do.
+        self._leading: dict[str, _Leading] = {}
         # worker id -> workflow ids whose advance was skipped (row locked
         # elsewhere) in a transaction not yet committed.
         self._catch_up: dict[str, dict[uuid.UUID, list[_Outcome]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    #: Seconds between the leader's sweeps (the service's ``interval``).
+    polling_interval = Alias[float]("interval")
 
     def __repr__(self) -> str:
         return (
@@ -604,40 +659,9 @@ class WorkflowPlugin(Plugin):
             f" max_workflows_per_run={self.max_workflows_per_run!r})>"
         )
 
-    # -- identity ------------------------------------------------------------------
-
-    @staticmethod
-    def get_identifier() -> str:
-        return IDENTIFIER
-
-    @classmethod
-    def get_scope(cls) -> PluginScope:
-        return PluginScope.LEADER
-
-    @staticmethod
-    def get_dependencies() -> list[str]:
-        return ["chancy.leadership"]
-
-    @classmethod
-    def is_default(cls) -> bool:
-        return True
-
-    @classmethod
-    def get_distribution(cls) -> str | None:
-        return DISTRIBUTION
-
-    def get_tables(self) -> list[str]:
-        return ["workflows", "workflow_steps"]
-
     def api_plugin(self) -> str | None:
         """``GET /api/v1/workflows[/{id}]`` in the web API (``chancy-web``)."""
         return "chancy.plugins.workflow.api.WorkflowApiPlugin"
-
-    def migrate_package(self) -> str | None:
-        return "chancy.plugins.workflow.migrations"
-
-    def migrate_key(self) -> str | None:
-        return "workflow"
 
     # -- writing -----------------------------------------------------------------------
 
@@ -688,7 +712,7 @@ class WorkflowPlugin(Plugin):
                     [None if r[3] is None else uuid.UUID(r[3]) for r in rows],
                 ),
             )
-            event = "workflow.created" if row["inserted"] else "workflow.updated"
+            event = WORKFLOW_CREATED.name if row["inserted"] else WORKFLOW_UPDATED.name
             await chancy.notify(
                 cur, event, {"id": str(workflow_id), "name": workflow.name}
             )
@@ -883,67 +907,54 @@ class WorkflowPlugin(Plugin):
                 )
 
     async def run(self, worker: Worker, chancy: Chancy) -> None:
-        """The leader's loop.
-
-        A pushed workflow (``workflow.created`` / ``workflow.updated``) is
-        processed at once, on its own; every ``polling_interval`` seconds a
-        sweep visits every unfinished workflow, oldest first, in transactions
-        of at most ``max_workflows_per_run`` workflows. Transient database
-        errors are retried with back-off.
-        """
-        loop = asyncio.get_running_loop()
-        pushed: set[uuid.UUID] = set()
+        """The leader's loop (see :meth:`run_pass`); a pushed workflow wakes it."""
+        leading = self._leading[worker.worker_id] = _Leading()
 
         def on_pushed(event: Event) -> None:
             ids = _uuids([event.body.get("id")])
             if ids:
-                pushed.update(ids)
+                leading.pushed.update(ids)
                 self.wake_up()
 
-        worker.hub.on("workflow.created", on_pushed)
-        worker.hub.on("workflow.updated", on_pushed)
-        failures = 0
-        next_sweep = loop.time()
+        worker.hub.on(WORKFLOW_CREATED.name, on_pushed)
+        worker.hub.on(WORKFLOW_UPDATED.name, on_pushed)
         try:
-            while True:
-                ids = sorted(pushed)
-                pushed.clear()
-                try:
-                    if ids:
-                        await self.process_ids(chancy, ids, log=worker.log)
-                        ids = []
-                    if loop.time() >= next_sweep:
-                        await self.sweep(chancy, log=worker.log)
-                        next_sweep = loop.time() + self.polling_interval
-                        self.passes += 1
-                        self.pass_done.set()
-                    failures = 0
-                except _TRANSIENT as exc:
-                    pushed.update(ids)
-                    failures += 1
-                    delay = min(
-                        worker.backoff_initial * 2 ** (failures - 1), worker.backoff_max
-                    )
-                    worker.log.warning(
-                        "Workflows: a pass failed (%s); retrying in %.1fs", exc, delay
-                    )
-                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                    continue
-                if not pushed:
-                    await self.sleep(max(0.0, next_sweep - loop.time()))
+            await super().run(worker, chancy)
         finally:
-            worker.hub.remove("workflow.created", on_pushed)
-            worker.hub.remove("workflow.updated", on_pushed)
+            worker.hub.remove(WORKFLOW_CREATED.name, on_pushed)
+            worker.hub.remove(WORKFLOW_UPDATED.name, on_pushed)
+            if self._leading.get(worker.worker_id) is leading:
+                del self._leading[worker.worker_id]
+
+    async def run_pass(self, worker: Worker, chancy: Chancy) -> float:
+        """One pass on the leader: the workflows pushed since the last pass,
+        on their own, then, when ``polling_interval`` seconds have passed
+        since the last sweep (or the loop has just started), a sweep of every
+        unfinished workflow. Returns the time left until the next sweep."""
+        loop = asyncio.get_running_loop()
+        leading = self._leading.get(worker.worker_id)
+        if leading is None:  # a pass outside run(): nothing was pushed to it
+            leading = self._leading[worker.worker_id] = _Leading()
+        ids = sorted(leading.pushed)
+        leading.pushed.clear()
+        if ids:
+            try:
+                await self.process_ids(chancy, ids, log=worker.log)
+            except BaseException:
+                leading.pushed.update(ids)  # the loop's restart sweeps anyway
+                raise
+        if leading.next_sweep is None or loop.time() >= leading.next_sweep:
+            await self.sweep(chancy, log=worker.log)
+            leading.next_sweep = loop.time() + self.polling_interval
+        return max(0.0, leading.next_sweep - loop.time())
 
     async def wait_for_pass(
         self, *, passes: int = 1, timeout: float | None = None
     ) -> None:
-        """Wait until the leader has completed ``passes`` more sweeps (a test signal)."""
-        target = self.passes + passes
-        async with asyncio.timeout(timeout):
-            while self.passes < target:
-                self.pass_done.clear()
-                await self.pass_done.wait()
+        """:meth:`~chancy.maintenance.MaintenanceService.wait_for_passes`
+        under its older name: until the leader has completed ``passes`` more
+        passes."""
+        await self.wait_for_passes(passes, timeout=timeout)
 
     async def sweep(self, chancy: Chancy, *, log: Any = None) -> None:
         """Visit every unfinished workflow once, oldest first (see :meth:`run_once`)."""
@@ -1066,8 +1077,7 @@ class WorkflowPlugin(Plugin):
             async with chancy.pool.connection() as conn:
                 async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                     await cur.execute(
-                        "SELECT set_config('lock_timeout', %s, true)",
-                        (_CATCH_UP_LOCK_TIMEOUT,),
+                        _sql(chancy).lock_timeout, (_CATCH_UP_LOCK_TIMEOUT,)
                     )
                     await cur.execute(_sql(chancy).lock_wait, (sorted(outcomes),))
                     for flow in _flows(await cur.fetchall()):
@@ -1159,7 +1169,7 @@ class WorkflowPlugin(Plugin):
             if flow.state != "failed":
                 await cur.execute(statements.set_states, ([flow.id], ["cancelled"]))
             await chancy.notify(
-                cur, "workflow.updated", {"id": str(flow.id), "name": flow.name}
+                cur, WORKFLOW_UPDATED.name, {"id": str(flow.id), "name": flow.name}
             )
 
     # -- maintenance -----------------------------------------------------------------
@@ -1168,9 +1178,7 @@ class WorkflowPlugin(Plugin):
         """Delete finished workflows matching :attr:`pruning_rule` (their steps
         go with them); returns how many were deleted. Called by the pruner."""
         query, params = compile_rule(self.pruning_rule)
-        statement = sql.SQL(
-            "DELETE FROM {workflows} WHERE state NOT IN ('pending', 'running') AND ({rule})"
-        ).format(workflows=sql.SQL(_sql(chancy).workflows), rule=query)
+        statement = _sql(chancy).cleanup(query)
         await chancy.ensure_open()
         async with chancy.pool.connection() as conn, conn.cursor() as cursor:
             await cursor.execute(statement, params)

@@ -8,24 +8,13 @@ from chancy.plugin import Plugin
 class TestPlugin(Plugin):
     """Records each saved job's id in ``{prefix}testplugin_events``."""
 
+    identifier = "chancy.testplugin"
+    distribution = "chancy-testplugin"
+    tables = ("testplugin_events",)
+    migrations_key = "testplugin"
+    migrations_package = "chancy.plugins.testplugin.migrations"
+
     __test__ = False  # not a pytest test class
-
-    @staticmethod
-    def get_identifier() -> str:
-        return "chancy.testplugin"
-
-    @classmethod
-    def get_distribution(cls) -> str:
-        return "chancy-testplugin"
-
-    def migrate_key(self) -> str:
-        return "testplugin"
-
-    def migrate_package(self) -> str:
-        return "chancy.plugins.testplugin.migrations"
-
-    def get_tables(self) -> list[str]:
-        return ["testplugin_events"]
 
     async def on_jobs_updated_in_transaction(
         self, *, worker: Any, jobs: list[Any], cursor: Any
