@@ -48,8 +48,8 @@ INSTALL = (
     "install Chromium and its driver from the distribution's packages"
     " (Debian/Ubuntu: apt-get install -y chromium chromium-driver)"
 )
-NOOP = "chancy._testing_jobs.async_noop"
-FAIL = "chancy._testing_jobs.async_fail"
+NOOP = "chancy_testjobs.async_noop"
+FAIL = "chancy_testjobs.async_fail"
 #: Markup that must show as text wherever server data is displayed.
 HOSTILE = (
     '"><img src=x id=pwned onerror="window.__xss=1"><script>window.__xss=2</script>'

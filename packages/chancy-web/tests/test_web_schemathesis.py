@@ -44,8 +44,8 @@ except ImportError:  # pragma: no cover
 EXAMPLES = 10
 #: Operations left out: the logout would revoke the token the run uses.
 SKIPPED = {"POST /api/v1/logout"}
-NOOP = "chancy._testing_jobs.async_noop"
-FAIL = "chancy._testing_jobs.async_fail"
+NOOP = "chancy_testjobs.async_noop"
+FAIL = "chancy_testjobs.async_fail"
 
 
 async def _seed(chancy: Chancy) -> dict[str, Any]:

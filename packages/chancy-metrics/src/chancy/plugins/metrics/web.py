@@ -35,12 +35,12 @@ STATIC: Final = Path(__file__).resolve().parent / "static"
 
 
 def _plugin(chancy: Chancy) -> Metrics:
-    from chancy.plugins.metrics.plugin import IDENTIFIER
+    from chancy.plugins.metrics.plugin import IDENTIFIER, Metrics
 
     plugin = chancy.plugins.get(IDENTIFIER)
-    if plugin is None:
+    if not isinstance(plugin, Metrics):
         raise ApiError("the Metrics plugin is not enabled", 404)
-    return plugin  # type: ignore[return-value]
+    return plugin
 
 
 async def get_metrics(request: Request, *, chancy: Chancy, worker: Worker) -> Response:
