@@ -585,6 +585,24 @@ async def test_surrogate_pairs_and_escaped_lookalikes_are_stored(chancy: Chancy)
     assert stored.kwargs == kwargs and stored.meta == {"e": "\U0001f600"}
 
 
+async def test_check_job_raises_what_push_would_and_writes_nothing(
+    chancy: Chancy,
+) -> None:
+    @job(queue="q", priority=3)
+    def decorated() -> None: ...
+
+    assert chancy.check_job(decorated) == decorated.job  # type: ignore[attr-defined]
+    for bad, error, message in [
+        (Job(func="m.f", priority=2**31), ValueError, "32 bits"),
+        (Job(func="m.f", kwargs={"x": object()}), TypeError, "not JSON"),
+        (Job(func="m.f", kwargs={"x": "\ud800"}), ValueError, "lone UTF-16"),
+        ("not a job", TypeError, "expected a Job"),
+    ]:
+        with pytest.raises(error, match=message):
+            chancy.check_job(bad)  # type: ignore[arg-type]
+    assert await count_rows(chancy, "jobs") == 0
+
+
 def test_a_scheduled_at_that_is_not_a_datetime_is_refused() -> None:
     with pytest.raises(TypeError, match="scheduled_at must be a datetime, got str"):
         Job(func="m.f", scheduled_at="2030-01-01")  # type: ignore[arg-type]

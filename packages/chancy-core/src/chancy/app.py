@@ -876,6 +876,23 @@ class Chancy:
         payloads = [_pushed_payload(q) for q in queues] if self.notifications else []
         return _InsertPlan(plain, unique, refs, by_key, payloads)
 
+    def check_job(self, job: Job | IsAJob) -> Job:
+        """Raise the error :meth:`push` would raise for ``job``; write nothing.
+
+        For code that stores a job to push it later (cron schedules, workflow
+        steps): a job that :meth:`push` would refuse is then refused when it
+        is stored, instead of failing every time it is due. Returns the
+        :class:`Job` (the template of a function decorated with :func:`job`).
+
+        :raises TypeError: a field has the wrong type, or the kwargs or meta
+            cannot be stored as JSON.
+        :raises ValueError: a value that cannot be stored (out of range, a NUL
+            character, half of a surrogate pair, nested too deeply, ...).
+        """
+        resolved = as_job(job)
+        self._serialise([resolved])
+        return resolved
+
     @staticmethod
     def _limits_text(job: Job) -> str:
         limits = job.limits
