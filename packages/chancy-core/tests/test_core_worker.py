@@ -764,9 +764,8 @@ class CuttingProxy:
 async def test_jobs_claimed_by_a_fetch_whose_reply_was_lost_are_run(
     chancy: Chancy, chancy_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     port = int(conninfo_to_dict(chancy_dsn).get("port") or 5432)
     try:

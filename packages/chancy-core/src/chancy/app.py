@@ -67,6 +67,7 @@ COPY_THRESHOLD = 64
 #: the next.
 COPY_CHUNK = 250
 
+
 def _json_default(obj: Any) -> Any:
     """Sets and frozensets are stored as lists (as in the original 0.26)."""
     if isinstance(obj, (set, frozenset)):
@@ -74,9 +75,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-_JSON = json.JSONEncoder(
-    allow_nan=False, separators=(",", ":"), default=_json_default
-)
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_json_default)
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 
 

@@ -308,7 +308,9 @@ class Executor(abc.ABC):
             new = lost_run(
                 job, str(exc), max_lost_runs=self.worker.max_lost_runs, now=now
             )
-            log.warning("Job %s (%s): %s", job.id, job.func, new.errors[-1]["traceback"])
+            log.warning(
+                "Job %s (%s): %s", job.id, job.func, new.errors[-1]["traceback"]
+            )
         elif exc is None and tb is None:
             new = attrs.evolve(
                 job,
