@@ -56,7 +56,17 @@ async def insert_job(
             " attempts, max_attempts, started_at, errors, meta)"
             " VALUES (%s, %s, 'somewhere.something', %s, %s, %s, %s, %s, NOW(), %s::jsonb,"
             " %s::jsonb)",
-            (job_id, queue, state, taken_by, claim, attempts, max_attempts, errors, meta),
+            (
+                job_id,
+                queue,
+                state,
+                taken_by,
+                claim,
+                attempts,
+                max_attempts,
+                errors,
+                meta,
+            ),
         )
     return job_id, claim
 
