@@ -575,10 +575,16 @@ def _nested(depth: int) -> list[object]:
     return value
 
 
-async def test_surrogate_pairs_and_escaped_lookalikes_are_stored(chancy: Chancy) -> None:
+async def test_surrogate_pairs_and_escaped_lookalikes_are_stored(
+    chancy: Chancy,
+) -> None:
     # Characters beyond the BMP are escaped as a valid surrogate pair; the
     # text "\ud800" (a backslash, then "ud800") is no surrogate at all.
-    kwargs = {"emoji": "a\U0001f600b", "text": "\\ud800 and \\\\udc00", "edge": "\U0010ffff"}
+    kwargs = {
+        "emoji": "a\U0001f600b",
+        "text": "\\ud800 and \\\\udc00",
+        "edge": "\U0010ffff",
+    }
     ref = await chancy.push(Job(func="m.f", kwargs=kwargs, meta={"e": "\U0001f600"}))
     stored = await chancy.get_job(ref)
     assert stored is not None

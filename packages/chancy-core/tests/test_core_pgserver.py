@@ -115,7 +115,11 @@ def test_restart_keeps_data_and_port_in_every_mode() -> None:
             pid = cluster.pid
             assert cluster.restart(mode) is cluster
             assert cluster.running and cluster.pid != pid and _gone(pid or 0)
-            assert (cluster.port, cluster.directory, cluster.dsn) == (port, directory, dsn)
+            assert (cluster.port, cluster.directory, cluster.dsn) == (
+                port,
+                directory,
+                dsn,
+            )
             with pytest.raises(psycopg.OperationalError):
                 conn.execute("SELECT 1")
             conn.close()

@@ -73,7 +73,10 @@ class _JobThreads:
                 raise RuntimeError("cannot run new jobs after the executor stopped")
             future: Future[Any] = Future()
             self._work.put((future, fn, args))
-            if not self._idle.acquire(blocking=False) and len(self._threads) < self.size:
+            if (
+                not self._idle.acquire(blocking=False)
+                and len(self._threads) < self.size
+            ):
                 thread = threading.Thread(
                     target=self._serve,
                     name=f"{self.name}_{next(self._numbers)}",
