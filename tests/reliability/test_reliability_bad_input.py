@@ -114,6 +114,9 @@ def catalogue_dsn(chancy_server_dsn: str) -> Iterator[str]:
     try:
         yield dsn
     finally:
+        conn = _snapshot_connections.pop(dsn, None)
+        if conn is not None:
+            conn.close()
         drop_database(chancy_server_dsn, name)
 
 
@@ -123,26 +126,33 @@ async def app(catalogue_dsn: str) -> AsyncIterator[Chancy]:
         yield chancy
 
 
+_snapshot_connections: dict[str, psycopg.Connection[Any]] = {}
+_snapshot_lock = threading.Lock()
+
+
 def snapshot(dsn: str) -> dict[str, list[str]]:
-    """Every row of every table of the ``public`` schema, as text."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    """Every row of every table of the ``public`` schema, as text (one query,
+    on a connection kept for the module)."""
+    with _snapshot_lock:
+        conn = _snapshot_connections.get(dsn)
+        if conn is None or conn.closed:
+            conn = _snapshot_connections[dsn] = psycopg.connect(dsn, autocommit=True)
         tables = [
             row[0]
             for row in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
             )
         ]
-        return {
-            table: sorted(
-                str(row[0])
-                for row in conn.execute(
-                    psycopg.sql.SQL("SELECT t::text FROM {} t").format(
-                        psycopg.sql.Identifier(table)
-                    )
-                )
+        query = psycopg.sql.SQL(" UNION ALL ").join(
+            psycopg.sql.SQL("SELECT {}, t::text FROM {} t").format(
+                psycopg.sql.Literal(table), psycopg.sql.Identifier(table)
             )
             for table in tables
-        }
+        )
+        result: dict[str, list[str]] = {table: [] for table in tables}
+        for table, row in conn.execute(query):
+            result[table].append(row)
+    return {table: sorted(rows) for table, rows in result.items()}
 
 
 async def refused(

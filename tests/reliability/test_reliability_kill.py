@@ -42,7 +42,7 @@ rel = _harness()
 pytestmark = pytest.mark.reliability
 
 WORKERS = 4
-KILLS = rel.scaled(4, 60)
+KILLS = rel.scaled(3, 60)
 KILL_EVERY = rel.scaled(2.0, 3.0)
 #: Jobs pushed per second while workers are being killed.
 RATE = rel.scaled(40, 40)
