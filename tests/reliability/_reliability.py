@@ -47,9 +47,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import psycopg
-from psycopg import sql
 
-from chancy import Chancy, Job, QueuedJob
+from chancy import Chancy, Job
 
 HERE = Path(__file__).resolve().parent
 WORKER_SCRIPT = HERE / "_reliability_worker.py"
@@ -256,23 +255,6 @@ async def lost_entries(app: Chancy) -> list[tuple[str, str, Any]]:
         " WHERE e->>'lost' = 'true'",
     )
     return [(job, state, entry) for job, state, entry in rows]
-
-
-async def snapshot(app: Chancy) -> dict[str, list[str]]:
-    """Every row of every table in the database's ``public`` schema, as text."""
-    await app.ensure_open()
-    result: dict[str, list[str]] = {}
-    async with app.pool.connection() as conn:
-        cursor = await conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
-        )
-        tables = [row[0] for row in await cursor.fetchall()]
-        for table in tables:
-            cursor = await conn.execute(
-                sql.SQL("SELECT t::text FROM {} t").format(sql.Identifier(table))
-            )
-            result[table] = sorted(row[0] for row in await cursor.fetchall())
-    return result
 
 
 async def declare_queues(app: Chancy, queues: Sequence[Any]) -> None:
@@ -509,10 +491,6 @@ async def leader_name(app: Chancy) -> str | None:
     return str(rows[0][0]) if rows else None
 
 
-def connect(dsn: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(dsn, autocommit=True)
-
-
 @dataclass
 class Timer:
     """Wall-clock duration of a scenario."""
@@ -522,7 +500,3 @@ class Timer:
     @property
     def seconds(self) -> float:
         return round(time.monotonic() - self.started, 1)
-
-
-def job_rows(rows: Iterable[dict[str, Any]]) -> list[QueuedJob]:
-    return [QueuedJob.unpack(row) for row in rows]
