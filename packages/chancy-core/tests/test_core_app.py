@@ -568,6 +568,52 @@ async def test_kwargs_with_non_string_keys_are_refused(chancy: Chancy) -> None:
     assert await count_rows(chancy, "jobs") == 0
 
 
+def _nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def test_surrogate_pairs_and_escaped_lookalikes_are_stored(
+    chancy: Chancy,
+) -> None:
+    # Characters beyond the BMP are escaped as a valid surrogate pair; the
+    # text "\ud800" (a backslash, then "ud800") is no surrogate at all.
+    kwargs = {
+        "emoji": "a\U0001f600b",
+        "text": "\\ud800 and \\\\udc00",
+        "edge": "\U0010ffff",
+    }
+    ref = await chancy.push(Job(func="m.f", kwargs=kwargs, meta={"e": "\U0001f600"}))
+    stored = await chancy.get_job(ref)
+    assert stored is not None
+    assert stored.kwargs == kwargs and stored.meta == {"e": "\U0001f600"}
+
+
+async def test_check_job_raises_what_push_would_and_writes_nothing(
+    chancy: Chancy,
+) -> None:
+    @job(queue="q", priority=3)
+    def decorated() -> None: ...
+
+    assert chancy.check_job(decorated) == decorated.job  # type: ignore[attr-defined]
+    for bad, error, message in [
+        (Job(func="m.f", priority=2**31), ValueError, "32 bits"),
+        (Job(func="m.f", kwargs={"x": object()}), TypeError, "not JSON"),
+        (Job(func="m.f", kwargs={"x": "\ud800"}), ValueError, "lone UTF-16"),
+        ("not a job", TypeError, "expected a Job"),
+    ]:
+        with pytest.raises(error, match=message):
+            chancy.check_job(bad)  # type: ignore[arg-type]
+    assert await count_rows(chancy, "jobs") == 0
+
+
+def test_a_scheduled_at_that_is_not_a_datetime_is_refused() -> None:
+    with pytest.raises(TypeError, match="scheduled_at must be a datetime, got str"):
+        Job(func="m.f", scheduled_at="2030-01-01")  # type: ignore[arg-type]
+
+
 async def test_sets_in_kwargs_and_meta_are_stored_as_lists(chancy: Chancy) -> None:
     ref = await chancy.push(
         Job(
@@ -606,6 +652,16 @@ async def test_sets_in_kwargs_and_meta_are_stored_as_lists(chancy: Chancy) -> No
         (Job(func="m.f", max_attempts=2**31), "max_attempts must be an int from 1"),
         (Job(func="m.f", kwargs={"n": float("nan")}), "not JSON-serialisable"),
         (Job(func="m.f", kwargs={"n": float("inf")}), "not JSON-serialisable"),
+        (Job(func="m.f", kwargs={"s": "\ud800"}), "kwargs contain a lone UTF-16"),
+        (Job(func="m.f", kwargs={"s": "a\udc00b"}), "kwargs contain a lone UTF-16"),
+        (Job(func="m.f", meta={"s": "\udbff"}), "meta contain a lone UTF-16"),
+        (Job(func="m.f", kwargs={"deep": _nested(100_000)}), "kwargs is nested too"),
+        (Job(func="m.f", meta={"deep": _nested(100_000)}), "meta is nested too"),
+        (Job(func="m.f", meta=[1, 2]), "meta must be a dict, got list"),  # type: ignore[arg-type]
+        (Job(func="m.f", limits=["1s"]), "limits must be a list of chancy.Limit"),  # type: ignore[list-item]
+        (Job(func="m..f"), "import path"),
+        (Job(func=".m.f"), "import path"),
+        (Job(func="m.f."), "import path"),
     ],
 )
 async def test_unstorable_jobs_are_refused_before_anything_is_written(

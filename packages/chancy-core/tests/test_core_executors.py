@@ -658,6 +658,79 @@ async def test_threaded_stop_does_not_block_the_loop() -> None:
     assert fake.updates[0].state is QueuedJob.State.SUCCEEDED
 
 
+STUCK_WORKER = """
+import asyncio, sys
+from chancy import Chancy, Worker, Queue
+
+async def main():
+    app = Chancy(sys.argv[1], no_default_plugins=True)
+    async with app:
+        await app.declare(
+            Queue("stuck", executor=Chancy.Executor.Threaded, polling_interval=0.1),
+            upsert=True,
+        )
+        worker = Worker(app, shutdown_timeout=1, register_signal_handlers=True)
+        await worker.start()
+        print("ready", flush=True)
+        await worker.wait_for_shutdown()
+    print("stopped", flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGTERM")
+async def test_threaded_job_stuck_in_c_does_not_keep_a_stopped_worker_alive(
+    chancy: Chancy, chancy_dsn: str, tmp_path: Path
+) -> None:
+    # A single time.sleep(120) cannot be interrupted (the exception injected
+    # into its thread waits for the call to return). The worker gives up on
+    # it after shutdown_timeout and puts the job back; its process must then
+    # exit, not wait two minutes for the thread (which would also keep running
+    # the job while another worker runs it again).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK_WORKER, chancy_dsn],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = ""
+        while "ready" not in seen:
+            line = await asyncio.to_thread(proc.stdout.readline)
+            assert line, seen
+            seen += line
+        pid_file = tmp_path / "pid"
+        ref = await chancy.push(
+            Job(
+                func=_name(jobs.record_pid_and_sleep),
+                queue="stuck",
+                kwargs={"path": str(pid_file), "seconds": 120},
+            )
+        )
+        await _until(lambda: pid_file.exists() and pid_file.read_text() != "")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.to_thread(proc.communicate, timeout=20)
+        assert time.monotonic() - started < 15, output
+        assert proc.returncode == 0, output
+        assert "stopped" in output
+        job = await chancy.get_job(ref)
+        assert job is not None
+        assert (job.state, job.attempts, job.errors) == (
+            QueuedJob.State.PENDING,
+            0,
+            [],
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 # ---------------------------------------------------------------------------
 # Sub-interpreters
 # ---------------------------------------------------------------------------

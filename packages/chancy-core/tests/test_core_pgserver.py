@@ -99,6 +99,41 @@ def test_create_database_from_template() -> None:
 
 
 @needs_binaries
+def test_restart_keeps_data_and_port_in_every_mode() -> None:
+    """restart(mode) is pg_ctl restart -m MODE: same data, same port, new pid;
+    committed rows survive even an immediate (crash) shutdown when commits
+    are synchronous."""
+    settings = {"synchronous_commit": "on"}
+    with ThrowawayCluster(settings=settings) as cluster:
+        dsn, port, directory = cluster.dsn, cluster.port, cluster.directory
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (n int)")
+        for n, mode in enumerate(["fast", "immediate", "fast"]):
+            # A session open across the restart is cut off.
+            conn = psycopg.connect(dsn, autocommit=True)
+            conn.execute("INSERT INTO kept VALUES (%s)", (n,))
+            pid = cluster.pid
+            assert cluster.restart(mode) is cluster
+            assert cluster.running and cluster.pid != pid and _gone(pid or 0)
+            assert (cluster.port, cluster.directory, cluster.dsn) == (
+                port,
+                directory,
+                dsn,
+            )
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("SELECT 1")
+            conn.close()
+            with psycopg.connect(cluster.tcp_dsn) as fresh:
+                rows = fresh.execute("SELECT n FROM kept ORDER BY n").fetchall()
+            assert rows == [(i,) for i in range(n + 1)], mode
+        with pytest.raises(ValueError, match="unknown shutdown mode 'abort'"):
+            cluster.restart("abort")
+        assert cluster.running
+    with pytest.raises(RuntimeError, match="not started"):
+        cluster.restart()
+
+
+@needs_binaries
 @pytest.mark.parametrize("ending", ["exit", "kill"])
 def test_cluster_removed_when_process_ends(ending: str) -> None:
     """atexit stops the cluster; the watchdog does it even after SIGKILL."""

@@ -271,6 +271,33 @@ class NotJson:
             "two jobs with the unique_key",
         ),
         ("* * * * *", "UTC", "not a job", TypeError, "expected a Job"),
+        # Jobs that push() would refuse every time the schedule is due:
+        (
+            "* * * * *",
+            "UTC",
+            a_job("bad").with_priority(2**31),
+            ValueError,
+            "priority must fit in 32 bits",
+        ),
+        (
+            "* * * * *",
+            "UTC",
+            a_job("bad").with_max_attempts(2**40),
+            ValueError,
+            "max_attempts must be an int from 1",
+        ),
+        ("* * * * *", "UTC", a_job("bad", s="\x00"), ValueError, "NUL"),
+        ("* * * * *", "UTC", a_job("bad", s="\ud800"), ValueError, "lone UTF-16"),
+        ("* * * * *", "UTC", a_job("bad").with_queue("q\x00"), ValueError, "NUL"),
+        ("* * * * *", "UTC", a_job("k\x00"), ValueError, "NUL"),
+        ("* * * * *", "UTC", a_job("bad").with_meta([1]), TypeError, "meta must be"),  # type: ignore[arg-type]
+        (
+            "* * * * *",
+            "UTC",
+            a_job("bad").with_limits(["1s"]),  # type: ignore[list-item]
+            TypeError,
+            "limits must be a list of chancy.Limit",
+        ),
     ],
 )
 async def test_invalid_input_writes_nothing(
@@ -362,6 +389,32 @@ async def test_a_broken_schedule_is_postponed_and_does_not_block_others(
     row = (await Cron.get_schedules(chancy))["broken"]
     assert row["next_run"] > datetime.now(UTC) + timedelta(minutes=30)
     assert row["last_run"] is None
+
+
+@uses_cron()
+async def test_a_stored_job_that_push_refuses_does_not_block_the_others(
+    chancy: Chancy, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Written by an older version or by hand: push() refuses the job. It
+    # used to fail the whole batch, so no due schedule fired, on every pass.
+    plugin = plugin_of(chancy)
+    await Cron.schedule(chancy, "* * * * *", a_job("good"), a_job("poison"))
+    await sql(
+        chancy,
+        "UPDATE {p}cron SET job = jsonb_set(job, ARRAY['p'], to_jsonb(2^40))"
+        " WHERE unique_key = 'poison'",
+    )
+    await make_due(chancy)
+    with caplog.at_level(logging.ERROR, logger=chancy.log.name):
+        assert await plugin.run_once(chancy) == ["good"]
+    assert any(
+        "'poison' cannot fire" in r.getMessage() and "32 bits" in r.getMessage()
+        for r in caplog.records
+    )
+    assert len(await jobs_with_key(chancy, "good")) == 1
+    assert await jobs_with_key(chancy, "poison") == []
+    row = (await Cron.get_schedules(chancy))["poison"]
+    assert row["next_run"] > datetime.now(UTC) + timedelta(minutes=30)
 
 
 @uses_cron()

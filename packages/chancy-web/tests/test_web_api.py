@@ -245,10 +245,10 @@ async def test_posting_an_existing_queue_changes_only_the_given_fields(
             "gpu",
             concurrency=4,
             tags={"has=gpu"},
-            executor=Chancy.Executor.Async,
+            executor=Chancy.Executor.Process,
             rate_limit=10,
             rate_limit_window=60,
-            executor_options={"x": 1},
+            executor_options={"idle_timeout": 5},
         )
     )
     response = await client.post(
@@ -259,10 +259,10 @@ async def test_posting_an_existing_queue_changes_only_the_given_fields(
         "gpu",
         concurrency=4,
         tags={"has=gpu"},
-        executor=Chancy.Executor.Async,
+        executor=Chancy.Executor.Process,
         rate_limit=10,
         rate_limit_window=60,
-        executor_options={"x": 1},
+        executor_options={"idle_timeout": 5},
         polling_interval=2,
     )
     # A field given explicitly does change, null included.

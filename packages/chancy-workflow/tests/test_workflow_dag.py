@@ -748,6 +748,15 @@ async def test_invalid_workflows_write_nothing(chancy: Chancy) -> None:
             InvalidStepError,
         ),
         (mismatched, ValueError),
+        # Jobs that push() would refuse when the step is due:
+        (
+            Workflow("range").add("a", J(noop).with_priority(2**31)),
+            InvalidStepError,
+        ),
+        (Workflow("nul").add("a", J(record, name="\x00")), InvalidStepError),
+        (Workflow("surrogate").add("a", J(record, name="\udc00")), InvalidStepError),
+        (Workflow("nul\x00name").add("a", J(noop)), InvalidStepError),
+        (Workflow("nul step").add("a\x00", J(noop)), InvalidStepError),
     ]
     for wf, error in cases:
         with pytest.raises(error):

@@ -128,7 +128,7 @@ def copy_text(rows: Sequence[tuple[Any, ...]]) -> bytes:
 def is_json(value: Any) -> bool:
     try:
         json.dumps(value, allow_nan=False, default=json_default)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return False
     return True
 

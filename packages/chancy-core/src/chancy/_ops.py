@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import uuid
 from collections.abc import Generator, Iterable
 from datetime import datetime
@@ -29,7 +30,7 @@ from psycopg.rows import dict_row
 
 from chancy import events
 from chancy._encoding import JSON_NUL, copy_text, is_json, json_encoders
-from chancy.job import IsAJob, Job, Reference, as_job
+from chancy.job import IsAJob, Job, Limit, Reference, as_job
 from chancy.utils import json_dumps, uuid7_many
 
 if TYPE_CHECKING:
@@ -186,6 +187,43 @@ ROW_FACTORY = dict_row
 # Serialising jobs
 # ---------------------------------------------------------------------------
 
+#: A UTF-16 surrogate escape without its other half (the encoder writes
+#: lowercase hex): PostgreSQL's jsonb refuses those. Characters beyond the
+#: BMP are escaped as a valid pair (``\ud83d\ude00``) and pass.
+_JSON_LONE_SURROGATE = re.compile(
+    r"(?<!\\)(?:\\\\)*"
+    r"(?:\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})"
+    r"|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2})"
+)
+
+
+def _check_escapes(func: str, kw: str, meta_text: str) -> None:
+    """Refuse JSON text that PostgreSQL's jsonb cannot hold: a NUL character,
+    or half of a UTF-16 surrogate pair."""
+    for what, text in (("kwargs", kw), ("meta", meta_text)):
+        if "\\u0000" in text and JSON_NUL.search(text):
+            raise ValueError(
+                f"cannot store job {func!r}: its {what} contain a NUL character"
+                " (\\x00), which PostgreSQL cannot store"
+            )
+        if "\\ud" in text and _JSON_LONE_SURROGATE.search(text):
+            raise ValueError(
+                f"cannot store job {func!r}: its {what} contain a lone UTF-16"
+                " surrogate (a character from U+D800 to U+DFFF without its pair),"
+                " which PostgreSQL cannot store"
+            )
+
+
+def _limits_text(job: Job) -> str:
+    limits = job.limits
+    if not isinstance(limits, list | tuple) or not all(
+        isinstance(limit, Limit) for limit in limits
+    ):
+        raise TypeError(
+            f"job {job.func!r}: limits must be a list of chancy.Limit, got {limits!r}"
+        )
+    return json_encoders.encode([limit.serialize() for limit in limits])
+
 
 @functools.lru_cache(maxsize=1024)
 def _pushed_payload(queue: str) -> str:
@@ -274,15 +312,20 @@ def serialise(
         func = job.func
         queue = job.queue
         kwargs = job.kwargs
+        meta = job.meta
         priority = job.priority
         max_attempts = job.max_attempts
         when = job.scheduled_at
         if not (
             type(func) is str
             and "." in func
+            and func[0] != "."
+            and func[-1] != "."
+            and ".." not in func
             and type(queue) is str
             and queue
             and type(kwargs) is dict
+            and type(meta) is dict
             and type(priority) is int
             and type(max_attempts) is int
             and _INT_MIN <= priority <= _INT_MAX
@@ -294,7 +337,6 @@ def serialise(
             check_job(job)
         try:
             kw = dumps(kwargs) if kwargs else "{}"
-            meta = job.meta
             if meta is not meta_obj:
                 meta_text = dumps(meta) if meta else "{}"
                 meta_obj = meta
@@ -303,23 +345,21 @@ def serialise(
             raise TypeError(
                 f"cannot store job {func!r}: its {what} is not JSON-serialisable ({exc})"
             ) from None
-        if ("\\u0000" in kw and JSON_NUL.search(kw)) or (
-            "\\u0000" in meta_text and JSON_NUL.search(meta_text)
-        ):
-            # PostgreSQL's jsonb cannot hold a NUL character.
-            what = "kwargs" if JSON_NUL.search(kw) else "meta"
+        except RecursionError:
+            what = "kwargs" if kwargs and not is_json(kwargs) else "meta"
             raise ValueError(
-                f"cannot store job {func!r}: its {what} contain a NUL character"
-                " (\\x00), which PostgreSQL cannot store"
-            )
+                f"cannot store job {func!r}: its {what} is nested too deeply to be"
+                " stored as JSON"
+            ) from None
+        if "\\u" in kw or "\\u" in meta_text:
+            # Escapes (all non-ASCII text): one search on the hot path.
+            _check_escapes(func, kw, meta_text)
         for name in kwargs:
             if type(name) is not str:
                 raise TypeError(
                     f"cannot store job {func!r}: kwargs must have string keys"
                 )
-        limits = (
-            dumps([limit.serialize() for limit in job.limits]) if job.limits else "[]"
-        )
+        limits = _limits_text(job) if job.limits else "[]"
         if queue not in queues:
             queues[queue] = None
         key = job.unique_key
@@ -382,7 +422,7 @@ def serialise(
 def check_job(job: Job) -> None:
     """Raise the error naming what is wrong with ``job``'s fields, if anything is."""
     func = job.func
-    if not isinstance(func, str) or "." not in func:
+    if not isinstance(func, str) or "." not in func or not all(func.split(".")):
         raise ValueError(
             f"job func must be an import path like 'module.function', got {func!r}"
         )
@@ -397,6 +437,11 @@ def check_job(job: Job) -> None:
         )
     if type(job.kwargs) is not dict:
         raise TypeError(f"cannot store job {func!r}: kwargs must be a dict")
+    if not isinstance(job.meta, dict):
+        raise TypeError(
+            f"cannot store job {func!r}: meta must be a dict, got"
+            f" {type(job.meta).__name__}"
+        )
     priority, max_attempts = job.priority, job.max_attempts
     if type(priority) is not int:
         raise TypeError(f"job {func!r}: priority must be an int, got {priority!r}")

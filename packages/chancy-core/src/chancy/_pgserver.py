@@ -38,6 +38,8 @@ system user (the owner of the directory); without such a user a
 directory removed when :meth:`ThrowawayCluster.stop` is called, at interpreter
 exit, and, through a small watchdog process, even if the Python process is
 killed. :func:`get_server_dsn` starts at most one cluster per process.
+:meth:`ThrowawayCluster.restart` restarts a cluster the way ``pg_ctl restart
+-m fast|immediate|smart`` does (the reliability suite uses it).
 """
 
 from __future__ import annotations
@@ -357,7 +359,25 @@ class ThrowawayCluster:
     started cluster is also stopped at interpreter exit. Connect with
     :attr:`dsn` (Unix socket) or :attr:`tcp_dsn` (``127.0.0.1``); the
     superuser is ``postgres`` with ``trust`` authentication.
+    :meth:`restart` shuts the server down in one of ``pg_ctl``'s modes and
+    starts it again on the same data and port (fault-injection tests).
+
+    The defaults trade durability for speed: with ``synchronous_commit`` off,
+    a commit acknowledged just before an immediate shutdown (a crash) may be
+    lost. Pass ``settings={"synchronous_commit": "on"}`` to a cluster that is
+    to be crashed on purpose; ``fsync`` may stay off, since the operating
+    system's page cache outlives a PostgreSQL crash.
     """
+
+    #: The postmaster signal of each ``pg_ctl stop -m`` mode: ``smart`` waits
+    #: for every client to disconnect, ``fast`` disconnects them and shuts
+    #: down cleanly, ``immediate`` aborts every process (crash recovery runs
+    #: at the next start).
+    SHUTDOWN_SIGNALS: Final = {
+        "smart": signal.SIGTERM,
+        "fast": signal.SIGINT,
+        "immediate": getattr(signal, "SIGQUIT", signal.SIGTERM),
+    }
 
     DEFAULT_SETTINGS: Final = {
         "fsync": "off",
@@ -448,6 +468,50 @@ class ThrowawayCluster:
         except BaseException:
             self.stop()
             raise
+
+    def restart(self, mode: str = "fast", *, timeout: float = 60.0) -> Self:
+        """Shut the server down in ``mode`` and start it again, like
+        ``pg_ctl restart -m MODE``; returns once it accepts connections.
+
+        The data directory, the port and therefore :attr:`dsn` and
+        :attr:`tcp_dsn` stay the same; :attr:`pid` changes. Clients see their
+        connections closed (``fast``: terminated with an error; ``immediate``:
+        dropped, and the server runs crash recovery when it starts) and must
+        reconnect. ``smart`` waits until every client has disconnected.
+
+        :param mode: ``"smart"``, ``"fast"`` or ``"immediate"``.
+        :param timeout: seconds to wait for the shutdown.
+        :raises ValueError: an unknown mode.
+        :raises RuntimeError: the cluster is not started, the server did not
+            shut down within ``timeout``, or did not start again (the message
+            includes its log).
+        """
+        sig = self.SHUTDOWN_SIGNALS.get(mode)
+        if sig is None:
+            raise ValueError(
+                f"unknown shutdown mode {mode!r}: use one of"
+                f" {', '.join(self.SHUTDOWN_SIGNALS)}"
+            )
+        process = self._process
+        if process is None or self.port is None:
+            raise RuntimeError("the ThrowawayCluster is not started")
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(
+                    f"PostgreSQL did not shut down ({mode}) within {timeout:.0f}s"
+                ) from None
+        self._process = None
+        self._stop_watchdog()
+        try:
+            self._start_postmaster(port=self.port)
+        except _PortInUseError as exc:
+            raise RuntimeError(
+                f"PostgreSQL cannot listen on port {self.port} again: {exc}"
+            ) from None
+        return self
 
     def stop(self) -> None:
         """Stop the server (immediate shutdown) and delete its directory.
@@ -581,10 +645,10 @@ class ThrowawayCluster:
                 f"initdb failed with exit code {result.returncode}:\n{output}"
             )
 
-    def _start_postmaster(self) -> None:
+    def _start_postmaster(self, port: int | None = None) -> None:
         assert self.bindir is not None and self.directory is not None
         assert self._log_file is not None
-        port = _free_port()
+        port = port or _free_port()
         cmd = [
             os.path.join(self.bindir, "postgres"),
             "-D",

@@ -35,7 +35,7 @@ from chancy._pool import (
 from chancy._sql import statements
 from chancy.errors import ConfigurationError, PluginDependencyError
 from chancy.executors.base import DEFAULT_MAX_RESULT_SIZE
-from chancy.job import IsAJob, Job, QueuedJob, Reference
+from chancy.job import IsAJob, Job, QueuedJob, Reference, as_job
 from chancy.migrate import Migrator
 from chancy.plugin import Plugin
 from chancy.queue import Queue
@@ -511,6 +511,10 @@ class Chancy:
             raise ConfigurationError(
                 f"Queue {queue.name!r}: executor_options must be JSON-serialisable ({exc})"
             ) from None
+        try:
+            executor_cls.check_options(queue.executor_options)
+        except ValueError as exc:
+            raise ConfigurationError(f"Queue {queue.name!r}: {exc}") from None
         return (
             queue.name,
             queue.state.value,
@@ -743,6 +747,24 @@ class Chancy:
     # ------------------------------------------------------------------
     # Pushing jobs
     # ------------------------------------------------------------------
+
+    def check_job(self, job: Job | IsAJob) -> Job:
+        """Raise the error :meth:`push` would raise for ``job``; write nothing.
+
+        For code that stores a job to push it later (cron schedules, workflow
+        steps): a job that :meth:`push` would refuse is then refused when it
+        is stored, instead of failing every time it is due. Returns the
+        :class:`~chancy.job.Job` (the template of a function decorated with
+        :func:`~chancy.job.job`).
+
+        :raises TypeError: a field has the wrong type, or the kwargs or meta
+            cannot be stored as JSON.
+        :raises ValueError: a value that cannot be stored (out of range, a NUL
+            character, half of a surrogate pair, nested too deeply, ...).
+        """
+        resolved = as_job(job)
+        self._plan([resolved])
+        return resolved
 
     def _plan(self, jobs: Iterable[Job | IsAJob]) -> InsertPlan:
         """Validate and encode ``jobs``; raises before anything is written."""

@@ -29,7 +29,13 @@ def _utcnow() -> datetime:
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(
+            f"scheduled_at must be a datetime, got {type(value).__name__} {value!r}"
+        )
+    if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
 

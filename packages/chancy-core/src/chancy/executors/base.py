@@ -233,6 +233,45 @@ class Executor(abc.ABC):
     # -- provided -------------------------------------------------------------------
 
     @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """Raise :class:`ValueError` naming the ``executor_options`` this
+        executor's constructor does not take (a worker could not start the
+        queue). Checked when a queue is declared.
+
+        The names come from the keyword parameters of every ``__init__`` in
+        the class's hierarchy; a class outside Chancy that takes ``**options``
+        itself may take anything, so then nothing is refused.
+        """
+        if not options:
+            return
+        accepted: set[str] = set()
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None or not issubclass(klass, Executor):
+                continue
+            try:
+                parameters = list(inspect.signature(init).parameters.values())
+            except (TypeError, ValueError):
+                return  # cannot tell: the worker decides
+            if not klass.__module__.startswith("chancy.executors") and any(
+                p.kind is p.VAR_KEYWORD for p in parameters
+            ):
+                return
+            accepted.update(
+                p.name
+                for p in parameters
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.name not in ("self", "worker", "queue")
+            )
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            takes = ", ".join(sorted(accepted)) if accepted else "none"
+            raise ValueError(
+                f"executor_options: {cls.__name__} takes no option"
+                f" {', '.join(repr(k) for k in unknown)} (it takes: {takes})"
+            )
+
+    @classmethod
     def get_capabilities(cls) -> Executor.Capability:
         return cls.capabilities
 

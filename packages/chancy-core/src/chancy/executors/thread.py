@@ -8,11 +8,14 @@ import ctypes
 import enum
 import functools
 import inspect
+import itertools
 import logging
 import os
+import queue as queue_module
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -35,6 +38,86 @@ _REINTERRUPT_INTERVAL = 1.0
 _ASYNC_GRACE = 0.5
 #: Seconds an interrupted shutdown waits for the interrupted threads.
 _INTERRUPT_WAIT = 5.0
+
+
+class _JobThreads:
+    """Up to ``size`` daemon threads, started on demand, running submitted calls.
+
+    What the executor needs of :class:`concurrent.futures.ThreadPoolExecutor`
+    (``submit`` returning a future, ``shutdown`` that can cancel what has not
+    started), with one difference: the threads are daemon threads. The
+    interpreter joins a thread pool's threads when it exits, so a job stuck in
+    C code (a long ``time.sleep``, a read without timeout) that the
+    interruption of a shutdown cannot reach kept the stopped worker's process
+    alive until the job returned, and kept running it while another worker,
+    which got the job put back, ran it again. A daemon thread dies with the
+    process instead.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = size
+        self.name = name
+        self._work: queue_module.SimpleQueue[
+            tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None
+        ] = queue_module.SimpleQueue()
+        self._threads: set[threading.Thread] = set()
+        #: Released by a thread each time it becomes idle (as in the stdlib pool).
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._numbers = itertools.count()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot run new jobs after the executor stopped")
+            future: Future[Any] = Future()
+            self._work.put((future, fn, args))
+            if (
+                not self._idle.acquire(blocking=False)
+                and len(self._threads) < self.size
+            ):
+                thread = threading.Thread(
+                    target=self._serve,
+                    name=f"{self.name}_{next(self._numbers)}",
+                    daemon=True,
+                )
+                self._threads.add(thread)
+                thread.start()
+            return future
+
+    def _serve(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                self._work.put(None)  # the next thread stops too
+                return
+            future, fn, args = item
+            del item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:
+                    future.set_exception(exc)
+                    del exc
+            del future
+            self._idle.release()
+
+    def shutdown(self, *, cancel_futures: bool = False) -> None:
+        """Accept no more calls; with ``cancel_futures``, cancel those not
+        started. Returns at once: the threads finish what they run (or die
+        with the process)."""
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                while True:
+                    try:
+                        item = self._work.get_nowait()
+                    except queue_module.Empty:
+                        break
+                    if item is not None:
+                        item[0].cancel()
+            self._work.put(None)
 
 
 class _WorkerInterrupted(BaseException):
@@ -129,7 +212,7 @@ def _timeout_error(job: QueuedJob, seconds: float | None) -> TimeoutError:
 
 
 class ThreadedExecutor(Executor):
-    """Runs jobs in a :class:`~concurrent.futures.ThreadPoolExecutor`.
+    """Runs jobs in a pool of threads of the worker's process.
 
     Suited to I/O-bound synchronous code. ``async def`` jobs run in a fresh
     event loop inside their thread. Threads share the GIL, so CPU-bound jobs
@@ -145,6 +228,12 @@ class ThreadedExecutor(Executor):
     when the call returns. Cancelling a running job uses the same mechanism
     with :class:`~chancy.errors.JobCancelledError`. No memory limits.
 
+    A worker that stops waits ``shutdown_timeout`` for running jobs, then
+    interrupts them the same way and puts them back; a thread that the
+    interruption cannot reach within a few seconds is abandoned. Job threads
+    are daemon threads, so an abandoned one does not keep the worker's
+    process alive: it ends when the process exits.
+
     Default concurrency: ``min(32, cpu_count + 4)``.
     """
 
@@ -158,9 +247,7 @@ class ThreadedExecutor(Executor):
 
     def __init__(self, worker: Worker, queue: Queue, **options: Any) -> None:
         super().__init__(worker, queue, **options)
-        self.pool = ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix=f"chancy-{queue.name}"
-        )
+        self.pool = _JobThreads(self.concurrency, f"chancy-{queue.name}")
         self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
         self._runs: dict[Any, _Run] = {}
@@ -431,7 +518,12 @@ class ThreadedExecutor(Executor):
             if interrupted:
                 await self._interrupt_all()
             else:
-                await asyncio.to_thread(self.pool.shutdown, wait=True)
+                self.pool.shutdown()
+                # Waited for on the event loop, not in a thread that would be
+                # left blocked if this wait is interrupted.
+                pending = self._pending_futures()
+                if pending:
+                    await asyncio.wait(pending)
         except asyncio.CancelledError:
             # Interrupted while waiting for the running jobs.
             await self._interrupt_all()
@@ -443,19 +535,28 @@ class ThreadedExecutor(Executor):
             while self._reporting:
                 await asyncio.gather(*list(self._reporting), return_exceptions=True)
 
+    def _pending_futures(self) -> set[asyncio.Future[Any]]:
+        return {
+            asyncio.wrap_future(run.future, loop=self._loop)
+            for run in self._runs.values()
+            if run.future is not None and not run.future.done()
+        }
+
     async def _interrupt_all(self) -> None:
         for run in list(self._runs.values()):
             self._interrupt(run, _Reason.INTERRUPTED)
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        waiter = asyncio.ensure_future(asyncio.to_thread(self.pool.shutdown, wait=True))
-        done, _ = await asyncio.wait({waiter}, timeout=_INTERRUPT_WAIT)
-        if not done:
+        self.pool.shutdown(cancel_futures=True)
+        pending = self._pending_futures()
+        done: set[asyncio.Future[Any]] = set()
+        if pending:
+            done, _ = await asyncio.wait(pending, timeout=_INTERRUPT_WAIT)
+        if len(done) < len(pending):
             stuck = [
                 run.job.id for run in self._runs.values() if run.state is _State.RUNNING
             ]
             log.warning(
                 "Queue %r: %d job thread(s) did not stop when interrupted (blocked in C"
-                " code?): %s; abandoning them",
+                " code?): %s; abandoning them (they end with this process)",
                 self.queue.name,
                 len(stuck),
                 ", ".join(map(str, stuck)),

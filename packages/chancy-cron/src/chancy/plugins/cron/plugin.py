@@ -256,9 +256,13 @@ class Cron(MaintenanceService):
 
     @staticmethod
     def _prepare(
-        cron: str | CronExpression, jobs: Sequence[Job | IsAJob], timezone: str | tzinfo
+        chancy: Chancy,
+        cron: str | CronExpression,
+        jobs: Sequence[Job | IsAJob],
+        timezone: str | tzinfo,
     ) -> _Prepared:
-        """Validate everything before anything is written."""
+        """Validate everything before anything is written; each job as
+        :meth:`Chancy.push` will when the schedule fires."""
         expression = parse(cron)
         name = timezone_name(timezone)
         validate(expression, name)  # no run at all (Feb 30) fails here
@@ -278,6 +282,7 @@ class Cron(MaintenanceService):
                     f"Cron.schedule() got two jobs with the unique_key {job.unique_key!r}"
                 )
             seen.add(job.unique_key)
+            chancy.check_job(job)
             resolved.append(job)
         packed = [_packed(job) for job in resolved]
         return _Prepared(expression, name, resolved, packed)
@@ -305,7 +310,7 @@ class Cron(MaintenanceService):
         :raises TypeError: a job cannot be stored (arguments that are not
             JSON-serialisable). Nothing is written when anything is invalid.
         """
-        prepared = cls._prepare(cron, jobs, timezone)
+        prepared = cls._prepare(chancy, cron, jobs, timezone)
         await chancy.ensure_open()
         async with chancy.pool.connection() as conn:
             async with conn.transaction(), conn.cursor() as cursor:
@@ -321,7 +326,7 @@ class Cron(MaintenanceService):
         timezone: str | tzinfo = "UTC",
     ) -> None:
         """:meth:`schedule` on the caller's cursor: visible when the caller commits."""
-        await cls._upsert(chancy, cursor, cls._prepare(cron, jobs, timezone))
+        await cls._upsert(chancy, cursor, cls._prepare(chancy, cron, jobs, timezone))
 
     @classmethod
     async def _upsert(
@@ -510,6 +515,9 @@ class Cron(MaintenanceService):
                         job = Job.unpack(row["job"]).with_scheduled_at(now)
                         if job.unique_key is None:
                             job = job.with_unique_key(key)
+                        # One job that push refuses must not fail the batch
+                        # (every other due schedule with it) on every pass.
+                        chancy.check_job(job)
                         following = next_run(row["cron"], now, row["timezone"])
                     except Exception as exc:
                         log.error(

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hmac
 import importlib.metadata
-import inspect
 import math
 import platform
 import socket
@@ -153,28 +152,13 @@ def _check_executor_options(executor: str, options: Any) -> None:
         cls = import_string(executor)
     except Exception as exc:
         raise ApiError(f"executor {executor!r} cannot be imported: {exc}") from None
-    accepted: set[str] = set()
-    for klass in getattr(cls, "__mro__", ()):
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        try:
-            parameters = inspect.signature(init).parameters.values()
-        except (TypeError, ValueError):
-            return  # cannot tell: let the worker decide
-        accepted.update(
-            p.name
-            for p in parameters
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            and p.name not in ("self", "worker", "queue")
-        )
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        takes = ", ".join(sorted(accepted)) if accepted else "none"
-        raise ApiError(
-            f"executor_options: {executor.rsplit('.', 1)[-1]} takes no option"
-            f" {', '.join(repr(k) for k in unknown)} (it takes: {takes})"
-        )
+    check = getattr(cls, "check_options", None)
+    if check is None:
+        return
+    try:
+        check(options)
+    except ValueError as exc:
+        raise ApiError(str(exc)) from None
 
 
 def _queue_changes(

@@ -373,6 +373,10 @@ def _prepare(
     name = workflow.name
     if not isinstance(name, str) or not name:
         raise InvalidStepError(f"a workflow needs a non-empty name, got {name!r}")
+    if "\x00" in name:
+        raise InvalidStepError(
+            f"a workflow name must not contain NUL characters (\\x00), got {name!r}"
+        )
     try:
         workflow_uuid = uuid.UUID(str(workflow.id))
     except ValueError:
@@ -390,9 +394,10 @@ def _prepare(
                 "not a WorkflowStep"
             )
         step_id = step.step_id
-        if not isinstance(step_id, str) or not step_id:
+        if not isinstance(step_id, str) or not step_id or "\x00" in step_id:
             raise InvalidStepError(
-                f"workflow {name!r}: step ids must be non-empty strings, got {step_id!r}"
+                f"workflow {name!r}: step ids must be non-empty strings without NUL"
+                f" characters, got {step_id!r}"
             )
         if step_id != key:
             raise DuplicateStepError(

@@ -18,7 +18,12 @@ from chancy.events import EventSpec
 from chancy.job import Job, QueuedJob, Reference
 from chancy.maintenance import Alias, MaintenanceService
 from chancy.plugin import PluginScope
-from chancy.plugins.workflow.models import Workflow, WorkflowStep, _prepare
+from chancy.plugins.workflow.models import (
+    InvalidStepError,
+    Workflow,
+    WorkflowStep,
+    _prepare,
+)
 from chancy.plugins.workflow.rules import WorkflowRules
 from chancy.rule import SQLAble, compile_rule
 
@@ -694,6 +699,14 @@ class WorkflowPlugin(MaintenanceService):
         The leader starts the workflow as soon as it is notified.
         """
         workflow_id, rows = _prepare(workflow)
+        for step_id, step in workflow.steps.items():
+            # As the step's job will be pushed: refused now, not when it is due.
+            try:
+                chancy.check_job(step.job)
+            except (TypeError, ValueError) as exc:
+                raise InvalidStepError(
+                    f"the job of step {step_id!r} cannot be stored: {exc}"
+                ) from None
         statements = _sql(chancy)
         async with cursor.connection.cursor(row_factory=dict_row) as cur:
             await cur.execute(
