@@ -475,3 +475,75 @@ def test_core_names_its_events_only_through_chancy_events() -> None:
         spec.delivery in ("notified", "local") for spec in events.CORE_EVENTS.values()
     )
     assert "queue.pushed" in events.CORE_EVENTS
+
+
+class PushTracer:
+    """Adds a marker to every pushed job's meta and records each push call."""
+
+    def __init__(self) -> None:
+        self.pushed: list[tuple[int, list[Any] | None, str | None]] = []
+
+    @chancy.hookimpl
+    def chancy_jobs_pushing(self, jobs: list[Job]) -> list[Job]:
+        return [j.with_meta({**j.meta, "traced": True}) for j in jobs]
+
+    @chancy.hookimpl
+    def chancy_jobs_pushed(
+        self, jobs: list[Job], references: list[Any] | None, error: Any
+    ) -> None:
+        self.pushed.append(
+            (len(jobs), references, type(error).__name__ if error else None)
+        )
+
+
+async def test_the_push_hooks_see_every_push_call(chancy_dsn: str) -> None:
+    tracer = PushTracer()
+    app = Chancy(chancy_dsn, plugins=[tracer], no_default_plugins=True)
+    async with app:
+        await app.migrate()
+        try:
+            ref = await app.push(Job(func="m.f"))
+            refs = [
+                r
+                async for b in app.push_many([Job(func="m.f")] * 150, batch_size=100)
+                for r in b
+            ]
+            with pytest.raises(ValueError):
+                await app.push(Job(func="m.f", priority=2**40))
+            sync_ref = await asyncio.to_thread(_sync_push, app)
+            stored = await app.get_jobs([ref, refs[0], refs[-1], sync_ref])
+            assert all(j.meta == {"traced": True} for j in stored)
+            assert [(n, refs_ is not None, err) for n, refs_, err in tracer.pushed] == [
+                (1, True, None),
+                (100, True, None),
+                (50, True, None),
+                (1, True, None),
+            ]
+            assert tracer.pushed[0][1] == [ref]
+            # check_job validates without the hooks (nothing is pushed).
+            app.check_job(Job(func="m.f"))
+            assert len(tracer.pushed) == 4
+        finally:
+            await app.migrate(to_version=0)
+
+
+def _sync_push(app: Chancy) -> Any:
+    with app:
+        return app.sync_push(Job(func="m.f"))
+
+
+async def test_a_failed_push_is_reported_to_the_pushed_hook(chancy: Chancy) -> None:
+    tracer = PushTracer()
+    chancy.plugin_manager.register_plugins([tracer], chancy)
+    try:
+        # A statement the database refuses: the jobs table is gone.
+        async with chancy.pool.connection() as conn:
+            await conn.execute(f"ALTER TABLE {chancy.sql.jobs} RENAME TO gone")
+        with pytest.raises(Exception, match="does not exist"):
+            await chancy.push(Job(func="m.f"))
+        assert tracer.pushed[-1][1:] == (None, "UndefinedTable")
+        async with chancy.pool.connection() as conn:
+            await conn.execute(f"ALTER TABLE gone RENAME TO {chancy.sql.jobs}")
+    finally:
+        chancy.plugin_manager.unregister(tracer)
+    assert not chancy.plugin_manager.has_jobs_pushing

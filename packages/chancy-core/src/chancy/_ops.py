@@ -252,6 +252,9 @@ class InsertPlan:
     payloads: list[str]
     #: Every distinct queue of the jobs, in order of first appearance.
     queues: list[str]
+    #: The jobs as given, for ``chancy_jobs_pushed`` (set only when a plugin
+    #: implements it).
+    jobs: list[Job] | None = None
 
     @property
     def single_job(self) -> bool:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from psycopg import AsyncCursor
 
     from chancy.app import Chancy
-    from chancy.job import QueuedJob
+    from chancy.job import Job, QueuedJob, Reference
     from chancy.migrate import Migrator
     from chancy.worker import Worker
 
@@ -289,6 +289,8 @@ class PluginManager:
         self.has_job_completed = False
         self.has_job_updated = False
         self.has_jobs_updated_in_transaction = False
+        self.has_jobs_pushing = False
+        self.has_jobs_pushed = False
 
     def _refresh_flags(self) -> None:
         hook = self.pm.hook
@@ -298,6 +300,8 @@ class PluginManager:
         self.has_jobs_updated_in_transaction = bool(
             hook.chancy_jobs_updated_in_transaction.get_hookimpls()
         )
+        self.has_jobs_pushing = bool(hook.chancy_jobs_pushing.get_hookimpls())
+        self.has_jobs_pushed = bool(hook.chancy_jobs_pushed.get_hookimpls())
 
     # -- registration --------------------------------------------------------
 
@@ -380,6 +384,33 @@ class PluginManager:
         for result in self.pm.hook.chancy_worker_tasks(worker=worker, chancy=chancy):
             out.extend(_as_list(result))
         return out
+
+    def jobs_pushing(self, chancy: Chancy, jobs: list[Job]) -> list[Job]:
+        """The jobs to store: each result that is not ``None`` replaces them."""
+        for value in self.pm.hook.chancy_jobs_pushing(chancy=chancy, jobs=jobs):
+            replaced = list(value)
+            if len(replaced) != len(jobs):
+                raise ValueError(
+                    "a chancy_jobs_pushing implementation returned"
+                    f" {len(replaced)} jobs for {len(jobs)}"
+                )
+            jobs = replaced
+        return jobs
+
+    def jobs_pushed(
+        self,
+        chancy: Chancy,
+        jobs: list[Job],
+        references: list[Reference] | None,
+        error: BaseException | None,
+    ) -> None:
+        """Tell every implementation; one that fails is logged."""
+        try:
+            self.pm.hook.chancy_jobs_pushed(
+                chancy=chancy, jobs=jobs, references=references, error=error
+            )
+        except Exception:
+            chancy.log.exception("A plugin's chancy_jobs_pushed failed")
 
     async def job_starting(self, worker: Worker, job: QueuedJob) -> QueuedJob:
         """The job to run: each result that is not ``None`` replaces it (the

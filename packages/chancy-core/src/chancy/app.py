@@ -763,12 +763,27 @@ class Chancy:
             character, half of a surrogate pair, nested too deeply, ...).
         """
         resolved = as_job(job)
-        self._plan([resolved])
+        self._plan([resolved], hooks=False)
         return resolved
 
-    def _plan(self, jobs: Iterable[Job | IsAJob]) -> InsertPlan:
+    def _plan(self, jobs: Iterable[Job | IsAJob], *, hooks: bool = True) -> InsertPlan:
         """Validate and encode ``jobs``; raises before anything is written."""
-        return _ops.serialise(jobs, notifications=self.notifications)
+        plugins = self.plugin_manager
+        if hooks and plugins.has_jobs_pushing:
+            jobs = plugins.jobs_pushing(self, [as_job(j) for j in jobs])
+        plan = _ops.serialise(jobs, notifications=self.notifications)
+        if hooks and plugins.has_jobs_pushed:
+            plan.jobs = [as_job(j) for j in jobs]
+        return plan
+
+    def _pushed(
+        self,
+        plan: InsertPlan,
+        references: list[Reference] | None,
+        error: BaseException | None,
+    ) -> None:
+        if plan.jobs is not None:
+            self.plugin_manager.jobs_pushed(self, plan.jobs, references, error)
 
     def _push_op(
         self, plan: InsertPlan, sent: asyncio.Event | None = None
@@ -818,12 +833,18 @@ class Chancy:
         plan: InsertPlan,
         sent: asyncio.Event | None = None,
     ) -> list[Reference]:
-        return await self._run(  # type: ignore[no-any-return]
-            self._push_op(plan, sent),
-            cursor,
-            autocommit=plan.single_statement,
-            dicts=False,
-        )
+        try:
+            refs: list[Reference] = await self._run(
+                self._push_op(plan, sent),
+                cursor,
+                autocommit=plan.single_statement,
+                dicts=False,
+            )
+        except BaseException as exc:
+            self._pushed(plan, None, exc)
+            raise
+        self._pushed(plan, refs, None)
+        return refs
 
     async def push(self, job: Job | IsAJob) -> Reference:
         """Push one job; returns its reference.
@@ -925,12 +946,18 @@ class Chancy:
         if not jobs:
             return []
         plan = self._plan(jobs)
-        return self._sync_run(  # type: ignore[no-any-return]
-            self._push_op(plan),
-            cursor,
-            autocommit=plan.single_statement,
-            dicts=False,
-        )
+        try:
+            refs: list[Reference] = self._sync_run(
+                self._push_op(plan),
+                cursor,
+                autocommit=plan.single_statement,
+                dicts=False,
+            )
+        except BaseException as exc:
+            self._pushed(plan, None, exc)
+            raise
+        self._pushed(plan, refs, None)
+        return refs
 
     # ------------------------------------------------------------------
     # Reading and waiting for jobs

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from psycopg import AsyncCursor
 
     from chancy.app import Chancy
-    from chancy.job import QueuedJob
+    from chancy.job import Job, QueuedJob, Reference
     from chancy.migrate import Migrator
     from chancy.plugin import Plugin, WorkerTask
     from chancy.worker import Worker
@@ -136,6 +136,54 @@ def chancy_migrators(chancy: Chancy) -> Migrator | Sequence[Migrator] | None:
     Called by :meth:`Chancy.migrate() <chancy.Chancy.migrate>` and :meth:`Chancy.is_up_to_date() <chancy.Chancy.is_up_to_date>`. Each
     migrator has its own key (its version line) in the schema-version table;
     core's line is applied first going up and last going down.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ---------------------------------------------------------------------------
+# Pushing jobs
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def chancy_jobs_pushing(chancy: Chancy, jobs: Sequence[Job]) -> Sequence[Job] | None:
+    """Jobs are about to be pushed; return replacements, or ``None`` to keep them.
+
+    :param chancy: the app pushing them.
+    :param jobs: the jobs, in the order given (templates of ``@job``
+        functions already resolved to :class:`~chancy.job.Job`).
+
+    Called once per push call (``push``, ``push_ex``, each batch of
+    ``push_many``, ``push_many_ex`` and their ``sync_`` forms), in the
+    caller's thread, before the jobs are validated: a replacement list (the
+    same length, in the same order; e.g. with tracing context added to
+    ``meta``) is what is stored. Every result that is not ``None`` replaces
+    the list, in call order. Must be synchronous (sync pushes call it too);
+    it is skipped entirely when nothing implements it.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def chancy_jobs_pushed(
+    chancy: Chancy,
+    jobs: Sequence[Job],
+    references: Sequence[Reference] | None,
+    error: BaseException | None,
+) -> None:
+    """A push call wrote its jobs, or failed.
+
+    :param chancy: the app.
+    :param jobs: the jobs as stored (after ``chancy_jobs_pushing``).
+    :param references: their references in the same order (for a unique
+        job whose key was held, the existing job's), or ``None`` on error.
+    :param error: the exception the push raised, or ``None``.
+
+    Called once per push call, right after its statements ran: for the
+    ``_ex`` forms the caller's transaction is not committed yet. Synchronous;
+    skipped when nothing implements it.
 
     .. versionadded:: 0.1
     """
