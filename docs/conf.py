@@ -147,6 +147,25 @@ def _resolve_through_alias(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     return None
 
 
+def _job_means_the_job_class(app: Any, doctree: Any) -> None:
+    """Read a bare ``Job`` in a type hint as :class:`chancy.Job`.
+
+    ``chancy.rule`` documents a ``Job`` too (the job fields of a rule), so
+    Sphinx's fuzzy lookup of type-hint names finds several; outside
+    ``chancy.rule`` the hints always mean the job class.
+    """
+    from sphinx.addnodes import pending_xref
+
+    for node in doctree.findall(pending_xref):
+        if (
+            node.get("refdomain") == "py"
+            and node.get("reftarget") == "Job"
+            and not (node.get("py:module") or "").startswith("chancy.rule")
+        ):
+            node["reftarget"] = "chancy.Job"
+            node["refspecific"] = False
+
+
 # -- a module that needs a newer Python ----------------------------------------------
 
 
@@ -187,4 +206,5 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("include-read", _rewrite_readme_links)
     app.connect("missing-reference", _resolve_through_alias)
     app.connect("source-read", _subinterpreter_section)
+    app.connect("doctree-read", _job_means_the_job_class)
     return {"parallel_read_safe": True}

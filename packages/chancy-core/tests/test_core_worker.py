@@ -820,3 +820,32 @@ async def test_a_stored_tag_pattern_that_backtracks_is_ignored_not_matched(
     assert time.monotonic() - started < 1
     assert "evil" not in worker.executors
     assert "ignoring its tag pattern" in caplog.text
+
+
+@pytest.mark.parametrize("worker", [{"loop_block_warning": 0.3}], indirect=True)
+async def test_an_async_job_blocking_the_loop_is_named_in_a_warning(
+    chancy: Chancy, worker: Worker, caplog: pytest.LogCaptureFixture
+) -> None:
+    import chancy_testjobs
+
+    await declare(chancy, "blocking")
+    ref = await chancy.push(
+        Job(
+            func=fn(chancy_testjobs.block_the_loop),
+            queue="blocking",
+            kwargs={"seconds": 1.2},
+        )
+    )
+    done = await chancy.wait_for_job(ref, interval=0.05, timeout=10)
+    assert done is not None and done.state is QueuedJob.State.SUCCEEDED
+    warnings = [r.getMessage() for r in caplog.records if "blocked" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # once per stall
+    assert f"Job {ref.identifier} (chancy_testjobs.block_the_loop)" in warnings[0]
+    assert "must not block" in warnings[0]
+
+
+def test_loop_block_warning_is_validated(chancy_just_app: Chancy) -> None:
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="loop_block_warning"):
+            Worker(chancy_just_app, loop_block_warning=bad)
+    assert Worker(chancy_just_app, loop_block_warning=None).loop_block_warning is None

@@ -755,7 +755,7 @@ class Chancy:
         steps): a job that :meth:`push` would refuse is then refused when it
         is stored, instead of failing every time it is due. Returns the
         :class:`~chancy.job.Job` (the template of a function decorated with
-        :func:`~chancy.job.job`).
+        ``@job``).
 
         :raises TypeError: a field has the wrong type, or the kwargs or meta
             cannot be stored as JSON.

@@ -106,6 +106,9 @@ class Worker:
     :param backoff_max: longest delay between retries.
     :param backoff_max_retries: give up (and stop the worker) after this many
         consecutive failures of one loop; ``None`` retries forever.
+    :param loop_block_warning: seconds the worker's event loop may be blocked
+        (an ``async def`` job doing blocking work, say) before a warning names
+        the job or task blocking it; ``None`` turns the watchdog off.
     """
 
     #: Kept for compatibility: updates are now flushed as soon as they exist.
@@ -125,6 +128,7 @@ class Worker:
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         backoff_max_retries: int | None = None,
+        loop_block_warning: float | None = 1.0,
     ) -> None:
         for name, value in (
             ("heartbeat_poll_interval", heartbeat_poll_interval),
@@ -153,6 +157,13 @@ class Worker:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.backoff_max_retries = backoff_max_retries
+        if loop_block_warning is not None and not loop_block_warning > 0:
+            raise ValueError(
+                "Worker loop_block_warning must be positive or None,"
+                f" got {loop_block_warning!r}"
+            )
+        self.loop_block_warning = loop_block_warning
+        self._watchdog: _LoopWatchdog | None = None
         #: Lost runs (the process running a job died) after which a job fails
         #: instead of running again; Recovery sets it from its own setting.
         self.max_lost_runs = DEFAULT_MAX_LOST_RUNS
@@ -324,6 +335,9 @@ class Worker:
 
         self.manager.add("chancy:flush", self._flush_loop)
         self.manager.add("chancy:heartbeat", self._heartbeat_loop)
+        if self.loop_block_warning is not None:
+            self._watchdog = _LoopWatchdog(self, self.loop_block_warning)
+            self.manager.add("chancy:loop-watchdog", self._watchdog.tick)
         if chancy.notifications:
             self.manager.add("chancy:listen", self.listen)
             await self._listening.wait()
@@ -408,6 +422,8 @@ class Worker:
                 len(self.outgoing),
             )
         await self.manager.cancel_all()
+        if self._watchdog is not None:
+            self._watchdog.stop()
         await self._release()
         self._remove_signal_handlers()
         try:
@@ -1202,6 +1218,77 @@ class Worker:
         await self.hub.emit(
             events.METRICS_RECORD_HISTOGRAM_VALUE.name, {"key": key, "value": value}
         )
+
+
+class _LoopWatchdog:
+    """Warns when the worker's event loop is blocked, naming what blocks it.
+
+    A task on the loop records the time every ``threshold / 4`` seconds; a
+    thread checks it as often. When the loop has not run for ``threshold``
+    seconds, the thread looks up the task the loop is running (an
+    ``async def`` job of the async executor, usually: time limits and every
+    other job of the worker wait meanwhile) and logs it, once per stall.
+    """
+
+    def __init__(self, worker: Worker, threshold: float) -> None:
+        self.worker = worker
+        self.threshold = threshold
+        self.loop = asyncio.get_running_loop()
+        self.last = time.monotonic()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(
+            target=self._watch, name="chancy-loop-watchdog", daemon=True
+        )
+        self.thread.start()
+
+    async def tick(self) -> None:
+        while True:
+            self.last = time.monotonic()
+            await asyncio.sleep(self.threshold / 4)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _watch(self) -> None:
+        warned_for = 0.0
+        while not self.stopped.wait(self.threshold / 4):
+            last = self.last
+            blocked = time.monotonic() - last
+            if blocked < self.threshold or warned_for == last:
+                continue
+            warned_for = last
+            try:
+                self._warn(blocked)
+            except Exception:  # never let the watchdog die of a race
+                continue
+
+    def _warn(self, blocked: float) -> None:
+        task = asyncio.current_task(self.loop)
+        job = None
+        if task is not None:
+            for executor in list(self.worker._every_executor()):
+                tasks = getattr(executor, "tasks", None)
+                if isinstance(tasks, dict) and task in tasks:
+                    job = tasks[task]
+                    break
+        if job is not None:
+            self.worker.log.warning(
+                "Job %s (%s) has blocked worker %s's event loop for %.1fs: every"
+                " other job and the worker's own loops wait meanwhile, and its time"
+                " limit cannot act. An async def job must not block: await, use"
+                " asyncio.to_thread(), or run it on the threaded executor.",
+                job.id,
+                job.func,
+                self.worker.worker_id,
+                blocked,
+            )
+        else:
+            self.worker.log.warning(
+                "Worker %s's event loop has been blocked for %.1fs (running %s)",
+                self.worker.worker_id,
+                blocked,
+                task.get_name() if task is not None else "a callback",
+            )
 
 
 @contextlib.asynccontextmanager

@@ -216,3 +216,9 @@ def snooze_badly(*, seconds: Any) -> None:
 
 async def sleep_for(*, seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+async def block_the_loop(*, seconds: float) -> str:
+    """An async job that blocks its event loop (a mistake the worker reports)."""
+    time.sleep(seconds)  # noqa: ASYNC251 - on purpose
+    return "done"
