@@ -45,6 +45,7 @@ from benchmarks.__main__ import (
     log,
     server_dsn,
 )
+from benchmarks.soak import server_settings
 
 sys.path.insert(0, str(ADAPTERS))
 
@@ -472,7 +473,10 @@ def table_report(
     lines = [
         f"# scale_table ({meta['date']}, {meta['git']})",
         "",
-        f"Machine: {meta['machine']}; load average at start {meta['loadavg']}. PostgreSQL {meta['postgres']}.",
+        (
+            f"Machine: {meta['machine']}; load average at start {meta['loadavg']}. PostgreSQL {meta['postgres']}"
+            f" ({', '.join(f'{k}={v}' for k, v in meta['server_settings'].items())})."
+        ),
         f"Command: `{meta['command']}`",
         "",
         "| | empty table | big table |",
@@ -554,7 +558,10 @@ def workers_report(cases: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         f"# scale_workers ({meta['date']}, {meta['git']})",
         "",
-        f"Machine: {meta['machine']}; load average at start {meta['loadavg']}. PostgreSQL {meta['postgres']}.",
+        (
+            f"Machine: {meta['machine']}; load average at start {meta['loadavg']}. PostgreSQL {meta['postgres']}"
+            f" ({', '.join(f'{k}={v}' for k, v in meta['server_settings'].items())})."
+        ),
         f"Command: `{meta['command']}`",
         "",
         "| queues | workers | jobs/s | × 1 worker | CPU ms/job (all workers) | lock waits: mean / max sampled | checks |",  # noqa: RUF001
@@ -623,6 +630,7 @@ def _meta(server: str, argv: list[str]) -> dict[str, Any]:
         "postgres": _postgres_version(server),
         "machine": f"{os.cpu_count()} CPU(s), {sys.platform}, Python {sys.version.split()[0]}",
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "server_settings": server_settings(server),
         "command": "hatch run bench:scale " + " ".join(argv),
     }
 

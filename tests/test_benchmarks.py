@@ -105,3 +105,17 @@ def test_raw_adapter_enqueues_and_burns_down_exactly_once(
             assert result["metrics"]["jobs_per_s"] > 0
         finally:
             bench.drop_db(chancy_server_dsn, name)
+
+
+def test_soak_flatness_is_measured_from_the_first_report_after_warm_up() -> None:
+    from benchmarks.soak import flat
+
+    # steady growth: each value within 20% of its neighbours' median, but the
+    # last is 40% above the first -> not flat
+    ok, deviation = flat([100.0, 110.0, 120.0, 130.0, 140.0], floor=1.0)
+    assert not ok
+    assert deviation == pytest.approx(0.4)
+    assert flat([100.0, 115.0, 90.0, 105.0], floor=1.0)[0]
+    # near zero, the absolute band decides
+    assert flat([0.0, 3_000.0, 8_000.0], floor=10_000)[0]
+    assert not flat([0.0, 30_000.0], floor=10_000)[0]
