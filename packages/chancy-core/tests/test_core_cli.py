@@ -674,8 +674,9 @@ def test_worker_start_on_unmigrated_database_exits_1(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_worker_start_runs_until_sigterm(
-    runner: CliRunner, app_module: str, cli_dsn: str, tmp_path: Path
+    runner: CliRunner, app_module: str, cli_dsn: str, tmp_path: Path, loop: str
 ) -> None:
     app = f"{app_module}:chancy"
     migrated(runner, app)
@@ -686,10 +687,15 @@ def test_worker_start_runs_until_sigterm(
             [str(src), str(tmp_path), os.environ.get("PYTHONPATH", "")]
         ),
     }
-    script = STUB_PROCESS_EXECUTOR + "\nfrom chancy.cli import main\nmain()\n"
+    script = STUB_PROCESS_EXECUTOR + (
+        # The app logs to its own logger: show its INFO lines.
+        "\nimport logging\nlogging.basicConfig(level=logging.INFO)"
+        "\nfrom chancy.cli import main\nmain()\n"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", script,
-         "-a", app, "worker", "start", "-w", "cli-worker", "-t", "cli", "--shutdown-timeout", "5"],
+         "-a", app, "worker", "start", "-w", "cli-worker", "-t", "cli", "--shutdown-timeout", "5",
+         "--loop", loop],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -711,7 +717,36 @@ def test_worker_start_runs_until_sigterm(
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, output
+    assert f"event loop: {loop}" in output
     assert query(cli_dsn, "SELECT count(*) FROM chancy_workers") == [(0,)]
+
+
+def test_worker_loop_choice() -> None:
+    import asyncio
+
+    import click
+    import uvloop
+
+    from chancy.cli._run import loop_factory
+
+    assert loop_factory("asyncio") is asyncio.new_event_loop
+    assert loop_factory("uvloop") is uvloop.new_event_loop
+    assert loop_factory("auto") is uvloop.new_event_loop  # installed here
+    with pytest.raises(click.UsageError, match="unknown event loop"):
+        loop_factory("trio")
+
+
+def test_worker_loop_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import click
+
+    from chancy.cli._run import loop_factory
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import fails
+    assert loop_factory("auto") is asyncio.new_event_loop
+    with pytest.raises(click.UsageError, match=r"chancy-core\[uvloop\]"):
+        loop_factory("uvloop")
 
 
 # ---------------------------------------------------------------------------

@@ -350,9 +350,10 @@ class Worker:
         self.manager.add("chancy:queues", self._queue_scan_loop)
         await chancy.plugin_manager.worker_started(self)
         self.log.info(
-            "Worker %s started (queues: %s)",
+            "Worker %s started (queues: %s; event loop: %s)",
             self.worker_id,
             ", ".join(sorted(self._runners)) or "none",
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         await self.hub.emit(events.WORKER_STARTED.name, {"worker": self})
         self._start_done = True
