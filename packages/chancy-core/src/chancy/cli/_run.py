@@ -70,7 +70,7 @@ def loop_factory(loop: str = "asyncio") -> Callable[[], asyncio.AbstractEventLoo
                     "--loop uvloop needs uvloop: pip install 'chancy-core[uvloop]'"
                 ) from None
         else:
-            return uvloop.new_event_loop  # type: ignore[no-any-return]
+            return uvloop.new_event_loop
     return asyncio.new_event_loop
 
 
