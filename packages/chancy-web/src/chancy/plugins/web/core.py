@@ -88,6 +88,25 @@ def _queue_fields(queue: Queue) -> dict[str, Any]:
     return {f.name: getattr(queue, f.name) for f in attrs.fields(Queue) if f.init}
 
 
+#: The cluster-wide and per-key limits of a queue (core migration v3).
+QUEUE_LIMITS: Final = (
+    "global_concurrency",
+    "key_concurrency",
+    "key_rate_limit",
+    "key_rate_limit_window",
+)
+#: Queue settings that are a count: null, or an integer from 1 to 2**31 - 1.
+_QUEUE_COUNTS: Final = frozenset(
+    {"concurrency", "rate_limit", "rate_limit_window", *QUEUE_LIMITS}
+)
+
+
+def queue_as_dict(queue: Queue) -> dict[str, Any]:
+    """A queue as the API answers it: :meth:`Queue.pack` with the limits
+    always present (``null`` when not set), so clients need not guess."""
+    return {**dict.fromkeys(QUEUE_LIMITS), **queue.pack()}
+
+
 def _not_found(what: str) -> Response:
     return error_response(f"{what} not found", 404)
 
@@ -183,11 +202,14 @@ def _queue_changes(
     for key, value in data.items():
         if key == "name":
             continue
-        if key in {"concurrency", "rate_limit", "rate_limit_window"}:
+        if key in _QUEUE_COUNTS:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int)
             ):
-                raise ApiError(f"{key} must be an integer or null")
+                raise ApiError(
+                    f"{key} must be an integer from 1 to {2**31 - 1} or null,"
+                    f" got {value!r}"
+                )
         elif key == "polling_interval":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ApiError("polling_interval must be a number of seconds")
@@ -872,7 +894,9 @@ class CoreApiPlugin(ApiPlugin):
         self, request: Request, *, chancy: Chancy, worker: Worker
     ) -> Response:
         queues = await chancy.get_all_queues()
-        return json_response([q.pack() for q in sorted(queues, key=lambda q: q.name)])
+        return json_response(
+            [queue_as_dict(q) for q in sorted(queues, key=lambda q: q.name)]
+        )
 
     async def undeclared_queues(
         self, request: Request, *, chancy: Chancy, worker: Worker
@@ -893,7 +917,7 @@ class CoreApiPlugin(ApiPlugin):
             queue = await chancy.get_queue(request.path_params["name"])
         except KeyError:
             return _not_found("Queue")
-        return json_response(queue.pack())
+        return json_response(queue_as_dict(queue))
 
     async def _declare(self, chancy: Chancy, **fields: Any) -> Queue:
         try:
@@ -928,7 +952,7 @@ class CoreApiPlugin(ApiPlugin):
                 fields.get("executor_options"),
             )
         stored = await self._declare(chancy, **fields)
-        return json_response(stored.pack())
+        return json_response(queue_as_dict(stored))
 
     async def update_queue(
         self, request: Request, *, chancy: Chancy, worker: Worker
@@ -950,7 +974,7 @@ class CoreApiPlugin(ApiPlugin):
         if "executor" in changes or "executor_options" in changes:
             _check_executor_options(fields["executor"], fields["executor_options"])
         stored = await self._declare(chancy, **fields)
-        return json_response(stored.pack())
+        return json_response(queue_as_dict(stored))
 
     async def delete_queue(
         self, request: Request, *, chancy: Chancy, worker: Worker
@@ -980,7 +1004,7 @@ class CoreApiPlugin(ApiPlugin):
             queue = await chancy.get_queue(name)
         except KeyError:
             return _not_found("Queue")
-        return json_response(queue.pack())
+        return json_response(queue_as_dict(queue))
 
     async def resume_queue(
         self, request: Request, *, chancy: Chancy, worker: Worker
@@ -991,7 +1015,7 @@ class CoreApiPlugin(ApiPlugin):
             queue = await chancy.get_queue(name)
         except KeyError:
             return _not_found("Queue")
-        return json_response(queue.pack())
+        return json_response(queue_as_dict(queue))
 
     # -- workers -------------------------------------------------------------------
 
