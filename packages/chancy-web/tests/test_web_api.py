@@ -483,6 +483,8 @@ async def test_job_list_pagination_has_no_overlap(
         ({"filters": '[["priority", ">", "high"]]'}, "compared with an integer"),
         ({"filters": '[["state", "=", "gone"]]'}, "unknown state 'gone'"),
         ({"filters": '[["queue", "=", 3]]'}, "compared with a string"),
+        ({"omit": "result,colour"}, "omit: unknown field(s) 'colour'"),
+        ({"omit": "id"}, "omit: unknown field(s) 'id'"),
     ],
 )
 async def test_job_list_rejects_bad_input(
@@ -797,6 +799,14 @@ async def test_jobs_show_their_result_progress_and_concurrency_key(
     assert by_id[str(returned)]["result"] == value
     assert by_id[str(returned)]["concurrency_key"] == "customer:42"
     assert by_id[str(reported)]["progress"]["done"] == 3
+    # ... unless it is asked to leave the large ones out (as the dashboard does).
+    slim = await client.get(
+        "/api/v1/jobs", params={"state": "succeeded", "omit": "result, kwargs,meta"}
+    )
+    assert slim.status_code == 200, slim.text
+    for row in slim.json():
+        assert not {"result", "kwargs", "meta"} & set(row), row
+        assert {"id", "state", "errors", "progress", "concurrency_key"} <= set(row)
 
 
 async def test_queue_limits_round_trip_through_the_api(

@@ -136,6 +136,22 @@ def _distribution_version(name: str | None) -> str | None:
 
 #: Most ``[field, operator, value]`` conditions one ``filters`` may hold.
 MAX_FILTERS: Final = 50
+#: Job fields a list may leave out (``?omit=result,kwargs``): the large ones.
+OMITTABLE: Final = ("result", "kwargs", "meta", "errors")
+
+
+def _parse_omit(raw: str | None) -> list[str]:
+    """The job fields ``?omit=`` names (comma-separated)."""
+    if raw is None or not raw.strip():
+        return []
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    unknown = [name for name in names if name not in OMITTABLE]
+    if unknown:
+        raise ApiError(
+            f"omit: unknown field(s) {', '.join(map(repr, unknown))}"
+            f" (use some of {', '.join(OMITTABLE)})"
+        )
+    return names
 
 
 def _executor_path(value: Any, allowed: dict[str, str]) -> str:
@@ -589,6 +605,13 @@ class CoreApiPlugin(ApiPlugin):
                     Param("before", UUID, "Only jobs with a lower id (a cursor)."),
                     paginated,
                     Param(
+                        "omit",
+                        {"type": "string"},
+                        "Comma-separated job fields to leave out of each job"
+                        f" (some of {', '.join(OMITTABLE)}): a list without"
+                        " results and arguments stays small.",
+                    ),
+                    Param(
                         "filters",
                         {"type": "string"},
                         "JSON [[field, operator, value], …]: state/queue with ="
@@ -1035,6 +1058,7 @@ class CoreApiPlugin(ApiPlugin):
         assert limit is not None
         limit = min(limit, MAX_JOBS_PAGE)
         filters = _parse_filters(params.get("filters"))
+        omit = _parse_omit(params.get("omit"))
         state = params.get("state")
         if state is None and not any(f[0] == "state" for f in filters):
             state = QueuedJob.State.PENDING.value
@@ -1071,6 +1095,9 @@ class CoreApiPlugin(ApiPlugin):
         ):
             await cursor.execute(query, [*args, limit + 1])
             rows = await cursor.fetchall()
+        for row in rows:
+            for name in omit:
+                row.pop(name, None)
         return page_response(request, rows[:limit], has_more=len(rows) > limit)
 
     async def get_counts(

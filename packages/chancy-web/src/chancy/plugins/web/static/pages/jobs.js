@@ -239,7 +239,8 @@ export default async function mount(view, ctx) {
   }
 
   async function load() {
-    const query = { state, limit: PAGE_SIZE, pagination: "true", func, queue, before };
+    // The list shows no result, argument or meta: leave them out (a result may be 64 KiB).
+    const query = { state, limit: PAGE_SIZE, pagination: "true", func, queue, before, omit: "result,kwargs,meta" };
     if (filters.length) query.filters = JSON.stringify(filters);
     try {
       const data = await api.get("/api/v1/jobs", query, { signal: ctx.signal });
