@@ -484,6 +484,11 @@ async def test_job_list_pagination_has_no_overlap(
         ({"filters": '[["state", "=", "gone"]]'}, "unknown state 'gone'"),
         ({"filters": '[["queue", "=", 3]]'}, "compared with a string"),
         ({"omit": "result,colour"}, "omit: unknown field(s) 'colour'"),
+        (
+            {"filters": '[["concurrency_key", "!=", "k"]]'},
+            "operator '!=' is not allowed for 'concurrency_key'",
+        ),
+        ({"filters": '[["concurrency_key", "=", 4]]'}, "compared with a string"),
         ({"omit": "id"}, "omit: unknown field(s) 'id'"),
     ],
 )
@@ -799,6 +804,15 @@ async def test_jobs_show_their_result_progress_and_concurrency_key(
     assert by_id[str(returned)]["result"] == value
     assert by_id[str(returned)]["concurrency_key"] == "customer:42"
     assert by_id[str(reported)]["progress"]["done"] == 3
+    # Jobs of one key.
+    keyed = await client.get(
+        "/api/v1/jobs",
+        params={
+            "state": "all",
+            "filters": json.dumps([["concurrency_key", "=", "customer:42"]]),
+        },
+    )
+    assert [j["id"] for j in keyed.json()] == [str(returned)]
     # ... unless it is asked to leave the large ones out (as the dashboard does).
     slim = await client.get(
         "/api/v1/jobs", params={"state": "succeeded", "omit": "result, kwargs,meta"}

@@ -616,6 +616,20 @@ def test_job_page_shows_progress_result_and_concurrency_key(
             assert '"html"' in result and "onerror" in result and '"rows"' in result
             assert page.find("main.view code.concurrency-key").text == HOSTILE_KEY
             assert not page.driver.find_elements(By.CSS_SELECTOR, ".job-progress")
+            # The key links to the jobs that carry it.
+            page.find("main.view a.key-jobs").click()
+            page.wait(
+                lambda d: (
+                    [
+                        a.get_attribute("href").rsplit("/", 1)[-1]
+                        for a in d.find_elements(
+                            By.CSS_SELECTOR, "table.jobs-table td.func a"
+                        )
+                    ]
+                    == [done]
+                ),
+                "the jobs with this key",
+            )
 
             # Cancelled, the job keeps its last progress.
             with page.api() as client:

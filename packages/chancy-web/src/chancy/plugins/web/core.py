@@ -51,7 +51,7 @@ from chancy.plugins.web.extension import (
 )
 from chancy.plugins.web.schemas import DATETIME, UUID, array, nullable, obj, ref
 from chancy.queue import Queue
-from chancy.rule import JobRules, SQLAble, compile_rule
+from chancy.rule import ColumnRule, JobRules, SQLAble, compile_rule
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -260,12 +260,23 @@ def _queue_changes(
 # ---------------------------------------------------------------------------
 
 _COMPARISONS: Final = ("=", "!=", "<", "<=", ">", ">=")
+
+
+class _ConcurrencyKey(ColumnRule):
+    """The job's ``concurrency_key`` (NULL for jobs without one)."""
+
+    __slots__ = ()
+    column = "concurrency_key"
+
+
 _FILTER_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "state": ("=", "!="),
     "queue": ("=", "!="),
     "func": ("=", "~"),
     "priority": _COMPARISONS,
     "attempts": _COMPARISONS,
+    # Only "=": "!=" would also drop the jobs without a key (SQL NULL).
+    "concurrency_key": ("=",),
 }
 _RULES: Final[dict[str, Callable[[], Any]]] = {
     "state": JobRules.State,
@@ -273,6 +284,7 @@ _RULES: Final[dict[str, Callable[[], Any]]] = {
     "func": JobRules.Job,
     "priority": JobRules.Priority,
     "attempts": JobRules.Attempts,
+    "concurrency_key": _ConcurrencyKey,
 }
 
 
@@ -615,8 +627,8 @@ class CoreApiPlugin(ApiPlugin):
                         "filters",
                         {"type": "string"},
                         "JSON [[field, operator, value], …]: state/queue with ="
-                        " or !=; func with = or ~; priority/attempts with ="
-                        " != < <= > >= and an integer.",
+                        " or !=; func with = or ~; concurrency_key with =;"
+                        " priority/attempts with = != < <= > >= and an integer.",
                     ),
                 ],
                 responses={200: jobs_reply("Jobs, newest id first.")},

@@ -122,7 +122,9 @@ export default async function mount(view, ctx) {
           ["Priority", num(job.priority ?? 0)],
           ["Unique key", job.unique_key ? h("code", {}, job.unique_key) : null],
           ["Concurrency key", job.concurrency_key !== null && job.concurrency_key !== undefined
-            ? h("code", { class: "concurrency-key", title: "The queue's per-key limits count this job under this key." }, String(job.concurrency_key))
+            ? [h("code", { class: "concurrency-key", title: "The queue's per-key limits count this job under this key." }, String(job.concurrency_key)),
+                " ", link(`/jobs?filters=${encodeURIComponent(JSON.stringify([["concurrency_key", "=", String(job.concurrency_key)]]))}`,
+                  "jobs with this key", { class: "small key-jobs" })]
             : null],
           ["Taken by", job.taken_by ? link(`/workers/${seg(job.taken_by)}`, job.taken_by, { class: "mono" }) : null],
           ["Claim", job.claim_id ? h("span", { class: "mono small" }, String(job.claim_id)) : null],

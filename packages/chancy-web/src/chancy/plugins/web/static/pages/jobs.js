@@ -114,7 +114,7 @@ export default async function mount(view, ctx) {
   let functionNames = [];
   const drawFilterEditor = () => replace(filterHost, filterEditor({
     filters,
-    fields: allStates ? ["state", "func", "queue", "priority", "attempts"] : ["func", "queue", "priority", "attempts"],
+    fields: allStates ? ["state", "func", "queue", "priority", "attempts", "concurrency_key"] : ["func", "queue", "priority", "attempts", "concurrency_key"],
     states: JOB_STATES,
     queues: queueNames,
     functions: functionNames,
