@@ -431,7 +431,52 @@ BAD_QUEUES = [
         lambda: Queue("q", resume_at="2030"),
         "resume_at",
         (),
-    ),  # type: ignore[arg-type]
+    ),  # type: ignore[arg-type]    # Cluster-wide and per-key limits (issue 15).
+    BadQueue(
+        "global-concurrency-0",
+        lambda: Queue("q", global_concurrency=0),
+        "global_concurrency",
+    ),
+    BadQueue(
+        "global-concurrency-huge",
+        lambda: Queue("q", global_concurrency=2**31),
+        "global_concurrency",
+    ),
+    BadQueue(
+        "global-concurrency-float",
+        lambda: Queue("q", global_concurrency=2.5),  # type: ignore[arg-type]
+        "global_concurrency",
+    ),
+    BadQueue(
+        "key-concurrency-negative",
+        lambda: Queue("q", key_concurrency=-1),
+        "key_concurrency",
+    ),
+    BadQueue(
+        "key-concurrency-bool",
+        lambda: Queue("q", key_concurrency=True),
+        "key_concurrency",
+    ),
+    BadQueue(
+        "key-rate-limit-alone",
+        lambda: Queue("q", key_rate_limit=5),
+        "key_rate_limit_window",
+    ),
+    BadQueue(
+        "key-rate-window-alone",
+        lambda: Queue("q", key_rate_limit_window=60),
+        "key_rate_limit",
+    ),
+    BadQueue(
+        "key-rate-limit-0",
+        lambda: Queue("q", key_rate_limit=0, key_rate_limit_window=60),
+        "key_rate_limit",
+    ),
+    BadQueue(
+        "key-rate-window-nan",
+        lambda: Queue("q", key_rate_limit=5, key_rate_limit_window=math.nan),  # type: ignore[arg-type]
+        "key_rate_limit_window",
+    ),
 ]
 
 
@@ -794,6 +839,16 @@ CLI_CASES: list[Any] = [
     ("declare-concurrency-0", ["queue", "declare", "q", "-c", "0"], "concurrency"),
     ("declare-polling-0", ["queue", "declare", "q", "-p", "0"], "polling-interval"),
     ("declare-rate-alone", ["queue", "declare", "q", "-r", "5"], "together"),
+    (
+        "declare-global-concurrency-0",
+        ["queue", "declare", "q", "--global-concurrency", "0"],
+        "global_concurrency",
+    ),
+    (
+        "declare-key-rate-alone",
+        ["queue", "declare", "q", "--key-rate-limit", "5"],
+        "together",
+    ),
     ("declare-polling-nan", ["queue", "declare", "q", "-p", "nan"], "polling"),
     ("declare-polling-inf", ["queue", "declare", "q", "-p", "inf"], "polling"),
     (
