@@ -1037,6 +1037,8 @@ class Worker:
             raise
         finally:
             self._saving = []
+        if applied:
+            self._wake_limited(applied)
         plugins = self.chancy.plugin_manager
         if plugins.has_job_updated:
             for job in applied:
@@ -1046,6 +1048,23 @@ class Worker:
                     self.log.exception(
                         "A plugin's on_job_updated failed for job %s", job.id
                     )
+
+    def _wake_limited(self, saved: list[QueuedJob]) -> None:
+        """Wake the queues with cluster-wide or per-key limits that ``saved``
+        freed slots of.
+
+        Their fetch counts the jobs ``running`` in the table, and a run that
+        finished here stays ``running`` there until its save commits: a
+        fetch woken by the completion itself finds the limit still full.
+        Without this wake-up the queue would wait for its next poll.
+        """
+        limited = [r for r in self._runners.values() if r.queue.has_limits]
+        if not limited:
+            return
+        names = {job.queue for job in saved}
+        for runner in limited:
+            if runner.queue.name in names:
+                runner.wake.set()
 
     async def _save(self, batch: list[QueuedJob]) -> list[QueuedJob]:
         batch.sort(key=lambda j: j.id)  # a stable lock order
