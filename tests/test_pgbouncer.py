@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from chancy import Chancy, Job, Queue, QueuedJob, Worker
 from chancy.errors import ConfigurationError
@@ -85,6 +86,22 @@ async def test_a_pooler_is_detected_and_an_explicit_setting_wins(
     async with forced_on:
         assert forced_on.transaction_pooling is True
         assert await _pooled_threshold(forced_on) is None
+    # A pool of the caller's: detected on one of its connections once it is
+    # open, and a warning when it would prepare statements.
+    caplog.clear()
+    async with AsyncConnectionPool(chancy_pgbouncer_dsn, open=False) as pool:
+        theirs = Chancy(pool=pool, no_default_plugins=True)
+        await theirs.ensure_open()
+        assert theirs.transaction_pooling is True
+    assert "kwargs={'prepare_threshold': None}" in caplog.text
+    caplog.clear()
+    async with AsyncConnectionPool(
+        chancy_pgbouncer_dsn, open=False, kwargs={"prepare_threshold": None}
+    ) as pool:
+        theirs = Chancy(pool=pool, no_default_plugins=True)
+        await theirs.ensure_open()
+        assert theirs.transaction_pooling is True
+    assert "prepare_threshold" not in caplog.text
     # Detection also happens on the sync pool and on the sync API's own
     # connections.
     sync_app = Chancy(chancy_pgbouncer_dsn, no_default_plugins=True)
@@ -139,12 +156,21 @@ async def test_everything_runs_through_the_pooler(
     )
     async with migrated(app):
         await app.declare(
-            Queue("pgb", executor=Chancy.Executor.Async, concurrency=10,
-                  polling_interval=0.05)  # fmt: skip
+            Queue(
+                "pgb",
+                executor=Chancy.Executor.Async,
+                concurrency=10,
+                polling_interval=0.05,
+            )
         )
         await app.declare(
-            Queue("pgb_limited", executor=Chancy.Executor.Async, concurrency=5,
-                  polling_interval=0.05, global_concurrency=2)  # fmt: skip
+            Queue(
+                "pgb_limited",
+                executor=Chancy.Executor.Async,
+                concurrency=5,
+                polling_interval=0.05,
+                global_concurrency=2,
+            )
         )
         worker = Worker(app, register_signal_handlers=False, shutdown_timeout=10)
         async with worker:
@@ -227,7 +253,11 @@ async def test_everything_runs_through_the_pooler(
                     assert response.status_code == 200, (path, response.text)
                 jobs = (await client.get("/api/v1/jobs?state=all")).json()
                 assert jobs
-    notes = [r.getMessage() for r in caplog.records if "Notifications are off" in r.getMessage()]
+    notes = [
+        r.getMessage()
+        for r in caplog.records
+        if "Notifications are off" in r.getMessage()
+    ]
     assert len(notes) == 1
     assert "listen_dsn" in notes[0] and "detected" in notes[0]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -83,16 +83,17 @@ class PgBouncer:
         self, server_dsn: str, *, binary: str | None = None, pool_size: int = 4
     ) -> None:
         self.server_dsn = server_dsn
-        self.binary = binary or find_pgbouncer()
-        if self.binary is None:
+        found = binary or find_pgbouncer()
+        if found is None:
             raise RuntimeError(
                 "PgBouncer is not installed (Debian/Ubuntu: apt-get install"
                 f" pgbouncer), or set {ENV_PGBOUNCER} to its path"
             )
+        self.binary: str = found
         self.pool_size = pool_size
         self.port: int | None = None
         self.directory: str | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: subprocess.Popen[Any] | None = None
         self._owner_pid = os.getpid()
 
     # ------------------------------------------------------------------
@@ -206,7 +207,7 @@ class PgBouncer:
         os.chmod(self.directory, 0o700)
 
     def _write_ini(self) -> None:
-        assert self.directory is not None and self.binary is not None
+        assert self.directory is not None
         lines = [
             "[databases]",
             f"* = {self._databases}",

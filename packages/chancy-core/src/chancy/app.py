@@ -431,11 +431,12 @@ class Chancy:
         """Warn when a pool given as ``pool=`` prepares statements behind a
         transaction pooler (Chancy's own pools never do there)."""
         pool = self._pool
+        kwargs = pool.kwargs if pool is not None else None
         if (
             self._external_pool
-            and pool is not None
             and self.transaction_pooling
-            and pool.kwargs.get("prepare_threshold", 5) is not None
+            and not callable(kwargs)  # a callable's result cannot be told
+            and (kwargs or {}).get("prepare_threshold", 5) is not None
         ):
             self.log.warning(
                 "The pool given to Chancy(pool=...) goes through a transaction"
