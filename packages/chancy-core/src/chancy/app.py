@@ -130,8 +130,10 @@ class Chancy:
         ``pool_mode = transaction``). When true, nothing Chancy runs outlives
         its transaction: no server-side prepared statements and no LISTEN on
         ``dsn``. ``None`` (the default) detects a pooler on the first
-        connection (see :func:`chancy._pool.behind_pooler`) and, when one is
-        found, assumes transaction pooling. An explicit ``True`` or ``False``
+        connection (the process id the server reported when the connection
+        was made differs from ``pg_backend_pid()``: PgBouncer hands each
+        client a key of its own) and, when one is found, assumes transaction
+        pooling. An explicit ``True`` or ``False``
         always wins (ours: the original has no such setting).
     :param listen_dsn: where workers LISTEN for notifications when ``dsn``
         goes through a transaction pooler: a DSN (or Django ``DATABASES``
@@ -223,6 +225,7 @@ class Chancy:
                 ) from None
         #: Largest return value a job may store, in bytes of JSON.
         self.max_result_size = max_result_size
+        #: The DSN of every connection (a Django dict is converted to a string).
         self.dsn: str = dsn
         self.prefix = prefix
         self.sql = statements(prefix)  # validates the prefix
