@@ -21,6 +21,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from chancy import Chancy, Job, Queue, QueuedJob, Worker
+from chancy._ops import Execute
 from chancy.errors import ConfigurationError
 
 NOOP = "chancy_testjobs.async_noop"
@@ -74,6 +75,23 @@ async def test_a_pooler_is_detected_and_an_explicit_setting_wins(
     async with direct:
         assert direct.transaction_pooling is False
         assert await _pooled_threshold(direct) == 5  # psycopg's default
+
+    # Without a pooler the hot statements stay prepared at once.
+    one = Chancy(chancy_dsn, max_connection_pool_size=1, no_default_plugins=True)
+    async with one:
+
+        def hot() -> Any:
+            yield Execute("SELECT %s::int", (1,), prepare=True)
+            return (
+                yield Execute(
+                    "SELECT count(*) FROM pg_prepared_statements",
+                    fetch="one",
+                    dicts=False,
+                )
+            )
+
+        assert one._prepare is True
+        assert (await one._run(hot(), dicts=False))[0] >= 1
 
     forced_off = Chancy(
         chancy_pgbouncer_dsn, transaction_pooling=False, no_default_plugins=True
