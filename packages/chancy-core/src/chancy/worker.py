@@ -338,7 +338,7 @@ class Worker:
         if self.loop_block_warning is not None:
             self._watchdog = _LoopWatchdog(self, self.loop_block_warning)
             self.manager.add("chancy:loop-watchdog", self._watchdog.tick)
-        if chancy.notifications:
+        if chancy.can_listen():
             self.manager.add("chancy:listen", self.listen)
             await self._listening.wait()
         for task in chancy.plugin_manager.worker_tasks(self, chancy):
@@ -865,13 +865,15 @@ class Worker:
                         "key_rate_limit": queue.key_rate_limit,
                         "key_rate_limit_window": queue.key_rate_limit_window,
                     },
-                    prepare=True,
+                    prepare=self.chancy._prepare,
                 )
             else:
                 await cursor.execute(
                     sql.fetch_jobs,
                     {"queue": queue.name, "limit": up_to, "worker_id": self.worker_id},
-                    prepare=True,  # hot path: skip psycopg's 5 unprepared warm-up runs
+                    # Hot path: skip psycopg's 5 unprepared warm-up runs (but
+                    # never prepare behind a transaction pooler).
+                    prepare=self.chancy._prepare,
                 )
             rows = await cursor.fetchall()
             if queue.rate_limit and rows:
@@ -1095,7 +1097,9 @@ class Worker:
             )
             async with scope, conn.cursor() as cursor:
                 await cursor.execute(
-                    self.chancy.sql.update_jobs, (document,), prepare=True
+                    self.chancy.sql.update_jobs,
+                    (document,),
+                    prepare=self.chancy._prepare,
                 )
                 applied_ids = {row[0] for row in await cursor.fetchall()}
                 if len(applied_ids) == len(batch):
@@ -1162,7 +1166,11 @@ class Worker:
     async def listen(self) -> None:
         """Relay the database's notifications to ``self.hub`` until cancelled.
 
-        :meth:`start` runs this itself (when the app has notifications on).
+        :meth:`start` runs this itself (when :meth:`Chancy.can_listen
+        <chancy.app.Chancy.can_listen>`: notifications on, and a session to
+        listen on). It connects to :attr:`Chancy.listen_target
+        <chancy.app.Chancy.listen_target>`: ``listen_dsn`` when given, which
+        bypasses a transaction pooler, else the app's DSN.
         It is public for processes that want the event stream without
         serving queues, such as ``chancy worker web``: run it under
         the worker's task manager and every ``pg_notify`` on the app's channel becomes
@@ -1172,7 +1180,9 @@ class Worker:
         failures = 0
         while True:
             try:
-                conn = await AsyncConnection.connect(chancy.dsn, autocommit=True)
+                conn = await AsyncConnection.connect(
+                    chancy.listen_target, autocommit=True
+                )
             except TRANSIENT_ERRORS as exc:
                 failures += 1
                 delay = min(
@@ -1180,7 +1190,7 @@ class Worker:
                 )
                 self.log.warning(
                     "LISTEN: cannot connect (%s); retrying in %.1fs",
-                    redact_dsn(str(exc), chancy.dsn),
+                    redact_dsn(str(exc), chancy.listen_target),
                     delay,
                 )
                 await asyncio.sleep(delay)
