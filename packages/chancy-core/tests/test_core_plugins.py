@@ -482,9 +482,11 @@ class PushTracer:
 
     def __init__(self) -> None:
         self.pushed: list[tuple[int, list[Any] | None, str | None]] = []
+        self.pushing = 0
 
     @chancy.hookimpl
     def chancy_jobs_pushing(self, jobs: list[Job]) -> list[Job]:
+        self.pushing += 1
         return [j.with_meta({**j.meta, "traced": True}) for j in jobs]
 
     @chancy.hookimpl
@@ -508,6 +510,8 @@ async def test_the_push_hooks_see_every_push_call(chancy_dsn: str) -> None:
                 async for b in app.push_many([Job(func="m.f")] * 150, batch_size=100)
                 for r in b
             ]
+            # Refused before anything is written: still reported, so that
+            # every chancy_jobs_pushing has its chancy_jobs_pushed.
             with pytest.raises(ValueError):
                 await app.push(Job(func="m.f", priority=2**40))
             sync_ref = await asyncio.to_thread(_sync_push, app)
@@ -517,12 +521,25 @@ async def test_the_push_hooks_see_every_push_call(chancy_dsn: str) -> None:
                 (1, True, None),
                 (100, True, None),
                 (50, True, None),
+                (1, False, "ValueError"),
                 (1, True, None),
             ]
             assert tracer.pushed[0][1] == [ref]
             # check_job validates without the hooks (nothing is pushed).
             app.check_job(Job(func="m.f"))
-            assert len(tracer.pushed) == 4
+            assert len(tracer.pushed) == 5
+            assert tracer.pushing == 5
+            # A push_many left after its first batch: the second batch was
+            # already prepared (its hooks ran), so it is reported too.
+            batches = app.push_many([Job(func="m.f")] * 20, batch_size=10)
+            async for _ in batches:
+                break
+            await batches.aclose()
+            assert tracer.pushing == 7
+            assert [(n, r is not None) for n, r, _ in tracer.pushed[5:]] == [
+                (10, True),
+                (10, False),
+            ]
         finally:
             await app.migrate(to_version=0)
 
