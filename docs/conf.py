@@ -61,7 +61,7 @@ _EXTERNAL = (
     "abc|asyncio|collections|concurrent|contextlib|datetime|enum|json|logging|"
     "multiprocessing|os|pathlib|re|signal|threading|types|typing|uuid|zoneinfo|"
     "attr|attrs|click|croniter|django|django_tasks|pluggy|psycopg|psycopg_pool|"
-    "pytest|pytest_asyncio|sentry_sdk|starlette|uvicorn|_pytest"
+    "opentelemetry|pytest|pytest_asyncio|sentry_sdk|starlette|uvicorn|_pytest"
 )
 _BUILTINS = (
     "Any|Awaitable|AsyncIterator|Callable|ClassVar|Coroutine|Final|Iterable|"

@@ -564,3 +564,41 @@ async def test_a_failed_push_is_reported_to_the_pushed_hook(chancy: Chancy) -> N
     finally:
         chancy.plugin_manager.unregister(tracer)
     assert not chancy.plugin_manager.has_jobs_pushing
+
+
+class MetaStamp(Plugin):
+    """A Plugin subclass using the push methods."""
+
+    identifier = "tests.meta_stamp"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pushed: list[tuple[int, str | None]] = []
+
+    def on_jobs_pushing(self, *, chancy: Chancy, jobs: Any) -> list[Job]:
+        return [j.with_meta({**j.meta, "stamped": True}) for j in jobs]
+
+    def on_jobs_pushed(
+        self, *, chancy: Chancy, jobs: Any, references: Any, error: Any
+    ) -> None:
+        self.pushed.append((len(jobs), type(error).__name__ if error else None))
+
+
+async def test_plugin_push_methods_become_the_push_hooks(chancy_dsn: str) -> None:
+    stamp = MetaStamp()
+    app = Chancy(chancy_dsn, plugins=[stamp], no_default_plugins=True)
+    assert app.plugin_manager.has_jobs_pushing and app.plugin_manager.has_jobs_pushed
+    async with app:
+        await app.migrate()
+        try:
+            ref = await app.push(Job(func="m.f"))
+            job = await app.get_job(ref)
+            assert job is not None and job.meta == {"stamped": True}
+            with pytest.raises(ValueError):
+                await app.push(Job(func="m.f", priority=2**40))
+            assert stamp.pushed == [(1, None), (1, "ValueError")]
+        finally:
+            await app.migrate(to_version=0)
+    # A plugin that overrides neither adds no push hook.
+    plain = Chancy(chancy_dsn, plugins=[Plugin()], no_default_plugins=True)
+    assert not plain.plugin_manager.has_jobs_pushing

@@ -277,7 +277,9 @@ async def test_batches_failed_pushes_and_sync_pushes_have_producer_spans(
     one_queue = telemetry.spans(f"publish {QUEUE}")
     assert len(batches) == 1 and len(one_queue) == 3
     first = next(
-        s for s in one_queue if (s.attributes or {}).get("messaging.batch.message_count")
+        s
+        for s in one_queue
+        if (s.attributes or {}).get("messaging.batch.message_count")
     )
     assert (first.attributes or {})["messaging.batch.message_count"] == 4
     assert "messaging.message.id" not in (first.attributes or {})
@@ -356,9 +358,7 @@ async def test_metrics_mirror_chancy_metrics(
     assert sum(p.count for p in metrics["chancy.job.wait_time"]) == 2
 
 
-async def test_metrics_can_be_turned_off(
-    chancy_dsn: str, telemetry: Telemetry
-) -> None:
+async def test_metrics_can_be_turned_off(chancy_dsn: str, telemetry: Telemetry) -> None:
     async with app(chancy_dsn, telemetry.plugin(metrics=False)) as chancy:
         async with serving(chancy, ASYNC):
             await finished(

@@ -43,4 +43,3 @@ def current_span(*, context: QueuedJob, seconds: float = 0) -> dict[str, Any]:
     with use_job_context(context):
         inside = _current()
     return {**inside, "outside_valid": outside["valid"]}
-

@@ -17,6 +17,8 @@ from chancy.job import Job, QueuedJob
 from chancy.plugin import Plugin
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
     from opentelemetry.context import Context
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, TracerProvider
@@ -137,7 +139,7 @@ class _Run:
     started: float
     attributes: dict[str, AttributeValue]
     task: asyncio.Task[Any] | None = None
-    token: object | None = None
+    token: Token[Context] | None = None
 
 
 class OpenTelemetryPlugin(Plugin):
@@ -301,7 +303,7 @@ class OpenTelemetryPlugin(Plugin):
 
         carrier = jobs[0].meta.get(META_KEY) if jobs else None
         pending = (
-            self._pushes.pop(carrier.get("traceparent"), None)
+            self._pushes.pop(str(carrier.get("traceparent")), None)
             if isinstance(carrier, Mapping)
             else None
         )
@@ -423,7 +425,7 @@ class OpenTelemetryPlugin(Plugin):
             if run.token is not None and asyncio.current_task() is run.task:
                 from opentelemetry import context as otel_context
 
-                otel_context.detach(run.token)  # type: ignore[arg-type]
+                otel_context.detach(run.token)
         return job
 
     def _record_failure(self, span: Span, job: QueuedJob, exc: BaseException) -> None:
@@ -516,5 +518,5 @@ def _check_attributes(
                 " string, number or boolean, or a sequence of one of them, got"
                 f" {value!r}"
             )
-        out[key] = tuple(value) if isinstance(value, list) else value  # type: ignore[arg-type]
+        out[key] = tuple(value) if isinstance(value, list) else value
     return out
