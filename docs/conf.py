@@ -75,7 +75,7 @@ _BUILTINS = (
     "BaseRoute|Route|AuthenticationBackend|ZoneInfo|UUID|datetime|timedelta|"
     "Event|Task|Command|Group|HookimplMarker|HookspecMarker|PluginManager|"
     "FixtureRequest|TracebackType|ModuleType|Path|Logger|LoggerAdapter|Enum|"
-    "tzinfo"
+    "tzinfo|AttributeValue|Context"
 )
 nitpick_ignore_regex = [
     (r"py:.*", rf"(?:{_EXTERNAL})(?:\..+)?"),

@@ -197,8 +197,8 @@ async def test_a_push_and_its_run_are_one_trace(
     # The span covers the run (the job sleeps 0.3 s), in every executor.
     assert process.start_time is not None and process.end_time is not None
     assert (process.end_time - process.start_time) / 1e9 >= 0.3
-    assert publish.end_time is not None
-    assert publish.end_time <= process.start_time
+    # (The push's span may end after the run started: the job is visible,
+    # and the worker woken, as soon as its insert commits.)
 
     # The job's own code sees the run's span: async jobs without help, the
     # others (threads, child processes) through use_job_context.
