@@ -390,3 +390,53 @@ def test_installed_but_not_enabled_it_imports_nothing() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["False", "[]"]
+
+
+async def test_a_snooze_is_not_a_failure(
+    chancy_dsn: str, telemetry: Telemetry
+) -> None:
+    async with app(chancy_dsn, telemetry.plugin()) as chancy:
+        async with serving(chancy, ASYNC):
+            ref = await chancy.push(
+                Job(
+                    func="chancy_testjobs.async_snooze_once",
+                    queue=QUEUE,
+                    kwargs={"seconds": 0.1},
+                )
+            )
+            job = await finished(chancy, ref)
+            await asyncio.sleep(0.05)
+    assert job.state is QueuedJob.State.SUCCEEDED
+    runs = sorted(telemetry.spans(f"process {QUEUE}"), key=lambda s: s.start_time or 0)
+    assert [(s.attributes or {})["chancy.job.state"] for s in runs] == [
+        "pending",
+        "succeeded",
+    ]
+    assert [s.status.status_code for s in runs] == [StatusCode.UNSET] * 2
+    assert all(not s.events for s in runs)
+
+
+async def test_a_run_cut_short_by_the_worker_stopping_ends_its_span(
+    chancy_dsn: str, telemetry: Telemetry
+) -> None:
+    plugin = telemetry.plugin()
+    async with app(chancy_dsn, plugin) as chancy:
+        async with serving(chancy, ASYNC) as worker:
+            worker.shutdown_timeout = 0.1
+            ref = await chancy.push(
+                Job(
+                    func="chancy_testjobs.async_sleep",
+                    queue=QUEUE,
+                    kwargs={"seconds": 30},
+                )
+            )
+            await chancy.wait_for_job(
+                ref, interval=0.05, timeout=10, states={QueuedJob.State.RUNNING}
+            )
+        # The worker stopped: the job was put back, its span ended.
+        job = await chancy.get_job(ref)
+    assert job is not None and job.state is not QueuedJob.State.RUNNING
+    (run,) = telemetry.spans(f"process {QUEUE}")
+    assert run.status.status_code is StatusCode.ERROR
+    assert "worker stopped" in (run.status.description or "")
+    assert plugin._runs == {}
