@@ -392,9 +392,7 @@ def test_installed_but_not_enabled_it_imports_nothing() -> None:
     assert out.split() == ["False", "[]"]
 
 
-async def test_a_snooze_is_not_a_failure(
-    chancy_dsn: str, telemetry: Telemetry
-) -> None:
+async def test_a_snooze_is_not_a_failure(chancy_dsn: str, telemetry: Telemetry) -> None:
     async with app(chancy_dsn, telemetry.plugin()) as chancy:
         async with serving(chancy, ASYNC):
             ref = await chancy.push(
