@@ -77,6 +77,35 @@ WORKER_ID: Final = "chancy.worker.id"
 MAX_PENDING_PUSHES: Final = 10_000
 
 
+class _OpenTelemetry:
+    """What the plugin uses of OpenTelemetry's API, imported once, when the
+    first plugin is created or a helper called: an installed but unused
+    chancy-otel imports nothing, and the per-job paths import nothing."""
+
+    def __init__(self) -> None:
+        from opentelemetry import context, propagate, trace
+
+        self.attach = context.attach
+        self.detach = context.detach
+        self.extract = propagate.extract
+        self.inject = propagate.inject
+        self.set_span_in_context = trace.set_span_in_context
+        self.producer = trace.SpanKind.PRODUCER
+        self.consumer = trace.SpanKind.CONSUMER
+        self.status = trace.Status
+        self.error = trace.StatusCode.ERROR
+
+
+_API: _OpenTelemetry | None = None
+
+
+def _api() -> _OpenTelemetry:
+    global _API
+    if _API is None:
+        _API = _OpenTelemetry()
+    return _API
+
+
 def _class_path(exc: BaseException) -> str:
     name = getattr(exc, "type_name", None)  # RemoteJobError: the child's class
     if isinstance(name, str) and name:
@@ -101,12 +130,10 @@ def job_context(job: Job) -> Context:
     executor's child processes included). Otherwise it is the context of
     the push (``meta["otel"]``), or an empty context.
     """
-    from opentelemetry import propagate
-
     carrier = job.meta.get(RUN_META_KEY) or job.meta.get(META_KEY)
     if not isinstance(carrier, Mapping):
         carrier = {}
-    return propagate.extract(carrier)
+    return _api().extract(carrier)
 
 
 @contextmanager
@@ -122,14 +149,13 @@ def use_job_context(job: Job) -> Iterator[Context]:
                 with tracer.start_as_current_span("render"):
                     ...
     """
-    from opentelemetry import context as otel_context
-
+    api = _api()
     ctx = job_context(job)
-    token = otel_context.attach(ctx)
+    token = api.attach(ctx)
     try:
         yield ctx
     finally:
-        otel_context.detach(token)
+        api.detach(token)
 
 
 @attrs.define
@@ -203,6 +229,7 @@ class OpenTelemetryPlugin(Plugin):
         #: Whether metrics are recorded.
         self.metrics: bool = metrics
         self.tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
+        self._api = _api()
         #: Producer spans by ``traceparent``, until their push reports back.
         self._pushes: OrderedDict[str, tuple[Span, float]] = OrderedDict()
         #: Consumer spans by job id, until their run's outcome is known.
@@ -257,8 +284,7 @@ class OpenTelemetryPlugin(Plugin):
         self, *, chancy: Chancy, jobs: Sequence[Job]
     ) -> list[Job] | None:
         """Start the push's producer span; write its context into each job."""
-        from opentelemetry import propagate, trace
-
+        api = self._api
         queues = list(dict.fromkeys(job.queue for job in jobs))
         name = f"publish {queues[0]}" if len(queues) == 1 else "publish"
         attributes: dict[str, AttributeValue] = {
@@ -274,11 +300,9 @@ class OpenTelemetryPlugin(Plugin):
             attributes[FUNC] = jobs[0].func
         else:
             attributes[BATCH_COUNT] = len(jobs)
-        span = self.tracer.start_span(
-            name, kind=trace.SpanKind.PRODUCER, attributes=attributes
-        )
+        span = self.tracer.start_span(name, kind=api.producer, attributes=attributes)
         carrier: dict[str, str] = {}
-        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        api.inject(carrier, context=api.set_span_in_context(span))
         if span.is_recording() and "traceparent" in carrier:
             self._pushes[carrier["traceparent"]] = (span, time.perf_counter())
             while len(self._pushes) > MAX_PENDING_PUSHES:
@@ -299,8 +323,6 @@ class OpenTelemetryPlugin(Plugin):
         error: BaseException | None,
     ) -> None:
         """End the producer span of the push; count the jobs."""
-        from opentelemetry.trace import Status, StatusCode
-
         carrier = jobs[0].meta.get(META_KEY) if jobs else None
         pending = (
             self._pushes.pop(str(carrier.get("traceparent")), None)
@@ -312,7 +334,7 @@ class OpenTelemetryPlugin(Plugin):
             if error is not None:
                 span.record_exception(error)
                 span.set_attribute(ERROR_TYPE, _class_path(error))
-                span.set_status(Status(StatusCode.ERROR, f"{error}"))
+                span.set_status(self._api.status(self._api.error, f"{error}"))
             elif references is not None and len(references) == 1:
                 span.set_attribute(MESSAGE_ID, str(references[0].identifier))
             span.end()
@@ -339,11 +361,9 @@ class OpenTelemetryPlugin(Plugin):
     # -- runs ---------------------------------------------------------------
 
     async def on_job_starting(self, *, job: QueuedJob, worker: Worker) -> QueuedJob:
-        from opentelemetry import context as otel_context
-        from opentelemetry import propagate, trace
-
+        api = self._api
         carrier = job.meta.get(META_KEY)
-        parent = propagate.extract(carrier) if isinstance(carrier, Mapping) else None
+        parent = api.extract(carrier) if isinstance(carrier, Mapping) else None
         attributes: dict[str, AttributeValue] = {
             MESSAGING_SYSTEM: SYSTEM,
             DESTINATION: job.queue,
@@ -367,7 +387,7 @@ class OpenTelemetryPlugin(Plugin):
         span = self.tracer.start_span(
             f"process {job.queue}",
             context=parent,
-            kind=trace.SpanKind.CONSUMER,
+            kind=api.consumer,
             attributes=attributes,
         )
         run = _Run(span, worker, time.perf_counter(), attributes)
@@ -375,17 +395,17 @@ class OpenTelemetryPlugin(Plugin):
         if previous is not None:  # a run we never heard the end of
             previous.span.end()
         self._runs[job.id] = run
-        run_ctx = trace.set_span_in_context(span)
+        run_ctx = api.set_span_in_context(span)
         task = asyncio.current_task()
         if task is not None and task.get_name() == f"job:{job.id}":
             # This hook runs in the job's own task (async and process
             # executors): the job's code runs with the span current.
             run.task = task
-            run.token = otel_context.attach(run_ctx)
+            run.token = api.attach(run_ctx)
         if self.metrics:
             self._consumed.add(1, self._metric_attributes(job, "process"))
         run_carrier: dict[str, str] = {}
-        propagate.inject(run_carrier, context=run_ctx)
+        api.inject(run_carrier, context=run_ctx)
         if not run_carrier:
             return job
         return attrs.evolve(job, meta={**job.meta, RUN_META_KEY: run_carrier})
@@ -423,14 +443,10 @@ class OpenTelemetryPlugin(Plugin):
                 )
         finally:
             if run.token is not None and asyncio.current_task() is run.task:
-                from opentelemetry import context as otel_context
-
-                otel_context.detach(run.token)
+                self._api.detach(run.token)
         return job
 
     def _record_failure(self, span: Span, job: QueuedJob, exc: BaseException) -> None:
-        from opentelemetry.trace import Status, StatusCode
-
         extra: dict[str, AttributeValue] = {}
         if exc.__traceback__ is None:
             # Raised in a child process: the worker has the child's
@@ -441,7 +457,7 @@ class OpenTelemetryPlugin(Plugin):
         extra["exception.type"] = _class_path(exc)
         span.record_exception(exc, attributes=extra)
         span.set_attribute(ERROR_TYPE, _class_path(exc))
-        span.set_status(Status(StatusCode.ERROR, f"{_class_path(exc)}: {exc}"))
+        span.set_status(self._api.status(self._api.error, f"{_class_path(exc)}: {exc}"))
 
     async def on_job_updated(self, *, worker: Worker, job: QueuedJob) -> None:
         """Mirror chancy-metrics' per-job metrics for one saved update."""
@@ -466,14 +482,12 @@ class OpenTelemetryPlugin(Plugin):
 
     async def on_worker_stopped(self, *, worker: Worker) -> None:
         """End the spans of runs the worker stopped without an outcome."""
-        from opentelemetry.trace import Status, StatusCode
-
         for job_id, run in list(self._runs.items()):
             if run.worker is worker:
                 del self._runs[job_id]
                 run.span.set_status(
-                    Status(
-                        StatusCode.ERROR,
+                    self._api.status(
+                        self._api.error,
                         "the worker stopped before the run ended; the job is put back",
                     )
                 )
