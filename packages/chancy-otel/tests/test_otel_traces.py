@@ -438,3 +438,19 @@ async def test_a_run_cut_short_by_the_worker_stopping_ends_its_span(
     assert run.status.status_code is StatusCode.ERROR
     assert "worker stopped" in (run.status.description or "")
     assert plugin._runs == {}
+
+
+async def test_a_malformed_context_in_meta_never_fails_the_run(
+    chancy_dsn: str, telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with app(chancy_dsn, telemetry.plugin()) as chancy:
+        async with serving(chancy, ASYNC), Chancy(chancy_dsn) as plain:
+            # Pushed by an app without the plugin, with a broken context.
+            ref = await plain.push(
+                Job(func=ASYNC_CURRENT, queue=QUEUE, meta={"otel": {"traceparent": 5}})
+            )
+            job = await finished(chancy, ref)
+    assert job.state is QueuedJob.State.SUCCEEDED
+    assert job.meta == {"otel": {"traceparent": 5}}
+    assert "could not start the span of job" in caplog.text
+    assert telemetry.spans(f"process {QUEUE}") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -97,6 +98,8 @@ class _OpenTelemetry:
 
 
 _API: _OpenTelemetry | None = None
+
+_log = logging.getLogger("chancy.otel")
 
 
 def _api() -> _OpenTelemetry:
@@ -280,10 +283,76 @@ class OpenTelemetryPlugin(Plugin):
 
     # -- push ---------------------------------------------------------------
 
+    # Tracing never breaks a push or a run: a failure of the plugin's own
+    # (a malformed context in a job's meta, an SDK that raises) is logged as
+    # a warning, and the push or the run goes on without its span.
+
     def on_jobs_pushing(
         self, *, chancy: Chancy, jobs: Sequence[Job]
     ) -> list[Job] | None:
         """Start the push's producer span; write its context into each job."""
+        try:
+            return self._push_started(jobs)
+        except Exception:
+            _log.warning(
+                "OpenTelemetryPlugin: could not trace a push of %d job(s)",
+                len(jobs),
+                exc_info=True,
+            )
+            return None
+
+    def on_jobs_pushed(
+        self,
+        *,
+        chancy: Chancy,
+        jobs: Sequence[Job],
+        references: Sequence[Reference] | None,
+        error: BaseException | None,
+    ) -> None:
+        """End the producer span of the push; count the jobs."""
+        try:
+            self._push_ended(jobs, references, error)
+        except Exception:
+            _log.warning(
+                "OpenTelemetryPlugin: could not end the span of a push", exc_info=True
+            )
+
+    async def on_job_starting(self, *, job: QueuedJob, worker: Worker) -> QueuedJob:
+        try:
+            return self._run_started(job, worker)
+        except Exception:
+            _log.warning(
+                "OpenTelemetryPlugin: could not start the span of job %s (%s)",
+                job.id,
+                job.func,
+                exc_info=True,
+            )
+            return job
+
+    async def on_job_completed(
+        self,
+        *,
+        worker: Worker,
+        job: QueuedJob,
+        exc: BaseException | None = None,
+        result: Any = None,
+    ) -> QueuedJob:
+        if RUN_META_KEY in job.meta:
+            job = attrs.evolve(
+                job, meta={k: v for k, v in job.meta.items() if k != RUN_META_KEY}
+            )
+        try:
+            self._run_ended(job, exc)
+        except Exception:
+            _log.warning(
+                "OpenTelemetryPlugin: could not end the span of job %s (%s)",
+                job.id,
+                job.func,
+                exc_info=True,
+            )
+        return job
+
+    def _push_started(self, jobs: Sequence[Job]) -> list[Job] | None:
         api = self._api
         queues = list(dict.fromkeys(job.queue for job in jobs))
         name = f"publish {queues[0]}" if len(queues) == 1 else "publish"
@@ -314,15 +383,12 @@ class OpenTelemetryPlugin(Plugin):
             return None  # no trace to carry: store the jobs as they are
         return [attrs.evolve(job, meta={**job.meta, META_KEY: carrier}) for job in jobs]
 
-    def on_jobs_pushed(
+    def _push_ended(
         self,
-        *,
-        chancy: Chancy,
         jobs: Sequence[Job],
         references: Sequence[Reference] | None,
         error: BaseException | None,
     ) -> None:
-        """End the producer span of the push; count the jobs."""
         carrier = jobs[0].meta.get(META_KEY) if jobs else None
         pending = (
             self._pushes.pop(str(carrier.get("traceparent")), None)
@@ -360,7 +426,7 @@ class OpenTelemetryPlugin(Plugin):
 
     # -- runs ---------------------------------------------------------------
 
-    async def on_job_starting(self, *, job: QueuedJob, worker: Worker) -> QueuedJob:
+    def _run_started(self, job: QueuedJob, worker: Worker) -> QueuedJob:
         api = self._api
         carrier = job.meta.get(META_KEY)
         parent = api.extract(carrier) if isinstance(carrier, Mapping) else None
@@ -410,21 +476,10 @@ class OpenTelemetryPlugin(Plugin):
             return job
         return attrs.evolve(job, meta={**job.meta, RUN_META_KEY: run_carrier})
 
-    async def on_job_completed(
-        self,
-        *,
-        worker: Worker,
-        job: QueuedJob,
-        exc: BaseException | None = None,
-        result: Any = None,
-    ) -> QueuedJob:
-        if RUN_META_KEY in job.meta:
-            job = attrs.evolve(
-                job, meta={k: v for k, v in job.meta.items() if k != RUN_META_KEY}
-            )
+    def _run_ended(self, job: QueuedJob, exc: BaseException | None) -> None:
         run = self._runs.pop(job.id, None)
         if run is None:
-            return job
+            return
         failed = exc is not None and not isinstance(exc, Snooze)
         try:
             span = run.span
@@ -444,7 +499,6 @@ class OpenTelemetryPlugin(Plugin):
         finally:
             if run.token is not None and asyncio.current_task() is run.task:
                 self._api.detach(run.token)
-        return job
 
     def _record_failure(self, span: Span, job: QueuedJob, exc: BaseException) -> None:
         extra: dict[str, AttributeValue] = {}
