@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -233,8 +234,14 @@ class OpenTelemetryPlugin(Plugin):
         self.metrics: bool = metrics
         self.tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
         self._api = _api()
-        #: Producer spans by ``traceparent``, until their push reports back.
-        self._pushes: OrderedDict[str, tuple[Span, float]] = OrderedDict()
+        #: Producer spans until their push reports back, by the ``id()`` of
+        #: the context dict shared by the push's jobs (kept alive here, so
+        #: that the id stays theirs): any propagator's format works.
+        self._pushes: OrderedDict[int, tuple[dict[str, str], Span, float]] = (
+            OrderedDict()
+        )
+        #: Pushes come from any thread (``sync_push``).
+        self._pushes_lock = threading.Lock()
         #: Consumer spans by job id, until their run's outcome is known.
         self._runs: dict[uuid.UUID, _Run] = {}
         if metrics:
@@ -372,15 +379,19 @@ class OpenTelemetryPlugin(Plugin):
         span = self.tracer.start_span(name, kind=api.producer, attributes=attributes)
         carrier: dict[str, str] = {}
         api.inject(carrier, context=api.set_span_in_context(span))
-        if span.is_recording() and "traceparent" in carrier:
-            self._pushes[carrier["traceparent"]] = (span, time.perf_counter())
-            while len(self._pushes) > MAX_PENDING_PUSHES:
-                _, (stale, _) = self._pushes.popitem(last=False)
-                stale.end()
-        else:
-            span.end()
         if not carrier:
+            span.end()
             return None  # no trace to carry: store the jobs as they are
+        if span.is_recording():
+            with self._pushes_lock:
+                self._pushes[id(carrier)] = (carrier, span, time.perf_counter())
+                stale = (
+                    self._pushes.popitem(last=False)[1][1]
+                    if len(self._pushes) > MAX_PENDING_PUSHES
+                    else None
+                )
+            if stale is not None:
+                stale.end()
         return [attrs.evolve(job, meta={**job.meta, META_KEY: carrier}) for job in jobs]
 
     def _push_ended(
@@ -390,13 +401,14 @@ class OpenTelemetryPlugin(Plugin):
         error: BaseException | None,
     ) -> None:
         carrier = jobs[0].meta.get(META_KEY) if jobs else None
-        pending = (
-            self._pushes.pop(str(carrier.get("traceparent")), None)
-            if isinstance(carrier, Mapping)
-            else None
-        )
+        pending = None
+        if carrier is not None:
+            with self._pushes_lock:
+                found = self._pushes.get(id(carrier))
+                if found is not None and found[0] is carrier:
+                    pending = self._pushes.pop(id(carrier))
         if pending is not None:
-            span, began = pending
+            _, span, began = pending
             if error is not None:
                 span.record_exception(error)
                 span.set_attribute(ERROR_TYPE, _class_path(error))
