@@ -29,7 +29,7 @@ from chancy._encoding import encode_json
 from chancy.errors import TRANSIENT_ERRORS, MigrationsNeededError
 from chancy.executors.base import DEFAULT_MAX_LOST_RUNS, Executor
 from chancy.hub import Event, Hub
-from chancy.job import QueuedJob, Reference, _progress_sinks
+from chancy.job import QueuedJob, Reference, _progress_sinks, job_from_fetched_row
 from chancy.plugin import PluginScope
 from chancy.queue import Queue, check_tag_pattern
 from chancy.utils import import_string, redact_dsn, wait_event
@@ -350,9 +350,10 @@ class Worker:
         self.manager.add("chancy:queues", self._queue_scan_loop)
         await chancy.plugin_manager.worker_started(self)
         self.log.info(
-            "Worker %s started (queues: %s)",
+            "Worker %s started (queues: %s; event loop: %s)",
             self.worker_id,
             ", ".join(sorted(self._runners)) or "none",
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         await self.hub.emit(events.WORKER_STARTED.name, {"worker": self})
         self._start_done = True
@@ -875,7 +876,7 @@ class Worker:
             rows = await cursor.fetchall()
             if queue.rate_limit and rows:
                 await cursor.execute(sql.rate_limit_add, (len(rows), queue.name))
-        jobs = [QueuedJob.unpack(row) for row in rows]
+        jobs = [job_from_fetched_row(row) for row in rows]
         if len(jobs) > 1:
             jobs.sort(key=lambda j: (-j.priority, j.id))
         return jobs
@@ -1053,9 +1054,11 @@ class Worker:
         dumps = json.dumps
         rows = []
         for job in batch:
-            claim = "null" if job.claim_id is None else f'"{job.claim_id}"'
+            # .hex: PostgreSQL reads 32 bare hex digits as a uuid, and it is
+            # cheaper than str()'s dashed form.
+            claim = "null" if job.claim_id is None else f'"{job.claim_id.hex}"'
             rows.append(
-                f'{{"i":"{job.id}","k":{claim},'
+                f'{{"i":"{job.id.hex}","k":{claim},'
                 f'"s":"{job.state.value}","b":{_json_time(job.started_at)},'
                 f'"c":{_json_time(job.completed_at)},"t":{_json_time(job.scheduled_at)},'
                 f'"a":{int(job.attempts)},'
