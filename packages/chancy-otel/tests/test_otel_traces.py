@@ -11,7 +11,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import (
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -454,3 +460,58 @@ async def test_a_malformed_context_in_meta_never_fails_the_run(
     assert job.meta == {"otel": {"traceparent": 5}}
     assert "could not start the span of job" in caplog.text
     assert telemetry.spans(f"process {QUEUE}") == []
+
+
+class DashPropagator(TextMapPropagator):
+    """A propagator with a format of its own (not W3C's ``traceparent``)."""
+
+    def inject(
+        self, carrier: Any, context: Any = None, setter: Any = default_setter
+    ) -> None:
+        ctx = trace.get_current_span(context).get_span_context()
+        if ctx.is_valid:
+            setter.set(carrier, "x-trace", f"{ctx.trace_id:x}-{ctx.span_id:x}")
+
+    def extract(
+        self, carrier: Any, context: Any = None, getter: Any = default_getter
+    ) -> Any:
+        values = getter.get(carrier, "x-trace")
+        if not values:
+            return context or Context()
+        trace_id, span_id = (int(part, 16) for part in values[0].split("-"))
+        parent = trace.NonRecordingSpan(
+            trace.SpanContext(
+                trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(1)
+            )
+        )
+        return trace.set_span_in_context(parent, context)
+
+    @property
+    def fields(self) -> set[str]:
+        return {"x-trace"}
+
+
+async def test_any_propagator_carries_the_trace(
+    chancy_dsn: str, telemetry: Telemetry
+) -> None:
+    before = propagate.get_global_textmap()
+    propagate.set_global_textmap(DashPropagator())
+    try:
+        plugin = telemetry.plugin()
+        async with app(chancy_dsn, plugin) as chancy:
+            async with serving(chancy, ASYNC):
+                ref = await chancy.push(
+                    Job(func=ASYNC_CURRENT, queue=QUEUE, kwargs={"seconds": 0.1})
+                )
+                job = await finished(chancy, ref)
+                await asyncio.sleep(0.05)
+    finally:
+        propagate.set_global_textmap(before)
+    assert set(job.meta[META_KEY]) == {"x-trace"}
+    (publish,) = telemetry.spans(f"publish {QUEUE}")
+    (process,) = telemetry.spans(f"process {QUEUE}")
+    assert plugin._pushes == {}  # ended by the push, not at once
+    assert publish.end_time is not None and publish.start_time is not None
+    assert (publish.attributes or {})["messaging.message.id"] == str(job.id)
+    assert process.parent is not None
+    assert process.parent.span_id == publish.get_span_context().span_id
