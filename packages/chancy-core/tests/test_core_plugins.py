@@ -602,3 +602,26 @@ async def test_plugin_push_methods_become_the_push_hooks(chancy_dsn: str) -> Non
     # A plugin that overrides neither adds no push hook.
     plain = Chancy(chancy_dsn, plugins=[Plugin()], no_default_plugins=True)
     assert not plain.plugin_manager.has_jobs_pushing
+
+
+async def test_a_push_of_something_not_a_job_keeps_its_own_error(
+    chancy: Chancy,
+) -> None:
+    errors: list[Any] = []
+
+    @_plugins.hookimpl
+    def chancy_jobs_pushed(error: Any) -> None:
+        errors.append(error)
+
+    module = types.ModuleType("only_pushed")
+    module.chancy_jobs_pushed = chancy_jobs_pushed  # type: ignore[attr-defined]
+    chancy.plugin_manager.register_plugins([module], chancy)
+    try:
+        with pytest.raises(TypeError) as raised:
+            await chancy.push_many_ex(None, [object()])  # type: ignore[list-item]
+        # No pushing hook ran for it, so none is reported, and the error is
+        # the one validation raised (nothing chained from reporting it).
+        assert errors == []
+        assert raised.value.__context__ is None
+    finally:
+        chancy.plugin_manager.unregister(module)

@@ -9,6 +9,7 @@ so they cannot drift apart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -776,8 +777,14 @@ class Chancy:
         except BaseException as exc:
             # Every chancy_jobs_pushing is followed by one chancy_jobs_pushed
             # (a tracer ends the span it started), also when nothing is written.
+            # (Something that is not a job fails as_job() here as it did in
+            # the pushing hook, which then never ran: nothing to report.)
             if hooks and plugins.has_jobs_pushed:
-                plugins.jobs_pushed(self, [as_job(j) for j in jobs], None, exc)
+                given: list[Job] | None = None
+                with contextlib.suppress(TypeError):
+                    given = [as_job(j) for j in jobs]
+                if given is not None:
+                    plugins.jobs_pushed(self, given, None, exc)
             raise
         if hooks and plugins.has_jobs_pushed:
             plan.jobs = [as_job(j) for j in jobs]
