@@ -9,6 +9,7 @@ so they cannot drift apart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -948,7 +949,20 @@ class Chancy:
         plugins = self.plugin_manager
         if hooks and plugins.has_jobs_pushing:
             jobs = plugins.jobs_pushing(self, [as_job(j) for j in jobs])
-        plan = _ops.serialise(jobs, notifications=self.notifications)
+        try:
+            plan = _ops.serialise(jobs, notifications=self.notifications)
+        except BaseException as exc:
+            # Every chancy_jobs_pushing is followed by one chancy_jobs_pushed
+            # (a tracer ends the span it started), also when nothing is written.
+            # (Something that is not a job fails as_job() here as it did in
+            # the pushing hook, which then never ran: nothing to report.)
+            if hooks and plugins.has_jobs_pushed:
+                given: list[Job] | None = None
+                with contextlib.suppress(TypeError):
+                    given = [as_job(j) for j in jobs]
+                if given is not None:
+                    plugins.jobs_pushed(self, given, None, exc)
+            raise
         if hooks and plugins.has_jobs_pushed:
             plan.jobs = [as_job(j) for j in jobs]
         return plan
@@ -1060,34 +1074,44 @@ class Chancy:
             return
         batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
         plan = self._plan(batches[0])
-        for index in range(len(batches)):
-            sent = asyncio.Event()
-            task = asyncio.ensure_future(self._push(None, plan, sent))
-            next_plan: InsertPlan | None = None
-            error: Exception | None = None
-            try:
-                if index + 1 < len(batches):
-                    # Wait until this batch's data is on the wire, then prepare
-                    # the next one while the server ingests and commits it.
-                    waiter = asyncio.ensure_future(sent.wait())
-                    await asyncio.wait(
-                        {task, waiter}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    waiter.cancel()
-                    try:
-                        next_plan = self._plan(batches[index + 1])
-                    except Exception as exc:  # raised once this batch is committed
-                        error = exc
-                refs = await task
-            finally:
-                if not task.done():  # we were cancelled: so is the batch
-                    task.cancel()
-                    await asyncio.wait({task})
-            yield refs
-            if error is not None:
-                raise error
-            if next_plan is not None:
-                plan = next_plan
+        # A plan whose hooks ran but that is not being pushed yet: if the
+        # iteration ends first, chancy_jobs_pushed still hears of it.
+        waiting: InsertPlan | None = None
+        try:
+            for index in range(len(batches)):
+                sent = asyncio.Event()
+                task = asyncio.ensure_future(self._push(None, plan, sent))
+                waiting = None
+                next_plan: InsertPlan | None = None
+                error: Exception | None = None
+                try:
+                    if index + 1 < len(batches):
+                        # Wait until this batch's data is on the wire, then
+                        # prepare the next one while the server ingests and
+                        # commits it.
+                        waiter = asyncio.ensure_future(sent.wait())
+                        await asyncio.wait(
+                            {task, waiter}, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        waiter.cancel()
+                        try:
+                            next_plan = waiting = self._plan(batches[index + 1])
+                        except Exception as exc:  # raised once this batch is committed
+                            error = exc
+                    refs = await task
+                finally:
+                    if not task.done():  # we were cancelled: so is the batch
+                        task.cancel()
+                        await asyncio.wait({task})
+                yield refs
+                if error is not None:
+                    raise error
+                if next_plan is not None:
+                    plan = next_plan
+        except BaseException as exc:
+            if waiting is not None:
+                self._pushed(waiting, None, exc)
+            raise
 
     def sync_push_many(
         self, jobs: Iterable[Job | IsAJob], *, batch_size: int = 1000
