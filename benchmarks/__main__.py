@@ -30,7 +30,9 @@ VENVS = BENCH / ".venvs"
 OURS_SRC = ROOT / "packages" / "chancy-core" / "src"
 
 BASELINE = "chancy"
-DEFAULT_SYSTEMS = ["ours", "chancy", "procrastinate", "pgqueuer"]
+DEFAULT_SYSTEMS = ["ours", "chancy", "procrastinate", "pgqueuer", "raw"]
+#: The yardstick: the same work in hand-written SQL (adapters/raw_adapter.py).
+RAW = "raw"
 
 #: Peer virtualenvs: name -> pip requirements (pinned to the newest release
 #: at the time of writing; bump deliberately).
@@ -54,6 +56,9 @@ SYSTEMS: dict[str, dict[str, Any]] = {
         "venv": "pgqueuer",
         "dist": "pgqueuer",
     },
+    # psycopg and SQL only; ours' interpreter, because its schema is made by
+    # ours' core migrations (the same chancy_jobs table ours works against).
+    "raw": {"adapter": "raw_adapter.py", "venv": None, "dist": "psycopg"},
 }
 
 WORKLOADS = [
@@ -142,6 +147,56 @@ METRICS: list[tuple[str, str, str, bool]] = [
         "fetch_p50_ms",
         "fetch p50 with a long transaction open (ms)",
         False,
+    ),
+]
+
+
+#: Issue 18's targets, each a same-run ratio: (label, numerator, denominator,
+#: comparison, bound), numerator and denominator as (system, workload, metric).
+#: The ratio is taken per repeat (same repeat, same workload) and the median
+#: of those is compared with the bound.
+TARGETS: list[tuple[str, tuple[str, str, str], tuple[str, str, str], str, float]] = [
+    (
+        "worker CPU per no-op async job ≤ pgqueuer's",
+        ("ours", "burndown_async", "cpu_ms_per_job"),
+        ("pgqueuer", "burndown_async", "cpu_ms_per_job"),
+        "<=",
+        1.0,
+    ),
+    (
+        "async burn-down ≥ 2× pgqueuer",  # noqa: RUF001
+        ("ours", "burndown_async", "jobs_per_s"),
+        ("pgqueuer", "burndown_async", "jobs_per_s"),
+        ">=",
+        2.0,
+    ),
+    (
+        "threaded burn-down ≥ 4× the original",  # noqa: RUF001
+        ("ours", "burndown_threads", "jobs_per_s"),
+        ("chancy", "burndown_threads", "jobs_per_s"),
+        ">=",
+        4.0,
+    ),
+    (
+        "bulk enqueue ≥ 90% of raw COPY",
+        ("ours", "enqueue_bulk", "jobs_per_s"),
+        ("raw", "enqueue_bulk", "jobs_per_s"),
+        ">=",
+        0.9,
+    ),
+    (
+        "single push ≥ 90% of raw INSERT + NOTIFY",
+        ("ours", "enqueue_single", "jobs_per_s"),
+        ("raw", "enqueue_single", "jobs_per_s"),
+        ">=",
+        0.9,
+    ),
+    (
+        "push→start p50 ≤ 1.25× the raw loop's",  # noqa: RUF001
+        ("ours", "latency", "p50_ms"),
+        ("raw", "latency", "p50_ms"),
+        "<=",
+        1.25,
     ),
 ]
 
@@ -400,6 +455,91 @@ def describe(result: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------
 
 
+def _value(run: dict[str, Any], metric: str) -> float | None:
+    """A run's metric, if it ran, passed its checks and measured it."""
+    if "error" in run or not run.get("checks", {}).get("ok"):
+        return None
+    value = run.get("metrics", {}).get(metric)
+    return value if isinstance(value, (int, float)) and value else None
+
+
+def same_run_ratios(
+    runs: list[dict[str, Any]],
+    numerator: tuple[str, str, str],
+    denominator: tuple[str, str, str],
+) -> list[float]:
+    """numerator ÷ denominator for every repeat in which both were measured."""
+    (n_sys, n_wl, n_metric), (d_sys, d_wl, d_metric) = numerator, denominator
+    ratios = []
+    for run in runs:
+        if run["system"] != n_sys or run["workload"] != n_wl:
+            continue
+        other = next(
+            (
+                r
+                for r in runs
+                if r["system"] == d_sys
+                and r["workload"] == d_wl
+                and r.get("repeat") == run.get("repeat")
+            ),
+            None,
+        )
+        mv = _value(run, n_metric)
+        dv = _value(other, d_metric) if other is not None else None
+        if mv is not None and dv is not None:
+            ratios.append(mv / dv)
+    return ratios
+
+
+def evaluate_targets(
+    runs: list[dict[str, Any]], systems: list[str], workloads: list[str]
+) -> list[dict[str, Any]]:
+    """Every target of :data:`TARGETS` as PASS, MISS (with the ratio) or n/a (why)."""
+    out = []
+    for label, num, den, op, bound in TARGETS:
+        entry: dict[str, Any] = {
+            "target": label,
+            "numerator": list(num),
+            "denominator": list(den),
+            "op": op,
+            "bound": bound,
+        }
+        missing = [
+            f"{system} not in this run"
+            for system in dict.fromkeys((num[0], den[0]))
+            if system not in systems
+        ]
+        missing += [
+            f"workload {wl} not in this run"
+            for wl in dict.fromkeys((num[1], den[1]))
+            if wl not in workloads
+        ]
+        ratios = [] if missing else same_run_ratios(runs, num, den)
+        if ratios:
+            ratio = statistics.median(ratios)
+            ok = ratio <= bound if op == "<=" else ratio >= bound
+            entry.update(ratio=ratio, ratios=ratios, verdict="PASS" if ok else "MISS")
+        else:
+            why = "; ".join(missing) or next(
+                (
+                    f"{r['system']} {r['workload']}: "
+                    + (r.get("skipped") or r.get("error", "a check failed"))[:200]
+                    for r in runs
+                    if (r["system"], r["workload"])
+                    in ((num[0], num[1]), (den[0], den[1]))
+                    and (
+                        "skipped" in r
+                        or "error" in r
+                        or not r.get("checks", {}).get("ok")
+                    )
+                ),
+                "no measurement",
+            )
+            entry.update(verdict="n/a", why=why)
+        out.append(entry)
+    return out
+
+
 def summarise(runs: list[dict[str, Any]], systems: list[str]) -> dict[str, Any]:
     rows = []
     for workload, metric, label, higher in METRICS:
@@ -458,6 +598,12 @@ def summarise(runs: list[dict[str, Any]], systems: list[str]) -> dict[str, Any]:
                     ratios.append(mv / bv)
             if ratios:
                 cell["ratio"] = statistics.median(ratios)
+            if system != RAW and RAW in systems:
+                vs_raw = same_run_ratios(
+                    runs, (system, workload, metric), (RAW, workload, metric)
+                )
+                if vs_raw:
+                    cell["ratio_raw"] = statistics.median(vs_raw)
             row["systems"][system] = cell
         if present:
             rows.append(row)
@@ -469,13 +615,18 @@ def _fmt(value: float) -> str:
         return f"{value:,.0f}"
     if value >= 10:
         return f"{value:.1f}"
-    return f"{value:.2f}"
+    if value >= 0.1:
+        return f"{value:.2f}"
+    return f"{value:.2g}"
 
 
 def markdown(summary: dict[str, Any], systems: list[str], meta: dict[str, Any]) -> str:
     names = {s: f"{s} {meta['versions'].get(s, '')}".strip() for s in systems}
     names["ours"] = f"ours ({meta['git']})"
     names[BASELINE] = f"original chancy {meta['versions'].get(BASELINE, '')}".strip()
+    if RAW in systems:
+        names[RAW] = f"raw SQL (psycopg {meta['versions'].get(RAW, '')})"
+    vs_raw = "ours" in systems and RAW in systems
     out = [
         f"# Benchmark results ({meta['mode']}, {meta['repeats']} repeat(s), {meta['date']})",
         "",
@@ -487,10 +638,18 @@ def markdown(summary: dict[str, Any], systems: list[str], meta: dict[str, Any]) 
             " ratio to the original Chancy (↑ = higher is better, ↓ = lower is better)."
             " ✗ = a correctness check failed (exactly-once / finished in the database);"
             " n/a = the system has no such executor."
+            + (
+                " *ours ÷ raw*: ours as a fraction of the raw-SQL yardstick (median"
+                " per-repeat ratio; for ↓ rows, ours' value over raw's)."
+                if vs_raw
+                else ""
+            )
         ),
         "",
-        "| workload | " + " | ".join(names[s] for s in systems) + " |",
-        "|---|" + "---:|" * len(systems),
+        "| workload | "
+        + " | ".join(names[s] for s in systems)
+        + (" | ours ÷ raw |" if vs_raw else " |"),
+        "|---|" + "---:|" * (len(systems) + (1 if vs_raw else 0)),
     ]
     for row in summary["rows"]:
         arrow = "↑" if row["higher_is_better"] else "↓"
@@ -512,6 +671,9 @@ def markdown(summary: dict[str, Any], systems: list[str], meta: dict[str, Any]) 
             if not cell.get("checks_ok"):
                 text += " ✗"
             cells.append(text)
+        if vs_raw:
+            ours = row["systems"].get("ours") or {}
+            cells.append(f"{ours['ratio_raw']:.2f}" if "ratio_raw" in ours else "")
         out.append(f"| {row['label']} {arrow} | " + " | ".join(cells) + " |")
     errors = [
         (row["label"], s, c["error"])
@@ -519,6 +681,19 @@ def markdown(summary: dict[str, Any], systems: list[str], meta: dict[str, Any]) 
         for s, c in row["systems"].items()
         if c.get("error")
     ]
+    targets = summary.get("targets") or []
+    if targets:
+        out += [
+            "",
+            "Targets (issue 18; same-run ratios, median over repeats):",
+            "",
+            "| target | ratio | verdict |",
+            "|---|---:|---|",
+        ]
+        for t in targets:
+            ratio = f"{t['ratio']:.2f}" if "ratio" in t else "-"
+            verdict = t["verdict"] + (f" ({t['why']})" if "why" in t else "")
+            out.append(f"| {t['target']} | {ratio} | {verdict} |")
     if errors:
         out += ["", "Errors:", ""]
         seen = set()
@@ -634,7 +809,8 @@ def main(argv: list[str] | None = None) -> int:
     workroot = out / "runs" / stamp
     workroot.mkdir(parents=True, exist_ok=True)
 
-    extra_env = {"ours": _ours_env()} if "ours" in systems else {}
+    local = [s for s in systems if SYSTEMS[s]["venv"] is None]
+    extra_env = dict.fromkeys(local, _ours_env()) if local else {}
     server = server_dsn(args.dsn)
     versions = {}
     for s in systems:
@@ -674,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
     summary = summarise(runs, systems)
+    summary["targets"] = evaluate_targets(runs, systems, workloads)
     report = {"meta": meta, "summary": summary, "runs": runs}
     (out / "latest.json").write_text(json.dumps(report, indent=1))
     table = markdown(summary, systems, meta)

@@ -53,7 +53,19 @@ def _make_chancy(dsn: str, options: dict[str, Any]) -> Any:
         )
         log.addHandler(handler)
         log.setLevel(logging.INFO)
-    return Chancy(dsn, no_default_plugins=bool(options.get("bare")), log=log)
+    plugins = []
+    if options.get("pruner"):
+        # The soak's --prune-* options (benchmarks/soak.py); ours only.
+        from chancy.plugins.pruner import Pruner
+
+        given = dict(options["pruner"])
+        age = given.pop("age", None)
+        if age is not None:
+            given["rule"] = Pruner.Rules.Age() > age
+        plugins.append(Pruner(**given))
+    return Chancy(
+        dsn, plugins=plugins, no_default_plugins=bool(options.get("bare")), log=log
+    )
 
 
 class ChancySystem(System):

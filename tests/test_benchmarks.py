@@ -1,0 +1,121 @@
+"""The benchmark harness: target verdicts and the raw-SQL yardstick adapter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import __main__ as bench
+
+
+def _run(system: str, workload: str, repeat: int, **metrics: float) -> dict:
+    return {
+        "system": system,
+        "workload": workload,
+        "repeat": repeat,
+        "metrics": metrics,
+        "checks": {"ok": True},
+    }
+
+
+def test_targets_are_same_run_ratios_with_verdicts() -> None:
+    runs = [
+        # ours 2.5x and 1.5x pgqueuer in two repeats: median 2.0 -> PASS (>= 2)
+        _run("ours", "burndown_async", 0, jobs_per_s=250, cpu_ms_per_job=0.06),
+        _run("pgqueuer", "burndown_async", 0, jobs_per_s=100, cpu_ms_per_job=0.03),
+        _run("ours", "burndown_async", 1, jobs_per_s=150, cpu_ms_per_job=0.06),
+        _run("pgqueuer", "burndown_async", 1, jobs_per_s=100, cpu_ms_per_job=0.03),
+        # bulk 80% of raw -> MISS
+        _run("ours", "enqueue_bulk", 0, jobs_per_s=80),
+        _run("raw", "enqueue_bulk", 0, jobs_per_s=100),
+        # a raw run that failed its checks gives no ratio
+        _run("ours", "enqueue_single", 0, jobs_per_s=95),
+        {**_run("raw", "enqueue_single", 0, jobs_per_s=100), "checks": {"ok": False}},
+    ]
+    systems = ["ours", "pgqueuer", "raw"]
+    workloads = ["burndown_async", "enqueue_bulk", "enqueue_single", "latency"]
+    by_name = {t["target"]: t for t in bench.evaluate_targets(runs, systems, workloads)}
+    burn = by_name["async burn-down ≥ 2× pgqueuer"]  # noqa: RUF001
+    assert burn["verdict"] == "PASS"
+    assert burn["ratio"] == pytest.approx(2.0)
+    cpu = by_name["worker CPU per no-op async job ≤ pgqueuer's"]
+    assert cpu["verdict"] == "MISS"
+    assert cpu["ratio"] == pytest.approx(2.0)
+    bulk = by_name["bulk enqueue ≥ 90% of raw COPY"]
+    assert (bulk["verdict"], bulk["ratio"]) == ("MISS", pytest.approx(0.8))
+    single = by_name["single push ≥ 90% of raw INSERT + NOTIFY"]
+    assert single["verdict"] == "n/a"
+    assert "a check failed" in single["why"]
+    threads = by_name["threaded burn-down ≥ 4× the original"]  # noqa: RUF001
+    assert threads["verdict"] == "n/a"
+    assert "chancy not in this run" in threads["why"]
+    latency = by_name["push→start p50 ≤ 1.25× the raw loop's"]  # noqa: RUF001
+    assert latency["verdict"] == "n/a"
+
+
+def test_raw_adapter_enqueues_and_burns_down_exactly_once(
+    chancy_server_dsn: str, tmp_path: Path
+) -> None:
+    """The yardstick does the same work as the systems and passes the same checks."""
+    for workload, size in (
+        ("enqueue_bulk", {"n": 300}),
+        ("burndown_async", {"n": 300}),
+    ):
+        name = f"bench_test_raw_{uuid.uuid4().hex[:8]}"
+        dsn = bench.create_db(chancy_server_dsn, name)
+        try:
+            spec = {
+                "dsn": dsn,
+                "workload": workload,
+                "size": size,
+                "concurrency": 20,
+                "workdir": str(tmp_path / workload),
+                "label": "raw",
+                "options": {},
+            }
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    str(bench.ADAPTERS / "raw_adapter.py"),
+                    "run",
+                    json.dumps(spec),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            lines = [
+                line
+                for line in proc.stdout.splitlines()
+                if line.startswith("BENCH-RESULT ")
+            ]
+            assert lines, proc.stderr
+            result = json.loads(lines[-1][len("BENCH-RESULT ") :])
+            assert "error" not in result, result.get("traceback")
+            assert result["checks"]["ok"], result["checks"]
+            assert result["metrics"]["jobs_per_s"] > 0
+        finally:
+            bench.drop_db(chancy_server_dsn, name)
+
+
+def test_soak_flatness_is_measured_from_the_first_report_after_warm_up() -> None:
+    from benchmarks.soak import flat
+
+    # steady growth: each value within 20% of its neighbours' median, but the
+    # last is 40% above the first -> not flat
+    ok, deviation = flat([100.0, 110.0, 120.0, 130.0, 140.0], floor=1.0)
+    assert not ok
+    assert deviation == pytest.approx(0.4)
+    assert flat([100.0, 115.0, 90.0, 105.0], floor=1.0)[0]
+    # near zero, the absolute band decides
+    assert flat([0.0, 3_000.0, 8_000.0], floor=10_000)[0]
+    assert not flat([0.0, 30_000.0], floor=10_000)[0]
