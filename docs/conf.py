@@ -61,7 +61,7 @@ _EXTERNAL = (
     "abc|asyncio|collections|concurrent|contextlib|datetime|enum|json|logging|"
     "multiprocessing|os|pathlib|re|signal|threading|types|typing|uuid|zoneinfo|"
     "attr|attrs|click|croniter|django|django_tasks|pluggy|psycopg|psycopg_pool|"
-    "pytest|pytest_asyncio|sentry_sdk|starlette|uvicorn|_pytest"
+    "opentelemetry|pytest|pytest_asyncio|sentry_sdk|starlette|uvicorn|_pytest"
 )
 _BUILTINS = (
     "Any|Awaitable|AsyncIterator|Callable|ClassVar|Coroutine|Final|Iterable|"
@@ -75,7 +75,7 @@ _BUILTINS = (
     "BaseRoute|Route|AuthenticationBackend|ZoneInfo|UUID|datetime|timedelta|"
     "Event|Task|Command|Group|HookimplMarker|HookspecMarker|PluginManager|"
     "FixtureRequest|TracebackType|ModuleType|Path|Logger|LoggerAdapter|Enum|"
-    "tzinfo"
+    "tzinfo|AttributeValue|Context"
 )
 nitpick_ignore_regex = [
     (r"py:.*", rf"(?:{_EXTERNAL})(?:\..+)?"),

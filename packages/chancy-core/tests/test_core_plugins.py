@@ -482,9 +482,11 @@ class PushTracer:
 
     def __init__(self) -> None:
         self.pushed: list[tuple[int, list[Any] | None, str | None]] = []
+        self.pushing = 0
 
     @chancy.hookimpl
     def chancy_jobs_pushing(self, jobs: list[Job]) -> list[Job]:
+        self.pushing += 1
         return [j.with_meta({**j.meta, "traced": True}) for j in jobs]
 
     @chancy.hookimpl
@@ -508,6 +510,8 @@ async def test_the_push_hooks_see_every_push_call(chancy_dsn: str) -> None:
                 async for b in app.push_many([Job(func="m.f")] * 150, batch_size=100)
                 for r in b
             ]
+            # Refused before anything is written: still reported, so that
+            # every chancy_jobs_pushing has its chancy_jobs_pushed.
             with pytest.raises(ValueError):
                 await app.push(Job(func="m.f", priority=2**40))
             sync_ref = await asyncio.to_thread(_sync_push, app)
@@ -517,12 +521,25 @@ async def test_the_push_hooks_see_every_push_call(chancy_dsn: str) -> None:
                 (1, True, None),
                 (100, True, None),
                 (50, True, None),
+                (1, False, "ValueError"),
                 (1, True, None),
             ]
             assert tracer.pushed[0][1] == [ref]
             # check_job validates without the hooks (nothing is pushed).
             app.check_job(Job(func="m.f"))
-            assert len(tracer.pushed) == 4
+            assert len(tracer.pushed) == 5
+            assert tracer.pushing == 5
+            # A push_many left after its first batch: the second batch was
+            # already prepared (its hooks ran), so it is reported too.
+            batches = app.push_many([Job(func="m.f")] * 20, batch_size=10)
+            async for _ in batches:
+                break
+            await batches.aclose()
+            assert tracer.pushing == 7
+            assert [(n, r is not None) for n, r, _ in tracer.pushed[5:]] == [
+                (10, True),
+                (10, False),
+            ]
         finally:
             await app.migrate(to_version=0)
 
@@ -547,3 +564,64 @@ async def test_a_failed_push_is_reported_to_the_pushed_hook(chancy: Chancy) -> N
     finally:
         chancy.plugin_manager.unregister(tracer)
     assert not chancy.plugin_manager.has_jobs_pushing
+
+
+class MetaStamp(Plugin):
+    """A Plugin subclass using the push methods."""
+
+    identifier = "tests.meta_stamp"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pushed: list[tuple[int, str | None]] = []
+
+    def on_jobs_pushing(self, *, chancy: Chancy, jobs: Any) -> list[Job]:
+        return [j.with_meta({**j.meta, "stamped": True}) for j in jobs]
+
+    def on_jobs_pushed(
+        self, *, chancy: Chancy, jobs: Any, references: Any, error: Any
+    ) -> None:
+        self.pushed.append((len(jobs), type(error).__name__ if error else None))
+
+
+async def test_plugin_push_methods_become_the_push_hooks(chancy_dsn: str) -> None:
+    stamp = MetaStamp()
+    app = Chancy(chancy_dsn, plugins=[stamp], no_default_plugins=True)
+    assert app.plugin_manager.has_jobs_pushing and app.plugin_manager.has_jobs_pushed
+    async with app:
+        await app.migrate()
+        try:
+            ref = await app.push(Job(func="m.f"))
+            job = await app.get_job(ref)
+            assert job is not None and job.meta == {"stamped": True}
+            with pytest.raises(ValueError):
+                await app.push(Job(func="m.f", priority=2**40))
+            assert stamp.pushed == [(1, None), (1, "ValueError")]
+        finally:
+            await app.migrate(to_version=0)
+    # A plugin that overrides neither adds no push hook.
+    plain = Chancy(chancy_dsn, plugins=[Plugin()], no_default_plugins=True)
+    assert not plain.plugin_manager.has_jobs_pushing
+
+
+async def test_a_push_of_something_not_a_job_keeps_its_own_error(
+    chancy: Chancy,
+) -> None:
+    errors: list[Any] = []
+
+    @_plugins.hookimpl
+    def chancy_jobs_pushed(error: Any) -> None:
+        errors.append(error)
+
+    module = types.ModuleType("only_pushed")
+    module.chancy_jobs_pushed = chancy_jobs_pushed  # type: ignore[attr-defined]
+    chancy.plugin_manager.register_plugins([module], chancy)
+    try:
+        with pytest.raises(TypeError) as raised:
+            await chancy.push_many_ex(None, [object()])  # type: ignore[list-item]
+        # No pushing hook ran for it, so none is reported, and the error is
+        # the one validation raised (nothing chained from reporting it).
+        assert errors == []
+        assert raised.value.__context__ is None
+    finally:
+        chancy.plugin_manager.unregister(module)

@@ -849,3 +849,61 @@ def test_loop_block_warning_is_validated(chancy_just_app: Chancy) -> None:
         with pytest.raises(ValueError, match="loop_block_warning"):
             Worker(chancy_just_app, loop_block_warning=bad)
     assert Worker(chancy_just_app, loop_block_warning=None).loop_block_warning is None
+
+
+async def test_fetched_job_is_the_stored_job(
+    chancy: Chancy, worker_no_start: Worker
+) -> None:
+    """The worker builds fetched jobs without attrs' converters (hot path):
+    every field must still match the row as get_job reads it."""
+    from chancy import Limit
+    from chancy.job import replace_job
+
+    await declare(chancy)
+    ref = await chancy.push(
+        record.job.with_kwargs(value={"a": [1, 2]})
+        .with_limits([Limit(Limit.Type.TIME, 30)])
+        .with_meta({"k": "v"})
+        .with_priority(3)
+        .with_max_attempts(4)
+        .with_unique_key("u-1")
+        .with_concurrency_key("customer:1")
+    )
+    async with chancy.pool.connection() as conn:
+        (fetched,) = await worker_no_start.fetch_jobs(Queue("fast"), conn, up_to=5)
+    stored = await chancy.get_job(ref)
+    assert stored is not None
+    assert type(fetched) is QueuedJob
+    for field in [
+        "id",
+        "func",
+        "queue",
+        "kwargs",
+        "priority",
+        "max_attempts",
+        "scheduled_at",
+        "limits",
+        "unique_key",
+        "meta",
+        "concurrency_key",
+        "store_result",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "attempts",
+        "state",
+        "errors",
+        "claim_id",
+        "result",
+        "progress",
+    ]:
+        assert getattr(fetched, field) == getattr(stored, field), field
+    assert fetched.state is QueuedJob.State.RUNNING
+    assert fetched == stored
+
+    done = replace_job(fetched, state=QueuedJob.State.SUCCEEDED, attempts=1)
+    assert done.state is QueuedJob.State.SUCCEEDED and done.attempts == 1
+    assert done.claim_id == fetched.claim_id and done.kwargs == fetched.kwargs
+    assert fetched.state is QueuedJob.State.RUNNING  # the original is unchanged
+    with pytest.raises(TypeError, match="no field"):
+        replace_job(fetched, nonsense=1)

@@ -293,3 +293,43 @@ async def test_wake_up_runs_a_pass_now_instead_of_after_poll_interval(
     pruner.wake_up()
     await pruner.wait_for_passes(1, timeout=5)
     assert old not in await remaining(chancy)
+
+
+@pytest.mark.parametrize(
+    "chancy",
+    [
+        {
+            "plugins": [
+                ImmediateLeadership(),
+                Pruner(
+                    Age() > 60, maximum_to_prune=20, batch_size=10, poll_interval=3600
+                ),
+            ],
+            "no_default_plugins": True,
+        }
+    ],
+    indirect=True,
+)
+async def test_a_backlog_is_pruned_in_catch_up_passes_not_one_per_interval(
+    chancy: Chancy,
+) -> None:
+    """A pass that removed its whole maximum runs the next soon after
+    (``catch_up_interval``), not a ``poll_interval`` later: otherwise a queue
+    finishing more than maximum_to_prune / poll_interval jobs a second grows
+    its table forever."""
+    pruner = chancy.plugins["chancy.pruner"]
+    assert isinstance(pruner, Pruner)
+    pruner.catch_up_interval = 0.05
+    async with chancy.pool.connection() as conn:
+        await conn.execute(
+            f"INSERT INTO {chancy.sql.jobs} (id, queue, func, state, created_at)"
+            " SELECT gen_random_uuid(), 'default', 'm.f', 'succeeded',"
+            " NOW() - interval '1 hour' FROM generate_series(1, 95)"
+        )
+    fresh = await insert_job(chancy, age=0)
+    async with Worker(chancy):
+        async with asyncio.timeout(10):
+            while len(await remaining(chancy)) > 1:
+                await asyncio.sleep(0.05)
+    assert await remaining(chancy) == {fresh}
+    assert pruner.passes >= 5  # 95 rows at 20 a pass, without waiting an hour

@@ -7,6 +7,7 @@ real server.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -482,6 +483,13 @@ async def test_job_list_pagination_has_no_overlap(
         ({"filters": '[["priority", ">", "high"]]'}, "compared with an integer"),
         ({"filters": '[["state", "=", "gone"]]'}, "unknown state 'gone'"),
         ({"filters": '[["queue", "=", 3]]'}, "compared with a string"),
+        ({"omit": "result,colour"}, "omit: unknown field(s) 'colour'"),
+        (
+            {"filters": '[["concurrency_key", "!=", "k"]]'},
+            "operator '!=' is not allowed for 'concurrency_key'",
+        ),
+        ({"filters": '[["concurrency_key", "=", 4]]'}, "compared with a string"),
+        ({"omit": "id"}, "omit: unknown field(s) 'id'"),
     ],
 )
 async def test_job_list_rejects_bad_input(
@@ -715,3 +723,207 @@ async def test_a_date_that_could_not_be_read_back_is_refused(
     assert "resume_at must be between the years 2 and 9998" in response.json()["error"]
     assert (await client.get("/api/v1/queues")).status_code == 200
     assert (await app.get_queue("q")).state == Queue.State.ACTIVE
+
+
+# ---------------------------------------------------------------------------
+# Stored results, live progress, concurrency keys and queue limits
+# ---------------------------------------------------------------------------
+
+PROGRESS = "chancy_testjobs.async_report_progress"
+RETURN = "chancy_testjobs.async_return_value"
+LIMITS = ("global_concurrency", "key_concurrency", "key_rate_limit")
+
+
+async def test_jobs_show_their_result_progress_and_concurrency_key(
+    client: httpx.AsyncClient, app: Chancy
+) -> None:
+    await app.declare(
+        Queue("work", executor=Chancy.Executor.Async, polling_interval=0.1)
+    )
+    value = {"rows": [1, 2.5, None], "html": "<b>&</b>", "ok": True}
+    returned = await app.push(
+        Job(func=RETURN, queue="work", kwargs={"value": value}).with_concurrency_key(
+            "customer:42"
+        )
+    )
+    reported = await app.push(
+        Job(func=PROGRESS, queue="work", kwargs={"steps": 3, "message": "row"})
+    )
+    kept = await app.push(
+        Job(func=RETURN, queue="work", kwargs={"value": "secret"}, store_result=False)
+    )
+    # Reports once, then waits: the progress of a job that is still running.
+    running = await app.push(
+        Job(func=PROGRESS, queue="work", kwargs={"steps": 2, "delay": 60})
+    )
+    worker = Worker(app, register_signal_handlers=False, queue_change_poll_interval=60)
+    await worker.start()
+    try:
+        await app.wait_for_jobs([returned, reported, kept], interval=0.05, timeout=30)
+        live: dict[str, Any] = {}
+        for _ in range(300):
+            live = (await client.get(f"/api/v1/jobs/{running}")).json()
+            if live["progress"] is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert live["state"] == "running"
+        assert live["progress"]["done"] == 1 and live["progress"]["total"] == 2
+        assert live["progress"]["message"] == "step 1"
+        assert live["result"] is None
+        await app.cancel_job(app_ref(str(running)))
+    finally:
+        await worker.stop()
+
+    job = (await client.get(f"/api/v1/jobs/{returned}")).json()
+    assert job["state"] == "succeeded"
+    assert job["result"] == value
+    assert job["concurrency_key"] == "customer:42"
+    assert job["store_result"] is True
+    assert job["progress"] is None
+
+    job = (await client.get(f"/api/v1/jobs/{reported}")).json()
+    assert job["result"] == 3
+    assert job["concurrency_key"] is None
+    # A finished job keeps its last progress.
+    assert {k: job["progress"][k] for k in ("done", "total", "message")} == {
+        "done": 3,
+        "total": 3,
+        "message": "row 3",
+    }
+    assert job["progress"]["at"].endswith("+00:00")
+
+    job = (await client.get(f"/api/v1/jobs/{kept}")).json()
+    assert (job["state"], job["store_result"], job["result"]) == (
+        "succeeded",
+        False,
+        None,
+    )
+    # The list has the same fields.
+    listed = (await client.get("/api/v1/jobs?state=succeeded")).json()
+    by_id = {j["id"]: j for j in listed}
+    assert by_id[str(returned)]["result"] == value
+    assert by_id[str(returned)]["concurrency_key"] == "customer:42"
+    assert by_id[str(reported)]["progress"]["done"] == 3
+    # Jobs of one key.
+    keyed = await client.get(
+        "/api/v1/jobs",
+        params={
+            "state": "all",
+            "filters": json.dumps([["concurrency_key", "=", "customer:42"]]),
+        },
+    )
+    assert [j["id"] for j in keyed.json()] == [str(returned)]
+    # ... unless it is asked to leave the large ones out (as the dashboard does).
+    slim = await client.get(
+        "/api/v1/jobs", params={"state": "succeeded", "omit": "result, kwargs,meta"}
+    )
+    assert slim.status_code == 200, slim.text
+    for row in slim.json():
+        assert not {"result", "kwargs", "meta"} & set(row), row
+        assert {"id", "state", "errors", "progress", "concurrency_key"} <= set(row)
+
+
+async def test_queue_limits_round_trip_through_the_api(
+    client: httpx.AsyncClient, app: Chancy
+) -> None:
+    created = await client.post(
+        "/api/v1/queues",
+        json={
+            "name": "limited",
+            "global_concurrency": 3,
+            "key_concurrency": 1,
+            "key_rate_limit": 10,
+            "key_rate_limit_window": 60,
+        },
+    )
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert [body[k] for k in (*LIMITS, "key_rate_limit_window")] == [3, 1, 10, 60]
+    stored = await app.get_queue("limited")
+    assert (
+        stored.global_concurrency,
+        stored.key_concurrency,
+        stored.key_rate_limit,
+        stored.key_rate_limit_window,
+    ) == (3, 1, 10, 60)
+    assert (await client.get("/api/v1/queues/limited")).json() == body
+    assert (await client.get("/api/v1/queues")).json() == [body]
+
+    # PATCH changes the given limits and keeps the others; null removes one.
+    patched = await client.patch(
+        "/api/v1/queues/limited",
+        json={"global_concurrency": None, "key_concurrency": 2},
+    )
+    assert patched.status_code == 200, patched.text
+    stored = await app.get_queue("limited")
+    assert (stored.global_concurrency, stored.key_concurrency) == (None, 2)
+    assert (stored.key_rate_limit, stored.key_rate_limit_window) == (10, 60)
+    # POST on an existing queue keeps the limits it does not name.
+    again = await client.post(
+        "/api/v1/queues", json={"name": "limited", "polling_interval": 2}
+    )
+    assert again.json()["key_concurrency"] == 2
+    assert again.json()["key_rate_limit"] == 10
+    removed = await client.patch(
+        "/api/v1/queues/limited",
+        json={"key_rate_limit": None, "key_rate_limit_window": None},
+    )
+    assert removed.status_code == 200, removed.text
+    assert (await app.get_queue("limited")).has_limits  # key_concurrency is left
+
+    # A queue without limits answers them as null (always present).
+    plain = (await client.post("/api/v1/queues", json={"name": "plain"})).json()
+    assert {k: plain[k] for k in (*LIMITS, "key_rate_limit_window")} == dict.fromkeys(
+        (*LIMITS, "key_rate_limit_window")
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"global_concurrency": 0}, "global_concurrency must be an integer from 1"),
+        ({"global_concurrency": -3}, "global_concurrency must be an integer from 1"),
+        ({"global_concurrency": 2**31}, "global_concurrency must be an integer from 1"),
+        ({"global_concurrency": 1.5}, "global_concurrency must be an integer"),
+        ({"global_concurrency": "3"}, "global_concurrency must be an integer"),
+        ({"global_concurrency": True}, "global_concurrency must be an integer"),
+        ({"key_concurrency": 0}, "key_concurrency must be an integer from 1"),
+        ({"key_concurrency": [1]}, "key_concurrency must be an integer"),
+        ({"key_rate_limit": 5}, "key_rate_limit and key_rate_limit_window must be"),
+        (
+            {"key_rate_limit_window": 60},
+            "key_rate_limit and key_rate_limit_window must be",
+        ),
+        (
+            {"key_rate_limit": 0, "key_rate_limit_window": 60},
+            "key_rate_limit must be an integer from 1",
+        ),
+        (
+            {"key_rate_limit": 5, "key_rate_limit_window": -1},
+            "key_rate_limit_window must be an integer from 1",
+        ),
+        (
+            {"key_rate_limit": 5, "key_rate_limit_window": 0.5},
+            "key_rate_limit_window must be an integer",
+        ),
+    ],
+)
+async def test_bad_queue_limits_are_refused_and_nothing_is_written(
+    client: httpx.AsyncClient, app: Chancy, payload: dict[str, Any], message: str
+) -> None:
+    created = await client.post("/api/v1/queues", json={"name": "new", **payload})
+    assert created.status_code == 422, created.text
+    assert message in created.json()["error"]
+    assert await app.get_all_queues() == []
+
+    await app.declare(Queue("q", key_concurrency=4))
+    before = await app.get_queue("q")
+    for method, path, body in [
+        ("PATCH", "/api/v1/queues/q", payload),
+        ("POST", "/api/v1/queues", {"name": "q", **payload}),
+    ]:
+        response = await client.request(method, path, json=body)
+        assert response.status_code == 422, (method, response.text)
+        assert message in response.json()["error"], (method, response.json())
+    assert await app.get_queue("q") == before
+    assert [q.name for q in await app.get_all_queues()] == ["q"]

@@ -557,3 +557,188 @@ def test_a_missing_job_says_so(page: Page) -> None:
             ),
             "the not-found message",
         )
+
+
+HOSTILE_KEY = "<img src=x onerror=window.__xss=5>"
+PROGRESS = "chancy_testjobs.async_report_progress"
+RETURN = "chancy_testjobs.async_return_value"
+
+
+def _api_job(page: Page, job_id: str) -> dict[str, Any]:
+    with page.api() as client:
+        job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
+    return job
+
+
+def test_job_page_shows_progress_result_and_concurrency_key(
+    page: Page, server: LiveServer
+) -> None:
+    async def push(chancy: Chancy) -> tuple[str, str]:
+        done = await chancy.push(
+            Job(
+                func=RETURN,
+                queue="web",
+                kwargs={"value": {"html": HOSTILE, "rows": [1, 2]}},
+            ).with_concurrency_key(HOSTILE_KEY)
+        )
+        await chancy.wait_for_job(done, interval=0.05, timeout=30)
+        # Reports "1 of 2", then waits (cancelled below).
+        running = await chancy.push(
+            Job(
+                func=PROGRESS,
+                queue="web",
+                kwargs={"steps": 2, "delay": 120, "message": HOSTILE},
+            )
+        )
+        return str(done.identifier), str(running.identifier)
+
+    done, running = server.call(push)
+    try:
+        with page.evidence():
+            page.login()
+            page.wait(
+                lambda d: _api_job(page, running)["progress"] is not None,
+                "the running job's first progress report",
+            )
+            text = page.rendered(f"/job/{running}")
+            bar = page.find("main.view .job-progress progress")
+            assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("1", "2")
+            assert "Progress" in page.find("main.view .job-progress h2").text
+            assert "1 of 2 (50%)" in text
+            assert f"{HOSTILE} 1" in page.find("main.view .progress-message").text
+            assert "Not finished yet." in page.find("main.view .job-result").text
+            # The running list shows the bar too.
+            page.rendered("/jobs/running")
+            page.find("table.jobs-table .progress-view.compact progress")
+
+            text = page.rendered(f"/job/{done}")
+            result = page.find("main.view .job-result pre.json").text
+            assert '"html"' in result and "onerror" in result and '"rows"' in result
+            assert page.find("main.view code.concurrency-key").text == HOSTILE_KEY
+            assert not page.driver.find_elements(By.CSS_SELECTOR, ".job-progress")
+            # The key links to the jobs that carry it.
+            page.find("main.view a.key-jobs").click()
+            page.wait(
+                lambda d: (
+                    [
+                        a.get_attribute("href").rsplit("/", 1)[-1]
+                        for a in d.find_elements(
+                            By.CSS_SELECTOR, "table.jobs-table td.func a"
+                        )
+                    ]
+                    == [done]
+                ),
+                "the jobs with this key",
+            )
+
+            # Cancelled, the job keeps its last progress.
+            with page.api() as client:
+                cancelled = client.post(f"/api/v1/jobs/{running}/cancel", json={})
+            assert cancelled.status_code == 200, cancelled.text
+            page.rendered(f"/job/{running}")
+            page.wait(
+                lambda d: (
+                    "Last progress"
+                    in d.find_element(By.CSS_SELECTOR, "main.view .job-progress").text
+                ),
+                "the last progress of the cancelled job",
+            )
+            page.assert_no_xss()
+            assert page.console_errors() == []
+    finally:
+        with page.api() as client:
+            client.post(f"/api/v1/jobs/{running}/cancel", json={})
+
+
+def test_queue_limits_show_and_can_be_edited(page: Page, server: LiveServer) -> None:
+    server.call(
+        lambda chancy: chancy.declare(
+            Queue(
+                "limited",
+                executor=Chancy.Executor.Async,
+                global_concurrency=3,
+                key_concurrency=1,
+                key_rate_limit=10,
+                key_rate_limit_window=60,
+            ),
+            upsert=True,
+        )
+    )
+    with page.evidence():
+        page.login()
+        page.rendered("/queues", "Queues")
+        [row] = [
+            r
+            for r in page.driver.find_elements(By.CSS_SELECTOR, "main.view tbody tr")
+            if r.text.startswith("limited")
+        ]
+        assert "3 at once" in row.text and "1 per key" in row.text
+        assert "10/60 s per key" in row.text
+
+        text = page.rendered("/queues/limited", "limited")
+        assert "3 at once, across all workers" in text
+        assert "1 at once per concurrency key" in text
+        assert "10 per 60 seconds per key" in text
+
+        page.wait(
+            lambda d: [
+                b
+                for b in d.find_elements(By.CSS_SELECTOR, "main.view button")
+                if b.text == "Edit"
+            ],
+            "the Edit button",
+        )[0].click()
+        form = "form.queue-form"
+        assert page.find(f"{form} input[name=key_concurrency]").get_attribute(
+            "value"
+        ) == ("1")
+
+        def fill(name: str, value: str) -> None:
+            field = page.find(f"{form} input[name={name}]")
+            field.clear()
+            if value:
+                field.send_keys(value)
+
+        # A rate without its window: refused by the form.
+        fill("key_rate_limit_window", "")
+        page.find(f"{form} button[type=submit]").click()
+        page.wait(
+            lambda d: (
+                "per-key rate limit and its window"
+                in d.find_element(By.CSS_SELECTOR, f"{form} .form-error").text
+            ),
+            "the form's error",
+        )
+        # Beyond what PostgreSQL can store: refused by the API, named.
+        fill("key_rate_limit_window", "60")
+        fill("global_concurrency", str(2**31))
+        page.find(f"{form} button[type=submit]").click()
+        page.wait(
+            lambda d: (
+                "global_concurrency must be an integer from 1"
+                in d.find_element(By.CSS_SELECTOR, f"{form} .form-error").text
+            ),
+            "the API's error in the form",
+        )
+        stored = server.call(lambda c: c.get_queue("limited"))
+        assert (stored.global_concurrency, stored.key_concurrency) == (3, 1)
+
+        fill("global_concurrency", "")
+        fill("key_concurrency", "2")
+        page.find(f"{form} button[type=submit]").click()
+        page.wait(
+            lambda d: (
+                server.call(lambda c: c.get_queue("limited")).key_concurrency == 2
+            ),
+            "the queue to be saved",
+        )
+        stored = server.call(lambda c: c.get_queue("limited"))
+        assert stored.global_concurrency is None
+        assert (stored.key_rate_limit, stored.key_rate_limit_window) == (10, 60)
+        text = page.rendered("/queues/limited", "limited")
+        assert "Cluster-wide concurrency\nno limit" in text
+        assert "2 at once per concurrency key" in text
+        # The browser logs the refused PATCH; nothing else went wrong.
+        assert all(
+            "/api/v1/queues/limited" in m and "422" in m for m in page.console_errors()
+        ), page.console_errors()

@@ -46,6 +46,7 @@ EXAMPLES = 10
 SKIPPED = {"POST /api/v1/logout"}
 NOOP = "chancy_testjobs.async_noop"
 FAIL = "chancy_testjobs.async_fail"
+PROGRESS = "chancy_testjobs.async_report_progress"
 
 
 async def _seed(chancy: Chancy) -> dict[str, Any]:
@@ -60,6 +61,24 @@ async def _seed(chancy: Chancy) -> dict[str, Any]:
     refs.append(
         await chancy.push(Job(func=FAIL, queue="web", max_attempts=2, priority=5))
     )
+    # Stored results, progress, a concurrency key and a queue with limits.
+    await chancy.declare(
+        Queue(
+            "limited",
+            executor=Chancy.Executor.Async,
+            global_concurrency=2,
+            key_concurrency=1,
+            key_rate_limit=5,
+            key_rate_limit_window=60,
+        )
+    )
+    refs.append(
+        await chancy.push(
+            Job(
+                func=PROGRESS, queue="limited", kwargs={"steps": 3}
+            ).with_concurrency_key("customer:1")
+        )
+    )
     waiting = await chancy.push(Job(func=NOOP, queue="nobody-declared-this"))
     await chancy.wait_for_jobs(refs, interval=0.05, timeout=30)
     if Cron is not None:
@@ -72,7 +91,7 @@ async def _seed(chancy: Chancy) -> dict[str, Any]:
         workflow_id = await WorkflowPlugin.push(chancy, workflow)
     ids = [str(ref.identifier) for ref in refs]
     return {
-        "jobs": [*ids[:2], ids[4]],
+        "jobs": [*ids[:2], ids[4], ids[5]],
         "retry": ids[2],
         "cancel": str(waiting.identifier),
         "delete": ids[3],
@@ -89,7 +108,11 @@ def _seeded_cases(seeds: dict[str, Any]) -> dict[tuple[str, str], list[Any]]:
         ("DELETE", "/api/v1/jobs/{id}"): [{"id": seeds["delete"]}],
         ("POST", "/api/v1/jobs/{id}/retry"): [{"id": seeds["retry"]}],
         ("POST", "/api/v1/jobs/{id}/cancel"): [{"id": seeds["cancel"]}],
-        ("GET", "/api/v1/queues/{name}"): [{"name": "web"}, {"name": "default"}],
+        ("GET", "/api/v1/queues/{name}"): [
+            {"name": "web"},
+            {"name": "default"},
+            {"name": "limited"},
+        ],
         ("PATCH", "/api/v1/queues/{name}"): [{"name": "web"}],
         ("DELETE", "/api/v1/queues/{name}"): [{"name": "doomed"}],
         ("POST", "/api/v1/queues/{name}/pause"): [{"name": "web"}],

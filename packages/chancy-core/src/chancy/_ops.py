@@ -115,8 +115,15 @@ def _shape(cursor: Any, rows: list[Any], dicts: bool) -> list[Any]:
     return rows
 
 
-async def run_async(cursor: AsyncCursor[Any], operation: Operation) -> Any:
-    """Carry ``operation`` out on an async cursor; return its result."""
+async def run_async(
+    cursor: AsyncCursor[Any], operation: Operation, prepare: bool | None = True
+) -> Any:
+    """Carry ``operation`` out on an async cursor; return its result.
+
+    ``prepare``: ``True`` prepares the statements that ask for it at once;
+    ``False`` prepares none (behind a transaction pooler); ``None`` leaves it
+    to the connection's ``prepare_threshold``.
+    """
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -127,7 +134,11 @@ async def run_async(cursor: AsyncCursor[Any], operation: Operation) -> Any:
         send, error = None, None
         try:
             if type(step) is Execute:
-                await cursor.execute(step.query, step.params, prepare=step.prepare)
+                await cursor.execute(
+                    step.query,
+                    step.params,
+                    prepare=step.prepare if prepare else prepare,
+                )
                 if step.fetch == "all":
                     send = _shape(cursor, await cursor.fetchall(), step.dicts)
                 elif step.fetch == "one":
@@ -141,15 +152,18 @@ async def run_async(cursor: AsyncCursor[Any], operation: Operation) -> Any:
                         step.sent.set()
             elif type(step) is Savepoint:
                 async with cursor.connection.transaction():
-                    send = await run_async(cursor, step.operation)
+                    send = await run_async(cursor, step.operation, prepare)
             else:  # pragma: no cover - a programming error
                 raise TypeError(f"unknown database step {step!r}")
         except Exception as exc:
             error = exc
 
 
-def run_sync(cursor: Cursor[Any], operation: Operation) -> Any:
-    """Carry ``operation`` out on a sync cursor; return its result."""
+def run_sync(
+    cursor: Cursor[Any], operation: Operation, prepare: bool | None = True
+) -> Any:
+    """Carry ``operation`` out on a sync cursor; return its result
+    (``prepare`` as for :func:`run_async`)."""
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -160,7 +174,11 @@ def run_sync(cursor: Cursor[Any], operation: Operation) -> Any:
         send, error = None, None
         try:
             if type(step) is Execute:
-                cursor.execute(step.query, step.params, prepare=step.prepare)
+                cursor.execute(
+                    step.query,
+                    step.params,
+                    prepare=step.prepare if prepare else prepare,
+                )
                 if step.fetch == "all":
                     send = _shape(cursor, cursor.fetchall(), step.dicts)
                 elif step.fetch == "one":
@@ -172,7 +190,7 @@ def run_sync(cursor: Cursor[Any], operation: Operation) -> Any:
                         copy.write(chunk)
             elif type(step) is Savepoint:
                 with cursor.connection.transaction():
-                    send = run_sync(cursor, step.operation)
+                    send = run_sync(cursor, step.operation, prepare)
             else:  # pragma: no cover - a programming error
                 raise TypeError(f"unknown database step {step!r}")
         except Exception as exc:

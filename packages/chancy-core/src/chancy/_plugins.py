@@ -179,6 +179,18 @@ class _PluginBridge:
                     worker=worker, jobs=jobs, cursor=cursor
                 ),
             )
+        if overrides(p, "on_jobs_pushing"):
+            add(
+                "chancy_jobs_pushing",
+                lambda chancy, jobs: p.on_jobs_pushing(chancy=chancy, jobs=jobs),
+            )
+        if overrides(p, "on_jobs_pushed"):
+            add(
+                "chancy_jobs_pushed",
+                lambda chancy, jobs, references, error: p.on_jobs_pushed(
+                    chancy=chancy, jobs=jobs, references=references, error=error
+                ),
+            )
         if overrides(p, "on_worker_started"):
             add(
                 "chancy_worker_started",

@@ -1,4 +1,5 @@
-"""Connection pools: health checks of idle connections and per-connection setup."""
+"""Connection pools: health checks of idle connections, per-connection setup,
+and the detection of a connection pooler (PgBouncer and the like)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,14 @@ from chancy._encoding import load_json
 __all__ = [
     "IDLE_CHECK_AFTER",
     "IdleCheck",
+    "behind_pooler",
     "configure_async_connection",
     "configure_sync_connection",
+    "sync_behind_pooler",
 ]
+
+#: The server's own process id for this connection.
+_BACKEND_PID = "SELECT pg_backend_pid()"
 
 #: Seconds a pooled connection may sit idle before it is checked on checkout.
 IDLE_CHECK_AFTER = 5.0
@@ -77,3 +83,32 @@ async def configure_async_connection(conn: AsyncConnection[Any]) -> None:
 
 def configure_sync_connection(conn: Connection[Any]) -> None:
     set_json_loads(load_json, conn)
+
+
+# ---------------------------------------------------------------------------
+# Is there a pooler between us and PostgreSQL?
+#
+# A server sends each new connection its process id (BackendKeyData, which
+# libpq reports as ``backend_pid``) and ``pg_backend_pid()`` returns the same
+# number. A pooler that hands server connections out per transaction cannot
+# pass one server's id on: PgBouncer, for one, sends every client a random
+# key of its own, so the two differ. Run on a connection that is idle; the
+# probe leaves it idle (rolled back).
+# ---------------------------------------------------------------------------
+
+
+async def behind_pooler(conn: AsyncConnection[Any]) -> bool:
+    """Whether ``conn`` reaches PostgreSQL through a pooler or proxy."""
+    cursor = await conn.execute(_BACKEND_PID, prepare=False)
+    row = await cursor.fetchone()
+    if not conn.autocommit:
+        await conn.rollback()
+    return row is None or row[0] != conn.info.backend_pid
+
+
+def sync_behind_pooler(conn: Connection[Any]) -> bool:
+    """:func:`behind_pooler` for a sync connection."""
+    row = conn.execute(_BACKEND_PID, prepare=False).fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return row is None or row[0] != conn.info.backend_pid

@@ -9,6 +9,7 @@ so they cannot drift apart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -29,8 +30,10 @@ from chancy._ops import InsertPlan, Operation, Savepoint, ref_id, run_async, run
 from chancy._pool import (
     IDLE_CHECK_AFTER,
     IdleCheck,
+    behind_pooler,
     configure_async_connection,
     configure_sync_connection,
+    sync_behind_pooler,
 )
 from chancy._sql import statements
 from chancy.errors import ConfigurationError, PluginDependencyError
@@ -114,8 +117,8 @@ class Chancy:
     :param min_connection_pool_size: ``min_size`` of the connection pools.
     :param max_connection_pool_size: ``max_size`` of the connection pools.
     :param poll_reconnect_timeout: seconds the pools keep trying to reconnect.
-    :param notifications: send NOTIFY and LISTEN (turn off behind pgbouncer in
-        transaction mode; workers then rely on polling).
+    :param notifications: send NOTIFY and LISTEN; when off, workers rely on
+        polling alone.
     :param log: the logger to use (default: the ``chancy`` logger).
     :param no_default_plugins: do not enable the installed default plugins.
     :param pool: an existing :class:`psycopg_pool.AsyncConnectionPool` to use
@@ -123,6 +126,21 @@ class Chancy:
     :param max_result_size: the largest return value a job may store, in bytes
         of JSON (64 KiB by default); a larger one fails the run with an error
         that says so (ours: the original stores no results).
+    :param transaction_pooling: whether connections to ``dsn`` go through a
+        pooler that hands out server connections per transaction (PgBouncer's
+        ``pool_mode = transaction``). When true, nothing Chancy runs outlives
+        its transaction: no server-side prepared statements and no LISTEN on
+        ``dsn``. ``None`` (the default) detects a pooler on the first
+        connection (the process id the server reported when the connection
+        was made differs from ``pg_backend_pid()``: PgBouncer hands each
+        client a key of its own) and, when one is found, assumes transaction
+        pooling. An explicit ``True`` or ``False``
+        always wins (ours: the original has no such setting).
+    :param listen_dsn: where workers LISTEN for notifications when ``dsn``
+        goes through a transaction pooler: a DSN (or Django ``DATABASES``
+        entry) that reaches PostgreSQL directly, or through a pooler in
+        session mode. Without it, workers behind a transaction pooler do not
+        LISTEN and poll instead, and say so once in the log (ours).
     """
 
     class Executor(str, enum.Enum):
@@ -150,6 +168,8 @@ class Chancy:
         no_default_plugins: bool = False,
         pool: AsyncConnectionPool[Any] | None = None,
         max_result_size: int = DEFAULT_MAX_RESULT_SIZE,
+        transaction_pooling: bool | None = None,
+        listen_dsn: str | DatabaseConnection | None = None,
     ) -> None:
         if dsn is None and pool is None:
             raise ConfigurationError("Chancy() needs a dsn (or an existing pool=)")
@@ -183,8 +203,30 @@ class Chancy:
             raise ConfigurationError(
                 f"max_result_size must be a positive number of bytes, got {max_result_size!r}"
             )
+        if transaction_pooling is not None and not isinstance(
+            transaction_pooling, bool
+        ):
+            raise ConfigurationError(
+                "transaction_pooling must be True, False or None (detect),"
+                f" got {transaction_pooling!r}"
+            )
+        if isinstance(listen_dsn, dict):
+            listen_dsn = dsn_from_django(listen_dsn)
+        if listen_dsn is not None:
+            if not isinstance(listen_dsn, str):
+                raise ConfigurationError(
+                    "listen_dsn must be a connection string or a Django DATABASES"
+                    f" dict, got {type(listen_dsn).__name__}"
+                )
+            try:
+                conninfo_to_dict(listen_dsn)
+            except Exception as exc:
+                raise ConfigurationError(
+                    redact_dsn(f"invalid listen_dsn: {exc}", listen_dsn)
+                ) from None
         #: Largest return value a job may store, in bytes of JSON.
         self.max_result_size = max_result_size
+        #: The DSN of every connection (a Django dict is converted to a string).
         self.dsn: str = dsn
         self.prefix = prefix
         self.sql = statements(prefix)  # validates the prefix
@@ -192,6 +234,13 @@ class Chancy:
         self.max_connection_pool_size = max_connection_pool_size
         self.poll_reconnect_timeout = poll_reconnect_timeout
         self.notifications = notifications
+        #: Whether ``dsn`` goes through a transaction pooler: as given, or
+        #: ``None`` until detected on the first connection (then a bool).
+        self.transaction_pooling: bool | None = transaction_pooling
+        #: Where workers LISTEN when ``dsn`` goes through a transaction pooler.
+        self.listen_dsn: str | None = listen_dsn
+        self._said_no_listen = False
+        self._pooling_detected = False
         self.log = log or _default_logger()
         self.no_default_plugins = no_default_plugins
 
@@ -249,7 +298,7 @@ class Chancy:
                 open=False,
                 name=f"chancy-{self.prefix}",
                 check=self._check_pooled,
-                configure=configure_async_connection,
+                configure=self._configure_async,
             )
         return self._pool
 
@@ -268,7 +317,7 @@ class Chancy:
                 open=False,
                 name=f"chancy-sync-{self.prefix}",
                 check=self._idle_check.sync_check,
-                configure=configure_sync_connection,
+                configure=self._configure_sync,
             )
         return self._sync_pool
 
@@ -276,6 +325,11 @@ class Chancy:
         """Open the async pool if needed, failing fast with a clear error."""
         pool = self.pool
         if not pool.closed:
+            if self.transaction_pooling is None:
+                # A pool opened by its owner: detect on one of its connections.
+                async with pool.connection() as conn:
+                    self._pooler_found(await behind_pooler(conn))
+                self._check_external_pool()
             return pool
         if self._open_lock is None:
             self._open_lock = asyncio.Lock()
@@ -284,12 +338,13 @@ class Chancy:
                 # One direct connection first: a wrong DSN or a server that is
                 # down fails at once with libpq's own message, not a pool timeout.
                 try:
-                    conn = await AsyncConnection.connect(self.dsn)
+                    conn = await self._connect()
                     await conn.close()
                 except Exception as exc:
                     raise ConnectionError(
                         redact_dsn(f"cannot connect to PostgreSQL: {exc}", self.dsn)
                     ) from exc
+                self._check_external_pool()
                 await pool.open(wait=True, timeout=30)
         return self.pool
 
@@ -297,13 +352,134 @@ class Chancy:
         pool = self.sync_pool
         if pool.closed:
             try:
-                Connection.connect(self.dsn).close()
+                self._sync_connect().close()
             except Exception as exc:
                 raise ConnectionError(
                     redact_dsn(f"cannot connect to PostgreSQL: {exc}", self.dsn)
                 ) from exc
             pool.open(wait=True, timeout=30)
         return self.sync_pool
+
+    # ------------------------------------------------------------------
+    # Connection poolers (PgBouncer in transaction mode)
+    # ------------------------------------------------------------------
+
+    @property
+    def _prepare(self) -> bool | None:
+        """How hot statements are prepared: at once (``True``), never
+        (``False``: behind a transaction pooler, where a prepared statement
+        would outlive its transaction), or as the connection's own
+        ``prepare_threshold`` decides (``None``: not known yet)."""
+        pooling = self.transaction_pooling
+        return None if pooling is None else not pooling
+
+    def _pooler_found(self, found: bool) -> None:
+        """Record what the detection found, unless the setting was given."""
+        if self.transaction_pooling is not None:
+            return
+        self.transaction_pooling = found
+        self._pooling_detected = True
+        if found:
+            self.log.info(
+                "PostgreSQL is reached through a connection pooler (the server's"
+                " process id differs from the one the connection was given):"
+                " assuming transaction pooling, so Chancy prepares no statements"
+                " and does not LISTEN on this DSN. Pass"
+                " Chancy(transaction_pooling=False) if the pooler pools sessions."
+            )
+
+    async def _setup_connection(self, conn: AsyncConnection[Any]) -> None:
+        if self.transaction_pooling is None:
+            self._pooler_found(await behind_pooler(conn))
+        if self.transaction_pooling:
+            conn.prepare_threshold = None
+
+    def _sync_setup_connection(self, conn: Connection[Any]) -> None:
+        if self.transaction_pooling is None:
+            self._pooler_found(sync_behind_pooler(conn))
+        if self.transaction_pooling:
+            conn.prepare_threshold = None
+
+    async def _configure_async(self, conn: AsyncConnection[Any]) -> None:
+        """Set up each new connection of :attr:`pool`."""
+        await configure_async_connection(conn)
+        await self._setup_connection(conn)
+
+    def _configure_sync(self, conn: Connection[Any]) -> None:
+        """Set up each new connection of :attr:`sync_pool`."""
+        configure_sync_connection(conn)
+        self._sync_setup_connection(conn)
+
+    async def _connect(self, *, autocommit: bool = False) -> AsyncConnection[Any]:
+        """A connection of its own to :attr:`dsn` (outside the pool), set up
+        for the pooler in between, if any (detected here the first time)."""
+        conn = await AsyncConnection.connect(self.dsn, autocommit=autocommit)
+        try:
+            await self._setup_connection(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    def _sync_connect(self) -> Connection[Any]:
+        """:meth:`_connect` for a sync connection."""
+        conn = Connection.connect(self.dsn)
+        try:
+            self._sync_setup_connection(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_external_pool(self) -> None:
+        """Warn when a pool given as ``pool=`` prepares statements behind a
+        transaction pooler (Chancy's own pools never do there)."""
+        pool = self._pool
+        kwargs = pool.kwargs if pool is not None else None
+        if (
+            self._external_pool
+            and self.transaction_pooling
+            and not callable(kwargs)  # a callable's result cannot be told
+            and (kwargs or {}).get("prepare_threshold", 5) is not None
+        ):
+            self.log.warning(
+                "The pool given to Chancy(pool=...) goes through a transaction"
+                " pooler but lets psycopg prepare statements, which fails there"
+                " (DuplicatePreparedStatement); create it with"
+                " kwargs={'prepare_threshold': None}."
+            )
+
+    def can_listen(self) -> bool:
+        """Whether workers LISTEN for notifications.
+
+        They do when notifications are on and there is a session to listen
+        on: :attr:`dsn` without a transaction pooler, or :attr:`listen_dsn`.
+        When notifications are on but :attr:`dsn` goes through a transaction
+        pooler and no ``listen_dsn`` was given, this says once, in the log,
+        that workers poll instead and why. Call it once the app is open (the
+        pooler is detected on the first connection).
+        """
+        if not self.notifications:
+            return False
+        if self.listen_dsn is not None or not self.transaction_pooling:
+            return True
+        if not self._said_no_listen:
+            self._said_no_listen = True
+            self.log.warning(
+                "Notifications are off for workers: PostgreSQL is reached through a"
+                " transaction pooler (transaction_pooling=True, %s), where LISTEN"
+                " cannot work, and no listen_dsn was given. Workers poll each queue"
+                " every polling_interval instead, and cancel_job() cannot interrupt"
+                " a running job. Pass Chancy(listen_dsn=...) with a DSN that reaches"
+                " PostgreSQL directly to wake workers at once.",
+                "detected" if self._pooling_detected else "as configured",
+            )
+        return False
+
+    @property
+    def listen_target(self) -> str:
+        """The DSN workers LISTEN on: :attr:`listen_dsn` if given, else :attr:`dsn`."""
+        return self.listen_dsn or self.dsn
 
     async def __aenter__(self) -> Chancy:
         await self.ensure_open()
@@ -341,19 +517,20 @@ class Chancy:
         if cursor is not None:
             if isinstance(cursor, AsyncConnection):
                 async with cursor.cursor() as cur:
-                    return await run_async(cur, operation)
-            return await run_async(cursor, operation)
+                    return await run_async(cur, operation, self._prepare)
+            return await run_async(cursor, operation, self._prepare)
         await self.ensure_open()
         factory: Any = dict_row if dicts else tuple_row
+        prepare = self._prepare
         async with self.pool.connection() as conn:
             if not autocommit:
                 async with conn.cursor(row_factory=factory) as cur:
-                    return await run_async(cur, operation)
+                    return await run_async(cur, operation, prepare)
             # One statement is atomic on its own: skip BEGIN and COMMIT.
             await conn.set_autocommit(True)
             try:
                 async with conn.cursor(row_factory=factory) as cur:
-                    return await run_async(cur, operation)
+                    return await run_async(cur, operation, prepare)
             finally:
                 await conn.set_autocommit(False)
 
@@ -369,18 +546,19 @@ class Chancy:
         if cursor is not None:
             if isinstance(cursor, Connection):
                 with cursor.cursor() as cur:
-                    return run_sync(cur, operation)
-            return run_sync(cursor, operation)
+                    return run_sync(cur, operation, self._prepare)
+            return run_sync(cursor, operation, self._prepare)
         self.sync_ensure_open()
         factory: Any = dict_row if dicts else tuple_row
+        prepare = self._prepare
         with self.sync_pool.connection() as conn:
             if not autocommit:
                 with conn.cursor(row_factory=factory) as cur:
-                    return run_sync(cur, operation)
+                    return run_sync(cur, operation, prepare)
             conn.autocommit = True
             try:
                 with conn.cursor(row_factory=factory) as cur:
-                    return run_sync(cur, operation)
+                    return run_sync(cur, operation, prepare)
             finally:
                 conn.autocommit = False
 
@@ -452,7 +630,7 @@ class Chancy:
         self._no_running_loop("migrate")
 
         async def main() -> None:
-            conn = await AsyncConnection.connect(self.dsn)
+            conn = await self._connect()
             try:
                 await self._migrate_on(conn, to_version)
             finally:
@@ -477,7 +655,7 @@ class Chancy:
         self._no_running_loop("is_up_to_date")
 
         async def main() -> bool:
-            conn = await AsyncConnection.connect(self.dsn, autocommit=True)
+            conn = await self._connect(autocommit=True)
             try:
                 async with conn.cursor() as cursor:
                     return await self._up_to_date_on(cursor)
@@ -771,7 +949,20 @@ class Chancy:
         plugins = self.plugin_manager
         if hooks and plugins.has_jobs_pushing:
             jobs = plugins.jobs_pushing(self, [as_job(j) for j in jobs])
-        plan = _ops.serialise(jobs, notifications=self.notifications)
+        try:
+            plan = _ops.serialise(jobs, notifications=self.notifications)
+        except BaseException as exc:
+            # Every chancy_jobs_pushing is followed by one chancy_jobs_pushed
+            # (a tracer ends the span it started), also when nothing is written.
+            # (Something that is not a job fails as_job() here as it did in
+            # the pushing hook, which then never ran: nothing to report.)
+            if hooks and plugins.has_jobs_pushed:
+                given: list[Job] | None = None
+                with contextlib.suppress(TypeError):
+                    given = [as_job(j) for j in jobs]
+                if given is not None:
+                    plugins.jobs_pushed(self, given, None, exc)
+            raise
         if hooks and plugins.has_jobs_pushed:
             plan.jobs = [as_job(j) for j in jobs]
         return plan
@@ -883,34 +1074,44 @@ class Chancy:
             return
         batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
         plan = self._plan(batches[0])
-        for index in range(len(batches)):
-            sent = asyncio.Event()
-            task = asyncio.ensure_future(self._push(None, plan, sent))
-            next_plan: InsertPlan | None = None
-            error: Exception | None = None
-            try:
-                if index + 1 < len(batches):
-                    # Wait until this batch's data is on the wire, then prepare
-                    # the next one while the server ingests and commits it.
-                    waiter = asyncio.ensure_future(sent.wait())
-                    await asyncio.wait(
-                        {task, waiter}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    waiter.cancel()
-                    try:
-                        next_plan = self._plan(batches[index + 1])
-                    except Exception as exc:  # raised once this batch is committed
-                        error = exc
-                refs = await task
-            finally:
-                if not task.done():  # we were cancelled: so is the batch
-                    task.cancel()
-                    await asyncio.wait({task})
-            yield refs
-            if error is not None:
-                raise error
-            if next_plan is not None:
-                plan = next_plan
+        # A plan whose hooks ran but that is not being pushed yet: if the
+        # iteration ends first, chancy_jobs_pushed still hears of it.
+        waiting: InsertPlan | None = None
+        try:
+            for index in range(len(batches)):
+                sent = asyncio.Event()
+                task = asyncio.ensure_future(self._push(None, plan, sent))
+                waiting = None
+                next_plan: InsertPlan | None = None
+                error: Exception | None = None
+                try:
+                    if index + 1 < len(batches):
+                        # Wait until this batch's data is on the wire, then
+                        # prepare the next one while the server ingests and
+                        # commits it.
+                        waiter = asyncio.ensure_future(sent.wait())
+                        await asyncio.wait(
+                            {task, waiter}, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        waiter.cancel()
+                        try:
+                            next_plan = waiting = self._plan(batches[index + 1])
+                        except Exception as exc:  # raised once this batch is committed
+                            error = exc
+                    refs = await task
+                finally:
+                    if not task.done():  # we were cancelled: so is the batch
+                        task.cancel()
+                        await asyncio.wait({task})
+                yield refs
+                if error is not None:
+                    raise error
+                if next_plan is not None:
+                    plan = next_plan
+        except BaseException as exc:
+            if waiting is not None:
+                self._pushed(waiting, None, exc)
+            raise
 
     def sync_push_many(
         self, jobs: Iterable[Job | IsAJob], *, batch_size: int = 1000

@@ -181,9 +181,12 @@ def chancy_jobs_pushed(
         job whose key was held, the existing job's), or ``None`` on error.
     :param error: the exception the push raised, or ``None``.
 
-    Called once per push call, right after its statements ran: for the
-    ``_ex`` forms the caller's transaction is not committed yet. Synchronous;
-    skipped when nothing implements it.
+    Called once for every ``chancy_jobs_pushing`` call, right after the
+    push's statements ran (for the ``_ex`` forms the caller's transaction is
+    not committed yet), or with the error when it failed: also when the jobs
+    were refused before anything was written, and for a ``push_many`` batch
+    prepared ahead but never sent (the caller stopped iterating, or an
+    earlier batch failed). Synchronous; skipped when nothing implements it.
 
     .. versionadded:: 0.1
     """

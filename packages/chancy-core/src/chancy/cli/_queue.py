@@ -42,6 +42,13 @@ def _queue_row(queue: Queue) -> list[str]:
         if queue.rate_limit is not None
         else "-"
     )
+    limits = []
+    if queue.global_concurrency is not None:
+        limits.append(f"global {queue.global_concurrency}")
+    if queue.key_concurrency is not None:
+        limits.append(f"per key {queue.key_concurrency}")
+    if queue.key_rate_limit is not None:
+        limits.append(f"per key {queue.key_rate_limit}/{queue.key_rate_limit_window}s")
     return [
         queue.name,
         state,
@@ -50,6 +57,7 @@ def _queue_row(queue: Queue) -> list[str]:
         ",".join(sorted(queue.tags)),
         f"{queue.polling_interval:g}s",
         rate,
+        ", ".join(limits) or "-",
     ]
 
 
@@ -100,6 +108,7 @@ def queue_list(ctx: click.Context, as_json: bool) -> None:
         "TAGS",
         "POLLING",
         "RATE LIMIT",
+        "CLUSTER LIMITS",
     ]
     click.echo(format_table(headers, [_queue_row(q) for q in queues]))
 
@@ -152,6 +161,30 @@ def queue_list(ctx: click.Context, as_json: bool) -> None:
     help="Serve on workers with a matching tag (repeatable; default .*).",
 )
 @click.option(
+    "--global-concurrency",
+    type=int,
+    default=None,
+    help="Jobs of this queue running at once across all workers.",
+)
+@click.option(
+    "--key-concurrency",
+    type=int,
+    default=None,
+    help="Jobs of one concurrency key running at once across all workers.",
+)
+@click.option(
+    "--key-rate-limit",
+    type=int,
+    default=None,
+    help="Jobs of one concurrency key started per window (with --key-rate-limit-window).",
+)
+@click.option(
+    "--key-rate-limit-window",
+    type=int,
+    default=None,
+    help="Seconds of the per-key rate-limit window (with --key-rate-limit).",
+)
+@click.option(
     "--upsert", is_flag=True, help="Overwrite the configuration of an existing queue."
 )
 @click.pass_context
@@ -165,6 +198,10 @@ def queue_declare(
     polling_interval: float,
     tags: tuple[str, ...],
     upsert: bool,
+    global_concurrency: int | None = None,
+    key_concurrency: int | None = None,
+    key_rate_limit: int | None = None,
+    key_rate_limit_window: int | None = None,
 ) -> None:
     """Declare the queue NAME.
 
@@ -187,8 +224,12 @@ def queue_declare(
                 else polling_interval
             ),
             tags=set(tags) if tags else {".*"},
+            global_concurrency=global_concurrency,
+            key_concurrency=key_concurrency,
+            key_rate_limit=key_rate_limit,
+            key_rate_limit_window=key_rate_limit_window,
         )
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc), ctx) from None
 
     stored = run_with_app(ctx, lambda app: app.declare(queue, upsert=upsert))
@@ -208,6 +249,7 @@ def queue_declare(
         "TAGS",
         "POLLING",
         "RATE LIMIT",
+        "CLUSTER LIMITS",
     ]
     click.echo(format_table(headers, [_queue_row(stored)]))
 

@@ -14,7 +14,10 @@ from chancy.cli._app import CliState, get_app
 from chancy.errors import ChancyError
 from chancy.utils import redact_dsn
 
-__all__ = ["run_async", "run_with_app"]
+__all__ = ["LOOPS", "loop_factory", "run_async", "run_with_app"]
+
+#: The event loops ``chancy worker start --loop`` accepts.
+LOOPS = ("auto", "asyncio", "uvloop")
 
 T = TypeVar("T")
 
@@ -48,15 +51,40 @@ def _current_app_path() -> str:
     return state.display_path if state is not None else "IMPORT_PATH"
 
 
-def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` with :func:`asyncio.run` and return its result.
+def loop_factory(loop: str = "asyncio") -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop constructor for ``loop``: ``"asyncio"`` (the standard
+    loop), ``"uvloop"`` (needs ``pip install "chancy-core[uvloop]"``) or
+    ``"auto"`` (uvloop when it is installed, else asyncio).
+
+    :raises click.UsageError: ``"uvloop"`` without uvloop installed, or an
+        unknown name.
+    """
+    if loop not in LOOPS:
+        raise click.UsageError(f"unknown event loop {loop!r}; choose one of {LOOPS}")
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise click.UsageError(
+                    "--loop uvloop needs uvloop: pip install 'chancy-core[uvloop]'"
+                ) from None
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def run_async(main: Coroutine[Any, Any, T], *, loop: str = "asyncio") -> T:
+    """Run ``main`` on a new event loop (see :func:`loop_factory`) and return
+    its result.
 
     Errors a user can fix (a :class:`~chancy.errors.ChancyError`, no database
     connection, tables not migrated) become a :class:`click.ClickException`:
     a one-line message and exit status 1 instead of a traceback.
     """
     try:
-        return asyncio.run(main)
+        with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+            return runner.run(main)
     except click.ClickException:
         raise
     except Exception as exc:
@@ -67,7 +95,10 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 
 
 def run_with_app(
-    ctx: click.Context | None, func: Callable[[Chancy], Awaitable[T]]
+    ctx: click.Context | None,
+    func: Callable[[Chancy], Awaitable[T]],
+    *,
+    loop: str = "asyncio",
 ) -> T:
     """Run ``await func(app)`` inside ``async with app:`` (see :func:`run_async`)."""
     app = get_app(ctx)
@@ -76,4 +107,4 @@ def run_with_app(
         async with app:
             return await func(app)
 
-    return run_async(main())
+    return run_async(main(), loop=loop)

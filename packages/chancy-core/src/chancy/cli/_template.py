@@ -64,6 +64,7 @@ FIRST_PARTY_PLUGINS: Final[Mapping[str, str]] = MappingProxyType(
                 "django",
                 "leadership",
                 "metrics",
+                "otel",
                 "pruner",
                 "recovery",
                 "reprioritize",

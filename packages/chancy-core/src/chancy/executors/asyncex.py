@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from chancy.errors import JobCancelledError
-from chancy.executors.base import Executor, monotonic_deadline, time_limit_of
+from chancy.executors.base import (
+    Executor,
+    is_async_function,
+    monotonic_deadline,
+    time_limit_of,
+)
 from chancy.job import QueuedJob, Reference
 
 if TYPE_CHECKING:
@@ -69,7 +73,7 @@ class AsyncExecutor(Executor):
             if seconds is not None:
                 job = attrs.evolve(job, deadline=monotonic_deadline(seconds))
             func, kwargs = self.get_function_and_kwargs(job)
-            if not inspect.iscoroutinefunction(func):
+            if not is_async_function(job.func, func):
                 raise ValueError(
                     f"the async executor only runs 'async def' functions; {job.func!r} is"
                     " synchronous (use the threaded or process executor)"

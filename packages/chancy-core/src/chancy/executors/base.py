@@ -18,7 +18,7 @@ import attrs
 
 from chancy._encoding import JSON_NUL, encode_json
 from chancy.errors import Snooze, WorkerLostError
-from chancy.job import Limit, QueuedJob, Reference
+from chancy.job import Limit, QueuedJob, Reference, replace_job
 from chancy.utils import import_string
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ SNOOZES_KEY = "snoozes"
 log = logging.getLogger("chancy.executors")
 
 _function_cache: dict[str, tuple[Callable[..., Any], str | None]] = {}
+_async_cache: dict[str, tuple[Callable[..., Any], bool]] = {}
 
 
 def _context_parameter(func: Callable[..., Any]) -> str | None:
@@ -108,6 +109,15 @@ def get_function_and_kwargs(
     if context_name is not None:
         kwargs[context_name] = job
     return func, kwargs
+
+
+def is_async_function(name: str, func: Callable[..., Any]) -> bool:
+    """Whether the job function ``func`` (imported as ``name``) is ``async def``;
+    cached per process like the import itself."""
+    found = _async_cache.get(name)
+    if found is None or found[0] is not func:
+        found = _async_cache[name] = (func, inspect.iscoroutinefunction(func))
+    return found[1]
 
 
 def time_limit_of(job: QueuedJob) -> float | None:
@@ -356,7 +366,7 @@ class Executor(abc.ABC):
         take_progress = getattr(worker, "take_progress", None)  # stand-in workers
         progress = take_progress(job) if take_progress is not None else None
         if progress is not None:
-            job = attrs.evolve(job, progress=progress)
+            job = replace_job(job, progress=progress)
         if exc is None and tb is None and result is not None and job.store_result:
             limit = getattr(worker.chancy, "max_result_size", DEFAULT_MAX_RESULT_SIZE)
             try:
@@ -372,7 +382,7 @@ class Executor(abc.ABC):
                 "Job %s (%s): %s", job.id, job.func, new.errors[-1]["traceback"]
             )
         elif exc is None and tb is None:
-            new = attrs.evolve(
+            new = replace_job(
                 job,
                 state=QueuedJob.State.SUCCEEDED,
                 attempts=attempts,

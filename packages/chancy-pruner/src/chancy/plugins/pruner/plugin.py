@@ -157,9 +157,19 @@ class Pruner(MaintenanceService):
 
     # -- the loop ---------------------------------------------------------------
 
-    async def run_pass(self, worker: Worker, chancy: Chancy) -> None:
-        """One pass on the leader (a pass at once, then one every ``poll_interval``)."""
-        await self.run_once(chancy, log=worker.log)
+    #: Seconds before the next pass when one pass removed ``maximum_to_prune``
+    #: rows (more are likely due): a backlog is worked off at once instead of
+    #: ``maximum_to_prune`` rows per ``poll_interval``.
+    catch_up_interval: float = 1.0
+
+    async def run_pass(self, worker: Worker, chancy: Chancy) -> float | None:
+        """One pass on the leader (a pass at once, then one every
+        ``poll_interval``, or after ``catch_up_interval`` while a pass keeps
+        removing its whole ``maximum_to_prune``)."""
+        removed = await self.run_once(chancy, log=worker.log)
+        if removed >= self.maximum_to_prune:
+            return min(self.catch_up_interval, self.interval)
+        return None
 
     @counted_pass
     async def run_once(

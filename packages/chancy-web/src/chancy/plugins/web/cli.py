@@ -133,7 +133,7 @@ def web_command(
                 installed.append(signum)
         manager = worker.manager
         try:
-            if chancy.notifications:
+            if chancy.can_listen():
                 # Database notifications feed the hub, hence the event stream.
                 manager.add("chancy:listen", worker.listen)
             metrics = chancy.plugins.get("chancy.metrics")

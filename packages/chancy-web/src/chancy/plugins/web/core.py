@@ -51,7 +51,7 @@ from chancy.plugins.web.extension import (
 )
 from chancy.plugins.web.schemas import DATETIME, UUID, array, nullable, obj, ref
 from chancy.queue import Queue
-from chancy.rule import JobRules, SQLAble, compile_rule
+from chancy.rule import ColumnRule, JobRules, SQLAble, compile_rule
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -88,6 +88,25 @@ def _queue_fields(queue: Queue) -> dict[str, Any]:
     return {f.name: getattr(queue, f.name) for f in attrs.fields(Queue) if f.init}
 
 
+#: The cluster-wide and per-key limits of a queue (core migration v3).
+QUEUE_LIMITS: Final = (
+    "global_concurrency",
+    "key_concurrency",
+    "key_rate_limit",
+    "key_rate_limit_window",
+)
+#: Queue settings that are a count: null, or an integer from 1 to 2**31 - 1.
+_QUEUE_COUNTS: Final = frozenset(
+    {"concurrency", "rate_limit", "rate_limit_window", *QUEUE_LIMITS}
+)
+
+
+def queue_as_dict(queue: Queue) -> dict[str, Any]:
+    """A queue as the API answers it: :meth:`Queue.pack` with the limits
+    always present (``null`` when not set), so clients need not guess."""
+    return {**dict.fromkeys(QUEUE_LIMITS), **queue.pack()}
+
+
 def _not_found(what: str) -> Response:
     return error_response(f"{what} not found", 404)
 
@@ -117,6 +136,22 @@ def _distribution_version(name: str | None) -> str | None:
 
 #: Most ``[field, operator, value]`` conditions one ``filters`` may hold.
 MAX_FILTERS: Final = 50
+#: Job fields a list may leave out (``?omit=result,kwargs``): the large ones.
+OMITTABLE: Final = ("result", "kwargs", "meta", "errors")
+
+
+def _parse_omit(raw: str | None) -> list[str]:
+    """The job fields ``?omit=`` names (comma-separated)."""
+    if raw is None or not raw.strip():
+        return []
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    unknown = [name for name in names if name not in OMITTABLE]
+    if unknown:
+        raise ApiError(
+            f"omit: unknown field(s) {', '.join(map(repr, unknown))}"
+            f" (use some of {', '.join(OMITTABLE)})"
+        )
+    return names
 
 
 def _executor_path(value: Any, allowed: dict[str, str]) -> str:
@@ -183,11 +218,14 @@ def _queue_changes(
     for key, value in data.items():
         if key == "name":
             continue
-        if key in {"concurrency", "rate_limit", "rate_limit_window"}:
+        if key in _QUEUE_COUNTS:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int)
             ):
-                raise ApiError(f"{key} must be an integer or null")
+                raise ApiError(
+                    f"{key} must be an integer from 1 to {2**31 - 1} or null,"
+                    f" got {value!r}"
+                )
         elif key == "polling_interval":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ApiError("polling_interval must be a number of seconds")
@@ -222,12 +260,23 @@ def _queue_changes(
 # ---------------------------------------------------------------------------
 
 _COMPARISONS: Final = ("=", "!=", "<", "<=", ">", ">=")
+
+
+class _ConcurrencyKey(ColumnRule):
+    """The job's ``concurrency_key`` (NULL for jobs without one)."""
+
+    __slots__ = ()
+    column = "concurrency_key"
+
+
 _FILTER_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "state": ("=", "!="),
     "queue": ("=", "!="),
     "func": ("=", "~"),
     "priority": _COMPARISONS,
     "attempts": _COMPARISONS,
+    # Only "=": "!=" would also drop the jobs without a key (SQL NULL).
+    "concurrency_key": ("=",),
 }
 _RULES: Final[dict[str, Callable[[], Any]]] = {
     "state": JobRules.State,
@@ -235,6 +284,7 @@ _RULES: Final[dict[str, Callable[[], Any]]] = {
     "func": JobRules.Job,
     "priority": JobRules.Priority,
     "attempts": JobRules.Attempts,
+    "concurrency_key": _ConcurrencyKey,
 }
 
 
@@ -567,11 +617,18 @@ class CoreApiPlugin(ApiPlugin):
                     Param("before", UUID, "Only jobs with a lower id (a cursor)."),
                     paginated,
                     Param(
+                        "omit",
+                        {"type": "string"},
+                        "Comma-separated job fields to leave out of each job"
+                        f" (some of {', '.join(OMITTABLE)}): a list without"
+                        " results and arguments stays small.",
+                    ),
+                    Param(
                         "filters",
                         {"type": "string"},
                         "JSON [[field, operator, value], …]: state/queue with ="
-                        " or !=; func with = or ~; priority/attempts with ="
-                        " != < <= > >= and an integer.",
+                        " or !=; func with = or ~; concurrency_key with =;"
+                        " priority/attempts with = != < <= > >= and an integer.",
                     ),
                 ],
                 responses={200: jobs_reply("Jobs, newest id first.")},
@@ -872,7 +929,9 @@ class CoreApiPlugin(ApiPlugin):
         self, request: Request, *, chancy: Chancy, worker: Worker
     ) -> Response:
         queues = await chancy.get_all_queues()
-        return json_response([q.pack() for q in sorted(queues, key=lambda q: q.name)])
+        return json_response(
+            [queue_as_dict(q) for q in sorted(queues, key=lambda q: q.name)]
+        )
 
     async def undeclared_queues(
         self, request: Request, *, chancy: Chancy, worker: Worker
@@ -893,7 +952,7 @@ class CoreApiPlugin(ApiPlugin):
             queue = await chancy.get_queue(request.path_params["name"])
         except KeyError:
             return _not_found("Queue")
-        return json_response(queue.pack())
+        return json_response(queue_as_dict(queue))
 
     async def _declare(self, chancy: Chancy, **fields: Any) -> Queue:
         try:
@@ -928,7 +987,7 @@ class CoreApiPlugin(ApiPlugin):
                 fields.get("executor_options"),
             )
         stored = await self._declare(chancy, **fields)
-        return json_response(stored.pack())
+        return json_response(queue_as_dict(stored))
 
     async def update_queue(
         self, request: Request, *, chancy: Chancy, worker: Worker
@@ -950,7 +1009,7 @@ class CoreApiPlugin(ApiPlugin):
         if "executor" in changes or "executor_options" in changes:
             _check_executor_options(fields["executor"], fields["executor_options"])
         stored = await self._declare(chancy, **fields)
-        return json_response(stored.pack())
+        return json_response(queue_as_dict(stored))
 
     async def delete_queue(
         self, request: Request, *, chancy: Chancy, worker: Worker
@@ -980,7 +1039,7 @@ class CoreApiPlugin(ApiPlugin):
             queue = await chancy.get_queue(name)
         except KeyError:
             return _not_found("Queue")
-        return json_response(queue.pack())
+        return json_response(queue_as_dict(queue))
 
     async def resume_queue(
         self, request: Request, *, chancy: Chancy, worker: Worker
@@ -991,7 +1050,7 @@ class CoreApiPlugin(ApiPlugin):
             queue = await chancy.get_queue(name)
         except KeyError:
             return _not_found("Queue")
-        return json_response(queue.pack())
+        return json_response(queue_as_dict(queue))
 
     # -- workers -------------------------------------------------------------------
 
@@ -1011,6 +1070,7 @@ class CoreApiPlugin(ApiPlugin):
         assert limit is not None
         limit = min(limit, MAX_JOBS_PAGE)
         filters = _parse_filters(params.get("filters"))
+        omit = _parse_omit(params.get("omit"))
         state = params.get("state")
         if state is None and not any(f[0] == "state" for f in filters):
             state = QueuedJob.State.PENDING.value
@@ -1047,6 +1107,9 @@ class CoreApiPlugin(ApiPlugin):
         ):
             await cursor.execute(query, [*args, limit + 1])
             rows = await cursor.fetchall()
+        for row in rows:
+            for name in omit:
+                row.pop(name, None)
         return page_response(request, rows[:limit], has_more=len(rows) > limit)
 
     async def get_counts(

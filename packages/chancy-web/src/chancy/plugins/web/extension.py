@@ -627,6 +627,8 @@ def job_as_dict(job: Job) -> dict[str, Any]:
         ],
         "unique_key": job.unique_key,
         "meta": job.meta,
+        "concurrency_key": job.concurrency_key,
+        "store_result": job.store_result,
     }
 
 

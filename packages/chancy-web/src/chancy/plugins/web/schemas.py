@@ -119,9 +119,37 @@ CORE_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
                 {"anyOf": [ref("JobError"), {}]},
                 description="Failed, lost and cancelled runs, oldest first.",
             ),
+            "result": {
+                "description": "What the job returned, as JSON (any JSON value);"
+                " null while it has not finished, when it returned None, or with"
+                " `store_result` false.",
+            },
+            "progress": nullable(ref("JobProgress")),
+            "concurrency_key": nullable(
+                {
+                    "type": "string",
+                    "description": "The key the queue's per-key limits"
+                    " (`key_concurrency`, `key_rate_limit`) count the job under.",
+                }
+            ),
+            "store_result": {
+                "type": "boolean",
+                "description": "Whether the job's return value is saved as `result`.",
+            },
         },
         required=["id", "queue", "func", "state", "attempts", "max_attempts"],
         description="A stored job: every column of the jobs table.",
+    ),
+    "JobProgress": obj(
+        {
+            "done": {"type": "number", "minimum": 0},
+            "total": nullable({"type": "number", "minimum": 0}),
+            "message": nullable({"type": "string", "maxLength": 1000}),
+            "at": {**DATETIME, "description": "When the job reported it."},
+        },
+        description="The latest progress a running job reported"
+        " (`context.set_progress(done, total, message)`); a finished job keeps"
+        " its last one.",
     ),
     "JobPage": obj(
         {
@@ -146,7 +174,20 @@ CORE_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
             ),
             "unique_key": nullable({"type": "string"}),
             "meta": {"type": "object"},
+            "concurrency_key": nullable({"type": "string"}),
+            "store_result": {"type": "boolean"},
         },
+        required=[
+            "func",
+            "queue",
+            "kwargs",
+            "priority",
+            "max_attempts",
+            "scheduled_at",
+            "limits",
+            "unique_key",
+            "meta",
+        ],
         description="A job not pushed yet (a cron schedule's or a workflow step's).",
     ),
     "JobCounts": obj(
@@ -202,8 +243,32 @@ CORE_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
             "rate_limit_window": nullable({"type": "integer"}),
             "resume_at": nullable(DATETIME),
             "eager_polling": {"type": "boolean"},
+            "global_concurrency": nullable(
+                {
+                    "type": "integer",
+                    "description": "Most jobs of the queue running at once across"
+                    " all workers (null: no limit).",
+                }
+            ),
+            "key_concurrency": nullable(
+                {
+                    "type": "integer",
+                    "description": "Most jobs of one concurrency_key running at"
+                    " once across all workers (null: no limit).",
+                }
+            ),
+            "key_rate_limit": nullable(
+                {
+                    "type": "integer",
+                    "description": "Most jobs of one concurrency_key started per"
+                    " key_rate_limit_window (null: no limit).",
+                }
+            ),
+            "key_rate_limit_window": nullable(
+                {"type": "integer", "description": "Seconds."}
+            ),
         },
-        description="A queue as stored (Queue.pack()).",
+        description="A queue as stored (Queue.pack(), with the limits always present).",
     ),
     "QueueChanges": obj(
         {
@@ -229,6 +294,15 @@ CORE_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
             "rate_limit_window": nullable(_POSITIVE_INT32),
             "resume_at": nullable(DATETIME),
             "eager_polling": {"type": "boolean"},
+            "global_concurrency": nullable(_POSITIVE_INT32),
+            "key_concurrency": nullable(_POSITIVE_INT32),
+            "key_rate_limit": nullable(_POSITIVE_INT32),
+            "key_rate_limit_window": nullable(
+                {
+                    **_POSITIVE_INT32,
+                    "description": "Seconds; set together with key_rate_limit.",
+                }
+            ),
         },
         required=[],
         additional=False,

@@ -19,12 +19,14 @@ export { chart, sparkline, summarize } from "./components/chart.js";
 export { confirmDialog } from "./components/dialog.js";
 export { jsonBlock, jsonInline } from "./components/json.js";
 export { fetchMetricsQuietly, metricCard, metricsPanel } from "./components/metrics.js";
+export { progressText, progressView } from "./components/progress.js";
 export {
   badge, emptyState, errorBox, kvList, loading, pageHeader, pluginMissing, queueLinks, RESOLUTIONS,
   resolutionPicker, section, select, stateBadge, stateDot, table, tags, toast,
 } from "./components/ui.js";
 export { h, link, replace, s, seg } from "./lib/dom.js";
 export {
-  absolute, bytes, compactNum, duration, isCancelled, JOB_STATES, jobState, jobTimeField, limitValue,
-  normLimit, num, plural, rateLimit, relative, shortId, shortName, timeEl, timeFull, titleCase, toDate,
+  absolute, bytes, compactNum, duration, isCancelled, JOB_STATES, jobState, jobTimeField, keyRateLimit,
+  limitValue, normLimit, num, plural, queueLimits, rateLimit, relative, shortId, shortName, timeEl,
+  timeFull, titleCase, toDate,
 } from "./lib/format.js";

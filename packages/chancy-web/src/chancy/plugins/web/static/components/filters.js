@@ -11,6 +11,7 @@ export const FILTER_FIELDS = {
   priority: { label: "Priority", ops: COMPARE, kind: "number" },
   attempts: { label: "Attempts", ops: COMPARE, kind: "number" },
   state: { label: "State", ops: ["=", "!="], kind: "state" },
+  concurrency_key: { label: "Concurrency key", ops: ["="], kind: "key" },
 };
 
 const OP_LABELS = { "~": "contains", "=": "is", "!=": "is not", "<": "<", "<=": "≤", ">": ">", ">=": "≥" };

@@ -64,6 +64,18 @@ export function queueForm({ queue = null, name: initialName = "", submitLabel = 
       field(id("window"), "Rate limit window (seconds)", h("input", {
         id: id("window"), name: "rate_limit_window", type: "number", min: "1", step: "1", value: q.rate_limit_window ?? "", placeholder: "—",
       }), "Set both rate fields, or neither."),
+      field(id("global"), "Cluster-wide concurrency", h("input", {
+        id: id("global"), name: "global_concurrency", type: "number", min: "1", step: "1", value: q.global_concurrency ?? "", placeholder: "no limit",
+      }), "Most jobs of this queue running at once across all workers."),
+      field(id("key"), "Per-key concurrency", h("input", {
+        id: id("key"), name: "key_concurrency", type: "number", min: "1", step: "1", value: q.key_concurrency ?? "", placeholder: "no limit",
+      }), "Most jobs with the same concurrency key running at once, across all workers."),
+      field(id("key-rate"), "Per-key rate limit (jobs per window)", h("input", {
+        id: id("key-rate"), name: "key_rate_limit", type: "number", min: "1", step: "1", value: q.key_rate_limit ?? "", placeholder: "no limit",
+      })),
+      field(id("key-window"), "Per-key rate limit window (seconds)", h("input", {
+        id: id("key-window"), name: "key_rate_limit_window", type: "number", min: "1", step: "1", value: q.key_rate_limit_window ?? "", placeholder: "—",
+      }), "Set both per-key rate fields, or neither."),
       field(id("tags"), "Tags (one regular expression per line)", h("textarea", {
         id: id("tags"), name: "tags", rows: "3", spellcheck: "false", placeholder: ".*",
       }, tagsText), "A worker serves the queue when any regex matches any worker tag. Empty means every worker (.*)."),
@@ -96,6 +108,11 @@ export function queueForm({ queue = null, name: initialName = "", submitLabel = 
     const rate = intOrNull(get("rate_limit"), "Rate limit");
     const windowSeconds = intOrNull(get("rate_limit_window"), "Rate limit window");
     if ((rate === null) !== (windowSeconds === null)) throw new Error("Set both the rate limit and its window, or neither.");
+    const globalConcurrency = intOrNull(get("global_concurrency"), "Cluster-wide concurrency");
+    const keyConcurrency = intOrNull(get("key_concurrency"), "Per-key concurrency");
+    const keyRate = intOrNull(get("key_rate_limit"), "Per-key rate limit");
+    const keyWindow = intOrNull(get("key_rate_limit_window"), "Per-key rate limit window");
+    if ((keyRate === null) !== (keyWindow === null)) throw new Error("Set both the per-key rate limit and its window, or neither.");
     const polling = Number(get("polling_interval").value);
     if (!Number.isFinite(polling) || polling <= 0) throw new Error("Polling interval must be a positive number.");
     const executor = get("executor").value.trim();
@@ -126,6 +143,10 @@ export function queueForm({ queue = null, name: initialName = "", submitLabel = 
       polling_interval: polling,
       rate_limit: rate,
       rate_limit_window: windowSeconds,
+      global_concurrency: globalConcurrency,
+      key_concurrency: keyConcurrency,
+      key_rate_limit: keyRate,
+      key_rate_limit_window: keyWindow,
       eager_polling: get("eager_polling").checked,
     };
     // Omitted tags match every worker; on edit, empty is sent explicitly as ".*".

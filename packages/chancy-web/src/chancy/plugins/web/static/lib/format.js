@@ -166,6 +166,23 @@ export function rateLimit(queue) {
   return `${num(queue.rate_limit)} per ${num(w)} ${Number(w) === 1 ? "second" : "seconds"}`;
 }
 
+/** Per-key rate limit as "N per W seconds per key". */
+export function keyRateLimit(queue) {
+  if (!queue || queue.key_rate_limit === null || queue.key_rate_limit === undefined) return "none";
+  const w = queue.key_rate_limit_window;
+  return `${num(queue.key_rate_limit)} per ${num(w)} ${Number(w) === 1 ? "second" : "seconds"} per key`;
+}
+
+/** A queue's cluster-wide and per-key limits, short ("3 at once", "1 per key", …); [] without any. */
+export function queueLimits(queue) {
+  const set = (v) => v !== null && v !== undefined;
+  const out = [];
+  if (set(queue?.global_concurrency)) out.push(`${num(queue.global_concurrency)} at once`);
+  if (set(queue?.key_concurrency)) out.push(`${num(queue.key_concurrency)} per key`);
+  if (set(queue?.key_rate_limit)) out.push(`${num(queue.key_rate_limit)}/${num(queue.key_rate_limit_window)} s per key`);
+  return out;
+}
+
 /** Normalise a job limit ({t, v} in job rows, {type_, value} in cron jobs). */
 export function normLimit(limit) {
   if (!limit || typeof limit !== "object") return { type: String(limit), value: "" };

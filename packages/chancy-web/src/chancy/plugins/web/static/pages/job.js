@@ -1,5 +1,6 @@
-// One job: every field, limits, kwargs/meta, its failed attempts and lost
-// runs, actions.
+// One job: every field, limits, its progress (a bar while it runs, the last
+// report once it finished), its result, kwargs/meta, its failed attempts and
+// lost runs, actions.
 //
 // Attempts are counted from 1 everywhere on this page ("Attempt 1 of 3"),
 // while each stored error records `attempt`: the attempts used before that
@@ -10,11 +11,16 @@
 import { api, p } from "../api.js";
 import { confirmDialog } from "../components/dialog.js";
 import { jsonBlock } from "../components/json.js";
+import { progressView } from "../components/progress.js";
 import { emptyState, errorBox, kvList, loading, pageHeader, section, stateBadge, table, toast } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
 import { jobState, limitValue, normLimit, num, shortId, timeFull } from "../lib/format.js";
 
 const ACTIVE = ["pending", "running", "retrying"];
+/** How often a running job is reloaded (its progress is saved at most once a second). */
+const RUNNING_REFRESH_MS = 2000;
+/** How often a pending or retrying job is reloaded. */
+const WAITING_REFRESH_MS = 5000;
 
 export default async function mount(view, ctx) {
   const id = ctx.params.id;
@@ -23,13 +29,26 @@ export default async function mount(view, ctx) {
   view.append(body);
   let job = null;
   let lastJson = "";
+  let lastProgress = "";
+  let progressHost = null;
 
   async function load() {
     try {
       job = await api.get(`/api/v1/jobs/${p(id)}`, null, { signal: ctx.signal });
-      const json = JSON.stringify(job);
-      if (json === lastJson) return;
+      // A new progress report alone redraws only the progress card, so what
+      // the reader opened or selected elsewhere stays as it was.
+      const { progress, ...rest } = job;
+      const json = JSON.stringify(rest);
+      const progressJson = JSON.stringify(progress ?? null);
+      if (json === lastJson) {
+        if (progressJson !== lastProgress && progressHost) {
+          lastProgress = progressJson;
+          replace(progressHost, progressBody(job));
+        }
+        return;
+      }
       lastJson = json;
+      lastProgress = progressJson;
       draw();
     } catch (err) {
       if (err.name === "AbortError") return;
@@ -87,6 +106,11 @@ export default async function mount(view, ctx) {
         crumbs: [["/jobs/" + (job.state || "pending"), `${job.state || "pending"} jobs`], [null, shortId(job.id)]],
         actions,
       }),
+      showsProgress(job)
+        ? h("section", { class: "card job-progress", "aria-live": "polite" },
+            h("h2", {}, job.state === "running" ? "Progress" : "Last progress"),
+            progressHost = h("div", {}, progressBody(job)))
+        : (progressHost = null),
       h("div", { class: "two-col" },
         section("Job", kvList([
           ["ID", h("span", { class: "mono" }, String(job.id))],
@@ -97,6 +121,11 @@ export default async function mount(view, ctx) {
           lostRuns(job) ? ["Lost runs", h("span", { title: "Runs whose process died (the worker was killed, or a child process crashed). They do not count as attempts." }, `${num(lostRuns(job))} (not counted as attempts)`)] : null,
           ["Priority", num(job.priority ?? 0)],
           ["Unique key", job.unique_key ? h("code", {}, job.unique_key) : null],
+          ["Concurrency key", job.concurrency_key !== null && job.concurrency_key !== undefined
+            ? [h("code", { class: "concurrency-key", title: "The queue's per-key limits count this job under this key." }, String(job.concurrency_key)),
+                " ", link(`/jobs?filters=${encodeURIComponent(JSON.stringify([["concurrency_key", "=", String(job.concurrency_key)]]))}`,
+                  "jobs with this key", { class: "small key-jobs" })]
+            : null],
           ["Taken by", job.taken_by ? link(`/workers/${seg(job.taken_by)}`, job.taken_by, { class: "mono" }) : null],
           ["Claim", job.claim_id ? h("span", { class: "mono small" }, String(job.claim_id)) : null],
           job.meta && job.meta.workflow_id ? ["Workflow", ctx.hasPage("/workflows/:id")
@@ -116,6 +145,7 @@ export default async function mount(view, ctx) {
               { label: "Value", render: (l) => limitValue(l) },
             ], limits, { caption: "Limits" })
           : h("p", { class: "muted" }, "No limits."))),
+      h("section", { class: "card job-result" }, h("h2", {}, "Result"), resultBody(job)),
       h("div", { class: "two-col" },
         section("Arguments (kwargs)", jsonBlock(job.kwargs ?? {}, { label: "Keyword arguments" })),
         section("Meta", jsonBlock(job.meta ?? {}, { label: "Meta" }))),
@@ -126,9 +156,35 @@ export default async function mount(view, ctx) {
   }
 
   await load();
-  ctx.every(5000, async () => {
-    if (job && ACTIVE.includes(job.state) && !document.querySelector("dialog[open]")) await load();
+  let waited = 0;
+  ctx.every(RUNNING_REFRESH_MS, async () => {
+    if (!job || !ACTIVE.includes(job.state) || document.querySelector("dialog[open]")) return;
+    waited += RUNNING_REFRESH_MS;
+    if (job.state !== "running" && waited < WAITING_REFRESH_MS) return;
+    waited = 0;
+    await load();
   });
+}
+
+/** A progress card for running jobs, and for finished ones that reported some. */
+function showsProgress(job) {
+  return job.state === "running" || (job.progress !== null && job.progress !== undefined);
+}
+
+function progressBody(job) {
+  const view = progressView(job.progress, { label: "Job progress" });
+  if (view) return view;
+  return h("p", { class: "muted" }, "No progress reported yet (a job reports it with context.set_progress()).");
+}
+
+/** The stored return value, pretty-printed (as text), or why there is none. */
+function resultBody(job) {
+  const result = job.result === undefined ? null : job.result;
+  if (job.store_result === false) return h("p", { class: "muted" }, "Not stored: this job has store_result off.");
+  if (result !== null) return jsonBlock(result, { label: "Result" });
+  if (ACTIVE.includes(job.state)) return h("p", { class: "muted" }, "Not finished yet.");
+  if (job.state === "failed") return h("p", { class: "muted" }, "None: the job did not succeed.");
+  return h("p", { class: "muted" }, "None: the job returned nothing.");
 }
 
 /** "1 of 3 used", with what happens next. */

@@ -7,6 +7,7 @@ import { sparkline } from "../components/chart.js";
 import { confirmDialog } from "../components/dialog.js";
 import { describeFilter, filterEditor, parseFilters } from "../components/filters.js";
 import { METRICS_ROUTE, fetchMetricsQuietly } from "../components/metrics.js";
+import { progressView } from "../components/progress.js";
 import { emptyState, errorBox, loading, pageHeader, stateDot, toast } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
 import { JOB_STATES, jobState, jobTimeField, num, relative, shortId, timeEl, titleCase, toDate } from "../lib/format.js";
@@ -113,7 +114,7 @@ export default async function mount(view, ctx) {
   let functionNames = [];
   const drawFilterEditor = () => replace(filterHost, filterEditor({
     filters,
-    fields: allStates ? ["state", "func", "queue", "priority", "attempts"] : ["func", "queue", "priority", "attempts"],
+    fields: allStates ? ["state", "func", "queue", "priority", "attempts", "concurrency_key"] : ["func", "queue", "priority", "attempts", "concurrency_key"],
     states: JOB_STATES,
     queues: queueNames,
     functions: functionNames,
@@ -194,7 +195,8 @@ export default async function mount(view, ctx) {
       })),
       h("td", { class: "state-cell" }, stateDot(shown), allStates || shown !== state ? h("span", { class: "small" }, " " + shown) : null),
       h("td", { class: "func" }, link(`/job/${seg(id)}`, job.func || "(unknown)", { class: "mono" }),
-        h("div", { class: "muted small mono" }, shortId(id))),
+        h("div", { class: "muted small mono" }, shortId(id)),
+        job.state === "running" && job.progress ? progressView(job.progress, { compact: true, label: `Progress of ${job.func || "the job"}` }) : null),
       h("td", {}, job.queue ? link(`/queues/${seg(job.queue)}`, job.queue) : "—"),
       h("td", { class: "num" }, `${num(job.attempts ?? 0)} / ${num(job.max_attempts ?? 1)}`),
       h("td", { class: "num" }, num(job.priority ?? 0)),
@@ -237,7 +239,8 @@ export default async function mount(view, ctx) {
   }
 
   async function load() {
-    const query = { state, limit: PAGE_SIZE, pagination: "true", func, queue, before };
+    // The list shows no result, argument or meta: leave them out (a result may be 64 KiB).
+    const query = { state, limit: PAGE_SIZE, pagination: "true", func, queue, before, omit: "result,kwargs,meta" };
     if (filters.length) query.filters = JSON.stringify(filters);
     try {
       const data = await api.get("/api/v1/jobs", query, { signal: ctx.signal });

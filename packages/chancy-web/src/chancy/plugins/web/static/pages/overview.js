@@ -55,7 +55,7 @@ export default async function mount(view, ctx) {
         if (err.name === "AbortError") throw err;
         return err;
       }),
-      api.get("/api/v1/jobs", { state: "failed", limit: FAILURES_SHOWN, pagination: "true" }, { signal: ctx.signal })
+      api.get("/api/v1/jobs", { state: "failed", limit: FAILURES_SHOWN, pagination: "true", omit: "result,kwargs,meta" }, { signal: ctx.signal })
         .then((d) => ({ page: asPage(d, FAILURES_SHOWN) }))
         .catch((err) => {
           if (err.name === "AbortError") throw err;

@@ -7,8 +7,10 @@ import { METRICS_ROUTE, metricsPanel } from "../components/metrics.js";
 import { queueForm } from "../components/queueForm.js";
 import { badge, emptyState, errorBox, kvList, loading, pageHeader, section, stateBadge, table, tags, toast } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
-import { JOB_STATES, num, rateLimit, timeEl, timeFull, titleCase } from "../lib/format.js";
+import { JOB_STATES, keyRateLimit, num, rateLimit, timeEl, timeFull, titleCase } from "../lib/format.js";
 import { isExpired } from "./workers.js";
+
+const unset = (value) => value === null || value === undefined;
 
 export default async function mount(view, ctx) {
   const name = ctx.params.name;
@@ -129,6 +131,9 @@ export default async function mount(view, ctx) {
         ["Executor options", queue.executor_options && Object.keys(queue.executor_options).length ? jsonBlock(queue.executor_options) : h("span", { class: "muted" }, "none")],
         ["Polling interval", `${num(queue.polling_interval)} s`],
         ["Rate limit", rateLimit(queue)],
+        ["Cluster-wide concurrency", unset(queue.global_concurrency) ? "no limit" : `${num(queue.global_concurrency)} at once, across all workers`],
+        ["Per-key concurrency", unset(queue.key_concurrency) ? "no limit" : `${num(queue.key_concurrency)} at once per concurrency key, across all workers`],
+        ["Per-key rate limit", keyRateLimit(queue)],
         ["Eager polling", queue.eager_polling ? "yes" : "no"],
         queue.created_at ? ["Created", timeFull(queue.created_at)] : null,
         queue.updated_at ? ["Updated", timeFull(queue.updated_at)] : null,

@@ -8,7 +8,7 @@ import { queueForm } from "../components/queueForm.js";
 import { fetchUndeclared, undeclaredNotice } from "../components/undeclared.js";
 import { emptyState, errorBox, loading, pageHeader, stateBadge, table, tags, toast } from "../components/ui.js";
 import { h, link, replace, seg } from "../lib/dom.js";
-import { num, rateLimit, shortName, timeEl } from "../lib/format.js";
+import { num, queueLimits, rateLimit, shortName, timeEl } from "../lib/format.js";
 
 export default async function mount(view, ctx) {
   ctx.setTitle("Queues");
@@ -68,6 +68,12 @@ export default async function mount(view, ctx) {
         { label: "Concurrency", cls: "num", render: (q) => (q.concurrency === null || q.concurrency === undefined ? h("span", { class: "muted" }, "default") : num(q.concurrency)) },
         { label: "Executor", render: (q) => h("span", { title: q.executor }, shortName(q.executor)) },
         { label: "Rate limit", render: (q) => rateLimit(q) },
+        { label: "Limits", render: (q) => {
+          const limits = queueLimits(q);
+          return limits.length
+            ? h("span", { class: "chips queue-limits", title: "Cluster-wide and per-key limits" }, limits.map((l) => h("span", { class: "chip" }, l)))
+            : h("span", { class: "muted" }, "none");
+        } },
         { label: "Workers", cls: "num", render: (q) => num(workerList.filter((w) => (w.queues || []).includes(q.name)).length) },
         ctx.hasRoute(METRICS_ROUTE) ? { label: "Throughput (2 h)", render: (q) => {
           const series = metrics[`queue:${q.name}:throughput`];
