@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import enum
@@ -253,6 +254,14 @@ class ThreadedExecutor(Executor):
         self._runs: dict[Any, _Run] = {}
         self._reporting: set[asyncio.Task[None]] = set()
         self._stopped = False
+        # Finished futures on their way from the pool threads to the loop:
+        # one wake-up of the loop drains every completion that arrived
+        # meanwhile, instead of one call_soon_threadsafe (a write to the
+        # loop's self-pipe and a loop iteration) per job.
+        self._done: collections.deque[tuple[_Run, Future[_Outcome]]] = (
+            collections.deque()
+        )
+        self._drain_scheduled = False
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -413,12 +422,25 @@ class ThreadedExecutor(Executor):
 
     def _on_future_done(self, run: _Run, future: Future[_Outcome]) -> None:
         """Done callback: runs in the pool thread (or wherever the future was cancelled)."""
+        self._done.append((run, future))
+        if self._drain_scheduled:
+            return  # a drain is queued on the loop and will see this one
+        self._drain_scheduled = True
         try:
-            self._loop.call_soon_threadsafe(self._collect, run, future)
+            self._loop.call_soon_threadsafe(self._drain_done)
         except RuntimeError:  # the loop is closed: nobody is left to record it
             log.warning(
                 "Job %s finished after its worker's event loop closed", run.job.id
             )
+
+    def _drain_done(self) -> None:
+        # Cleared before draining: a completion appended from now on either
+        # is drained below or schedules the next drain itself.
+        self._drain_scheduled = False
+        done = self._done
+        while done:
+            run, future = done.popleft()
+            self._collect(run, future)
 
     def _collect(self, run: _Run, future: Future[_Outcome]) -> None:
         if future.cancelled():
