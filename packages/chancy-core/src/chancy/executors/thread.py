@@ -460,6 +460,19 @@ class ThreadedExecutor(Executor):
         if run.timer is not None:
             run.timer.cancel()
             run.timer = None
+        if not (outcome.interrupted or outcome.skipped):
+            # Most runs: record the outcome here, without a task per job.
+            try:
+                done = self.complete_now(
+                    job=outcome.job, exc=outcome.exc, result=outcome.result
+                )
+            except Exception:
+                log.exception("Recording the outcome of job %s failed", run.job.id)
+                done = True
+            if done:
+                if self._runs.get(run.job.id) is run:
+                    del self._runs[run.job.id]
+                return
         task = self._loop.create_task(
             self._report(run, outcome), name=f"job-done:{run.job.id}"
         )
