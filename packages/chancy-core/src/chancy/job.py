@@ -472,10 +472,17 @@ def replace_job(job: QueuedJob, /, **changes: Any) -> QueuedJob:
     member, an aware ``datetime``…), as the executors produce them.
     """
     cls = type(job)
-    unknown = changes.keys() - _field_set(cls)
-    if unknown:
-        raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
-    return _replacer(cls)(job, changes)  # type: ignore[no-any-return]
+    try:
+        return _replacer(cls)(job, changes)  # type: ignore[no-any-return]
+    except AttributeError:
+        # A slotted class has no room for an unknown name: checked only
+        # then, not on every call of the hot path.
+        unknown = changes.keys() - _field_set(cls)
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__} has no field(s) {sorted(unknown)}"
+            ) from None
+        raise
 
 
 _FIELD_SETS: dict[type, frozenset[str]] = {}

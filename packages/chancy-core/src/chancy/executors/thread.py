@@ -470,8 +470,7 @@ class ThreadedExecutor(Executor):
                 log.exception("Recording the outcome of job %s failed", run.job.id)
                 done = True
             if done:
-                if self._runs.get(run.job.id) is run:
-                    del self._runs[run.job.id]
+                self._forget_run(run)
                 return
         task = self._loop.create_task(
             self._report(run, outcome), name=f"job-done:{run.job.id}"
@@ -491,8 +490,12 @@ class ThreadedExecutor(Executor):
                 job=outcome.job, exc=outcome.exc, result=outcome.result
             )
         finally:
-            if self._runs.get(run.job.id) is run:
-                del self._runs[run.job.id]
+            self._forget_run(run)
+
+    def _forget_run(self, run: _Run) -> None:
+        """The run is recorded: it no longer counts as running here."""
+        if self._runs.get(run.job.id) is run:
+            del self._runs[run.job.id]
 
     def _interrupt(self, run: _Run, reason: _Reason) -> None:
         """Stop a run for ``reason``: drop it if not started, else raise inside its thread."""
