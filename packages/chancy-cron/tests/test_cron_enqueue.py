@@ -641,8 +641,10 @@ async def test_a_worker_without_leadership_starts_and_fires_a_due_schedule(
 ) -> None:
     plugin = plugin_of(chancy)
     assert plugin.get_dependencies() == []
+    before = plugin.passes
     await Cron.schedule(chancy, "0 0 1 1 *", a_job("yearly", n=3))
-    await plugin.wait_for_pass(timeout=5)
+    # One pass after the schedule's (it may already be done), not one more.
+    await plugin.wait_for_passes(max(0, before + 1 - plugin.passes), timeout=5)
     assert plugin.fired_count == 0
     await make_due(chancy, "yearly")
     plugin.wake_up()
@@ -666,8 +668,12 @@ async def test_a_due_row_held_by_another_pass_is_looked_at_again_soon(
     again within a fraction of a second instead of sleeping ``poll_interval``,
     so it fires the row if that other pass rolls back."""
     plugin = plugin_of(chancy)
+    before = plugin.passes
     await Cron.schedule(chancy, "0 0 1 1 *", a_job("held"))
-    await plugin.wait_for_pass(timeout=5)
+    # The pass the schedule's notification wakes may finish before this
+    # line: wait for one pass after `before`, not one more from now (that
+    # one would come poll_interval, 30 s, later).
+    await plugin.wait_for_passes(max(0, before + 1 - plugin.passes), timeout=5)
     await make_due(chancy, "held")
     other = Chancy(chancy_dsn, plugins=[], no_default_plugins=True)
     try:
