@@ -699,6 +699,41 @@ async def test_push_many_does_not_insert_a_batch_nobody_asked_for(
     assert await count_rows(chancy, "jobs") == 100
 
 
+async def test_a_push_refused_by_the_server_midway_writes_nothing(
+    chancy: Chancy,
+) -> None:
+    """A push of plain and unique jobs takes two statements in one transaction:
+    when the server refuses the second, the first is rolled back and the
+    pooled connection is handed back clean (the next push works)."""
+    jobs_table = f'"{chancy.prefix}jobs"'
+    async with chancy.pool.connection() as conn:
+        await conn.execute(
+            "CREATE FUNCTION chancy_test_refuse() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+        )
+        await conn.execute(
+            f"CREATE TRIGGER chancy_test_refuse BEFORE INSERT ON {jobs_table}"
+            " FOR EACH ROW WHEN (NEW.func = 'm.refused')"
+            " EXECUTE FUNCTION chancy_test_refuse()"
+        )
+    try:
+        plain = [Job(func="m.f", kwargs={"i": i}) for i in range(3)]
+        refused = Job(func="m.refused", unique_key="k")
+        with pytest.raises(psycopg.errors.RaiseException, match="refused by the test"):
+            await chancy.push_many_ex(None, [*plain, refused])
+        assert await count_rows(chancy, "jobs") == 0
+        with pytest.raises(psycopg.errors.RaiseException):
+            chancy.sync_push_many_ex(None, [*plain, refused])
+        assert await count_rows(chancy, "jobs") == 0
+        await chancy.push(Job(func="m.f"))
+        chancy.sync_push(Job(func="m.f"))
+        assert await count_rows(chancy, "jobs") == 2
+    finally:
+        async with chancy.pool.connection() as conn:
+            await conn.execute(f"DROP TRIGGER chancy_test_refuse ON {jobs_table}")
+            await conn.execute("DROP FUNCTION chancy_test_refuse()")
+
+
 def test_uuid7_many_is_increasing_unique_and_rfc_9562() -> None:
     batches = [uuid7_many(500) for _ in range(5)]
     ids = [i for batch in batches for i in batch] + [uuid7()]

@@ -281,13 +281,15 @@ class InsertPlan:
 
     def one_job_statement(self, sql: Statements) -> tuple[str, tuple[Any, ...]]:
         """The statement and parameters inserting the plan's only job."""
-        if self.plain:
-            row = (*self.plain[0], None, None, True)
-        else:
-            row = (self.special or self.unique)[0]
+        if self.unique:
+            row = self.unique[0]
+            if self.payloads:
+                return sql.insert_job_notify, (*row, sql.channel, self.payloads[0])
+            return sql.insert_job, row
+        row = (*self.plain[0], None, None, True) if self.plain else self.special[0]
         if self.payloads:
-            return sql.insert_job_notify, (*row, sql.channel, self.payloads[0])
-        return sql.insert_job, row
+            return sql.insert_keyless_job_notify, (*row, sql.channel, self.payloads[0])
+        return sql.insert_keyless_job, row
 
     @property
     def single_statement(self) -> bool:
@@ -523,17 +525,21 @@ def insert(
     elif plan.plain:
         params = _columns([(*r, None, None, True) for r in plan.plain])
         if plan.payloads and not plan.unique and not plan.special:
-            yield Execute(sql.insert_jobs_notify, (*params, sql.channel, plan.payloads))
+            yield Execute(
+                sql.insert_keyless_notify, (*params, sql.channel, plan.payloads)
+            )
             notified = True
         else:
-            yield Execute(sql.insert_jobs, params)
+            yield Execute(sql.insert_keyless, params)
     if plan.special:
         params = _columns(plan.special)
         if plan.payloads and not plan.unique and not notified:
-            yield Execute(sql.insert_jobs_notify, (*params, sql.channel, plan.payloads))
+            yield Execute(
+                sql.insert_keyless_notify, (*params, sql.channel, plan.payloads)
+            )
             notified = True
         else:
-            yield Execute(sql.insert_jobs, params)
+            yield Execute(sql.insert_keyless, params)
     if plan.unique:
         params = _columns(plan.unique)
         if plan.payloads and not notified:

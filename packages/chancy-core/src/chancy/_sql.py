@@ -62,26 +62,29 @@ class Statements:
             f"INSERT INTO {jobs} (id, queue, func, kwargs, limits, meta, priority,"
             f" max_attempts, scheduled_at, unique_key, concurrency_key, store_result) "
         )
+        notify_many = (
+            ", (SELECT count(pg_notify(%s, p)) FROM unnest(%s::text[]) AS p) AS n"
+        )
+        # Jobs with a unique key: ON CONFLICT keeps the unfinished holder.
         self.insert_jobs_notify = (
-            insert_head
-            + insert_source
-            + ", (SELECT count(pg_notify(%s, p)) FROM unnest(%s::text[]) AS p) AS n"
-            + insert_tail
+            insert_head + insert_source + notify_many + insert_tail
         )
         self.insert_jobs = insert_head + insert_source + insert_tail
+        # Jobs without one cannot conflict: a plain INSERT, which spares the
+        # server a speculative insertion and the client a RETURNING.
+        self.insert_keyless_notify = insert_head + insert_source + notify_many
+        self.insert_keyless = insert_head + insert_source
         # One job with scalar parameters: binding a dozen one-element arrays
         # costs more client CPU than the statement's round trip.
-        self.insert_job_notify = (
-            insert_head
-            + "SELECT %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::int, %s::int,"
+        one_source = (
+            "SELECT %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::int, %s::int,"
             " %s::timestamptz, %s::text, %s::text, %s::boolean"
-            " FROM (SELECT pg_notify(%s, %s)) AS n" + insert_tail
         )
-        self.insert_job = (
-            insert_head
-            + "VALUES (%s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::int, %s::int,"
-            " %s::timestamptz, %s::text, %s::text, %s::boolean)" + insert_tail
-        )
+        one_notify = " FROM (SELECT pg_notify(%s, %s)) AS n"
+        self.insert_job_notify = insert_head + one_source + one_notify + insert_tail
+        self.insert_job = insert_head + one_source + insert_tail
+        self.insert_keyless_job_notify = insert_head + one_source + one_notify
+        self.insert_keyless_job = insert_head + one_source
         self.copy_jobs = (
             f"COPY {jobs} (id, queue, func, kwargs, limits, meta, priority, max_attempts,"
             f" scheduled_at) FROM STDIN"
