@@ -4,11 +4,13 @@ and the detection of a connection pooler (PgBouncer and the like)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from typing import Any
 
 from psycopg import AsyncConnection, Connection
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -16,12 +18,15 @@ from chancy._encoding import load_json
 
 __all__ = [
     "IDLE_CHECK_AFTER",
+    "Checkout",
     "IdleCheck",
     "behind_pooler",
     "configure_async_connection",
     "configure_sync_connection",
     "sync_behind_pooler",
 ]
+
+logger = logging.getLogger("chancy")
 
 #: The server's own process id for this connection.
 _BACKEND_PID = "SELECT pg_backend_pid()"
@@ -74,6 +79,49 @@ class IdleCheck:
     def sync_check(self, conn: Connection[Any]) -> None:
         if self.idle_too_long(conn):
             ConnectionPool.check_connection(conn)
+
+
+_IN_TRANSACTION = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+
+
+class Checkout:
+    """``async with Checkout(pool) as conn``: what ``pool.connection()`` does
+    (commit on success, roll back on an exception, hand the connection back),
+    for the hot paths (a push, a fetch, a save).
+
+    ``pool.connection()`` is a generator-based context manager wrapped around
+    the connection's own ``async with``; together they cost ~20 µs a use,
+    several times that on a CPU just woken from waiting for the server.
+    """
+
+    __slots__ = ("conn", "pool")
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+        self.conn: AsyncConnection[Any] | None = None
+
+    async def __aenter__(self) -> AsyncConnection[Any]:
+        self.conn = conn = await self.pool.getconn()
+        return conn
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        conn = self.conn
+        assert conn is not None
+        self.conn = None
+        try:
+            # Nothing to end after a statement in autocommit (the push and
+            # fetch hot paths) or on a broken connection: skip commit().
+            if conn.pgconn.transaction_status in _IN_TRANSACTION:
+                if exc_type is None:
+                    await conn.commit()
+                else:
+                    try:
+                        await conn.rollback()
+                    except Exception as error:  # a broken connection: the
+                        # pool replaces it; the caller's exception goes on
+                        logger.debug("Rollback after %r failed: %s", exc, error)
+        finally:
+            await self.pool.putconn(conn)
 
 
 async def configure_async_connection(conn: AsyncConnection[Any]) -> None:

@@ -29,6 +29,7 @@ from chancy._dsn import dsn_from_django
 from chancy._ops import InsertPlan, Operation, Savepoint, ref_id, run_async, run_sync
 from chancy._pool import (
     IDLE_CHECK_AFTER,
+    Checkout,
     IdleCheck,
     behind_pooler,
     configure_async_connection,
@@ -522,32 +523,17 @@ class Chancy:
         pool = await self.ensure_open()
         factory: Any = dict_row if dicts else tuple_row
         prepare = self._prepare
-        # getconn()/putconn() rather than pool.connection(): the context
-        # manager and the connection's own ``async with`` cost ~20 µs a call
-        # on the hot path (a single push); this does the same work.
-        conn = await pool.getconn()
-        try:
-            if autocommit:
-                # One statement is atomic on its own: skip BEGIN and COMMIT.
-                await conn.set_autocommit(True)
-                try:
-                    async with conn.cursor(row_factory=factory) as cur:
-                        return await run_async(cur, operation, prepare)
-                finally:
-                    await conn.set_autocommit(False)
+        async with Checkout(pool) as conn:
+            if not autocommit:
+                async with conn.cursor(row_factory=factory) as cur:
+                    return await run_async(cur, operation, prepare)
+            # One statement is atomic on its own: skip BEGIN and COMMIT.
+            await conn.set_autocommit(True)
             try:
                 async with conn.cursor(row_factory=factory) as cur:
-                    result = await run_async(cur, operation, prepare)
-            except BaseException as exc:
-                try:
-                    await conn.rollback()
-                except Exception as rollback_error:  # a broken connection
-                    self.log.debug("Rollback after %r failed: %s", exc, rollback_error)
-                raise
-            await conn.commit()
-            return result
-        finally:
-            await pool.putconn(conn)
+                    return await run_async(cur, operation, prepare)
+            finally:
+                await conn.set_autocommit(False)
 
     def _sync_run(
         self,

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 
 from chancy import events
 from chancy._encoding import encode_json
+from chancy._pool import Checkout
 from chancy.errors import TRANSIENT_ERRORS, MigrationsNeededError
 from chancy.executors.base import DEFAULT_MAX_LOST_RUNS, Executor
 from chancy.hub import Event, Hub
@@ -743,7 +744,7 @@ class Worker:
                     if runner.reconcile:
                         await self._release_orphans(queue)
                         runner.reconcile = False
-                    async with self.chancy.pool.connection() as conn:
+                    async with Checkout(self.chancy.pool) as conn:
                         jobs = await self.fetch_jobs(queue, conn, up_to=free)
                     failures = 0
                     # A full fetch means a backlog: the next finished run
@@ -1091,7 +1092,7 @@ class Worker:
             )
         document = "[" + ",".join(rows) + "]"
         plugins = self.chancy.plugin_manager
-        async with self.chancy.pool.connection() as conn:
+        async with Checkout(self.chancy.pool) as conn:
             scope = _statement_scope(
                 conn, single=not plugins.has_jobs_updated_in_transaction
             )
@@ -1323,26 +1324,40 @@ class _LoopWatchdog:
             )
 
 
-@contextlib.asynccontextmanager
-async def _statement_scope(
-    conn: AsyncConnection[Any], *, single: bool
-) -> AsyncIterator[None]:
+class _statement_scope:
     """A transaction, or, for one statement on an idle pooled connection,
     autocommit: a single statement is atomic by itself and skipping BEGIN and
-    COMMIT saves two round trips on the hot path."""
-    if (
-        single
-        and not conn.autocommit
-        and conn.info.transaction_status == TransactionStatus.IDLE
-    ):
-        await conn.set_autocommit(True)
-        try:
-            yield
-        finally:
-            await conn.set_autocommit(False)
-    else:
-        async with conn.transaction():
-            yield
+    COMMIT saves two round trips on the hot path.
+
+    A class rather than a generator-based context manager: it is entered for
+    every fetch and every save.
+    """
+
+    __slots__ = ("conn", "single", "transaction")
+
+    def __init__(self, conn: AsyncConnection[Any], *, single: bool) -> None:
+        self.conn = conn
+        self.single = single
+        self.transaction: Any = None
+
+    async def __aenter__(self) -> None:
+        conn = self.conn
+        if (
+            self.single
+            and not conn.autocommit
+            and conn.pgconn.transaction_status == TransactionStatus.IDLE
+        ):
+            await conn.set_autocommit(True)
+        else:
+            self.single = False
+            self.transaction = conn.transaction()
+            await self.transaction.__aenter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        if self.single:
+            await self.conn.set_autocommit(False)
+            return None
+        return await self.transaction.__aexit__(exc_type, exc, tb)  # type: ignore[no-any-return]
 
 
 class _TaskManager:
