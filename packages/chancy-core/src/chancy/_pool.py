@@ -101,7 +101,8 @@ class Checkout:
         self.conn: AsyncConnection[Any] | None = None
 
     async def __aenter__(self) -> AsyncConnection[Any]:
-        self.conn = conn = await self.pool.getconn()
+        conn: AsyncConnection[Any] = await self.pool.getconn()
+        self.conn = conn
         return conn
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
