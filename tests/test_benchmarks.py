@@ -107,6 +107,48 @@ def test_raw_adapter_enqueues_and_burns_down_exactly_once(
             bench.drop_db(chancy_server_dsn, name)
 
 
+def test_enqueue_probe_runs_every_variant_and_leaves_no_database(
+    chancy_server_dsn: str,
+) -> None:
+    """benchmarks/enqueue_probe.py (the figures in the README's performance
+    notes) runs end to end, names every variant and drops its database."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "enqueue_probe.py"),
+            "--dsn",
+            chancy_server_dsn,
+            "--pushes",
+            "20",
+            "--jobs",
+            "2500",
+            "--repeats",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for variant in (
+        "raw, pooled",
+        "raw + plan",
+        "ours",
+        "raw COPY, 1,000-row transactions",
+        "push_many, batch_size=5000",
+        "push_many_ex (one transaction)",
+    ):
+        assert variant in proc.stdout, proc.stdout
+    import psycopg
+
+    with psycopg.connect(chancy_server_dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = 'chancy_enqueue_probe'"
+        ).fetchone()
+    assert row == (0,)
+
+
 def test_soak_flatness_is_measured_from_the_first_report_after_warm_up() -> None:
     from benchmarks.soak import flat
 
