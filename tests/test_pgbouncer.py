@@ -271,6 +271,9 @@ async def test_everything_runs_through_the_pooler(
                     assert response.status_code == 200, (path, response.text)
                 jobs = (await client.get("/api/v1/jobs?state=all")).json()
                 assert jobs
+                system = (await client.get("/api/v1/system")).json()
+                assert system["transaction_pooling"] is True
+                assert system["listening"] is False  # no listen_dsn given
     notes = [
         r.getMessage()
         for r in caplog.records

@@ -126,6 +126,9 @@ async def test_configuration_system_and_plugins(
     assert system["chancy_version"]
     assert system["database_version_num"] >= 140000
     assert system["database_version"]
+    # Straight to PostgreSQL: prepared statements, and workers LISTEN.
+    assert system["transaction_pooling"] is False
+    assert system["listening"] is True
 
     plugins = (await client.get("/api/v1/plugins")).json()
     assert plugins == [

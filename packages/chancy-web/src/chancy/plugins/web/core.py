@@ -885,6 +885,11 @@ class CoreApiPlugin(ApiPlugin):
                 "database_name": row[3],
                 "prefix": chancy.prefix,
                 "notifications": chancy.notifications,
+                # Behind a transaction pooler (PgBouncer): no prepared
+                # statements, and LISTEN only through listen_dsn.
+                "transaction_pooling": bool(chancy.transaction_pooling),
+                "listening": chancy.notifications
+                and (chancy.listen_dsn is not None or not chancy.transaction_pooling),
                 "python_version": platform.python_version(),
                 "platform": sys.platform,
                 "hostname": socket.gethostname(),
