@@ -549,31 +549,19 @@ class Chancy:
                 with cursor.cursor() as cur:
                     return run_sync(cur, operation, self._prepare)
             return run_sync(cursor, operation, self._prepare)
-        pool = self.sync_ensure_open()
+        self.sync_ensure_open()
         factory: Any = dict_row if dicts else tuple_row
         prepare = self._prepare
-        conn = pool.getconn()  # as in _run: lighter than pool.connection()
-        try:
-            if autocommit:
-                conn.autocommit = True
-                try:
-                    with conn.cursor(row_factory=factory) as cur:
-                        return run_sync(cur, operation, prepare)
-                finally:
-                    conn.autocommit = False
+        with self.sync_pool.connection() as conn:
+            if not autocommit:
+                with conn.cursor(row_factory=factory) as cur:
+                    return run_sync(cur, operation, prepare)
+            conn.autocommit = True
             try:
                 with conn.cursor(row_factory=factory) as cur:
-                    result = run_sync(cur, operation, prepare)
-            except BaseException as exc:
-                try:
-                    conn.rollback()
-                except Exception as rollback_error:  # a broken connection
-                    self.log.debug("Rollback after %r failed: %s", exc, rollback_error)
-                raise
-            conn.commit()
-            return result
-        finally:
-            pool.putconn(conn)
+                    return run_sync(cur, operation, prepare)
+            finally:
+                conn.autocommit = False
 
     @staticmethod
     def _no_running_loop(name: str) -> None:

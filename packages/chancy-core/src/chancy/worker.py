@@ -1349,12 +1349,11 @@ class _statement_scope:
         ):
             await conn.set_autocommit(True)
         else:
-            self.single = False
             self.transaction = conn.transaction()
             await self.transaction.__aenter__()
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
-        if self.single:
+        if self.transaction is None:  # autocommit
             await self.conn.set_autocommit(False)
             return None
         return await self.transaction.__aexit__(exc_type, exc, tb)  # type: ignore[no-any-return]

@@ -888,8 +888,7 @@ class CoreApiPlugin(ApiPlugin):
                 # Behind a transaction pooler (PgBouncer): no prepared
                 # statements, and LISTEN only through listen_dsn.
                 "transaction_pooling": bool(chancy.transaction_pooling),
-                "listening": chancy.notifications
-                and (chancy.listen_dsn is not None or not chancy.transaction_pooling),
+                "listening": chancy.can_listen(),
                 "python_version": platform.python_version(),
                 "platform": sys.platform,
                 "hostname": socket.gethostname(),
