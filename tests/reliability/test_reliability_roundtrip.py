@@ -145,8 +145,14 @@ def _refused(job: Job) -> bool:
         and _storable(job.meta)
         and -INT32 <= job.priority < INT32
         and job.max_attempts < INT32
-        and (job.unique_key is None or "\x00" not in job.unique_key)
+        and (job.unique_key is None or _storable_key(job.unique_key))
     )
+
+
+def _storable_key(key: str) -> bool:
+    """A text column holds no NUL and no surrogate code point at all (a pair
+    held as two code points is not turned into its character there)."""
+    return "\x00" not in key and not any("\ud800" <= c <= "\udfff" for c in key)
 
 
 def _text(value: str) -> str:

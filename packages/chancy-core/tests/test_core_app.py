@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -589,6 +590,50 @@ async def test_surrogate_pairs_and_escaped_lookalikes_are_stored(
     stored = await chancy.get_job(ref)
     assert stored is not None
     assert stored.kwargs == kwargs and stored.meta == {"e": "\U0001f600"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("func", "m.f\ud800"),
+        ("queue", "q\udfff"),
+        ("unique_key", "\ud83d\ude00"),  # a pair, but as two code points
+        ("concurrency_key", "k\udc00"),
+    ],
+)
+async def test_text_columns_with_surrogates_are_refused_naming_the_field(
+    chancy: Chancy, field: str, value: str
+) -> None:
+    """Found by the round-trip property test: psycopg cannot encode them, and
+    its UnicodeEncodeError named neither the job nor the field."""
+    fields: dict[str, Any] = {"func": "m.f", field: value}
+    bad = Job(**fields)
+    name = "func" if field == "func" else field
+    with pytest.raises(ValueError, match=f"{name}.*surrogates"):
+        await chancy.push(bad)
+    with pytest.raises(ValueError, match=f"{name}.*surrogates"):
+        async for _ in chancy.push_many([Job(func="m.ok"), bad]):
+            pass
+    with pytest.raises(ValueError, match=f"{name}.*surrogates"):
+        chancy.check_job(bad)
+    assert await count_rows(chancy, "jobs") == 0
+
+
+async def test_non_ascii_text_columns_are_stored(chancy: Chancy) -> None:
+    pushed = Job(
+        func="módulo.función",
+        queue="café",
+        unique_key="ключ-\U0001f600",
+        concurrency_key="клиент",
+    )
+    stored = await chancy.get_job(await chancy.push(pushed))
+    assert stored is not None
+    assert (stored.func, stored.queue, stored.unique_key, stored.concurrency_key) == (
+        "módulo.función",
+        "café",
+        "ключ-\U0001f600",
+        "клиент",
+    )
 
 
 async def test_check_job_raises_what_push_would_and_writes_nothing(

@@ -232,6 +232,26 @@ def _check_escapes(func: str, kw: str, meta_text: str) -> None:
             )
 
 
+def _surrogate(text: str) -> bool:
+    """Whether ``text`` holds a UTF-16 surrogate code point (U+D800 to
+    U+DFFF), which UTF-8, and so a PostgreSQL text column, cannot hold."""
+    return not text.isascii() and any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def _check_text(func: str, what: str, text: str) -> None:
+    """Refuse a text column's value that PostgreSQL cannot store."""
+    if "\x00" in text:
+        raise ValueError(
+            f"job {func!r}: {what} must not contain NUL characters (\\x00)"
+        )
+    if _surrogate(text):
+        raise ValueError(
+            f"job {func!r}: {what} must not contain UTF-16 surrogates (characters"
+            " U+D800 to U+DFFF, e.g. half of an emoji decoded with"
+            " 'surrogatepass'), which PostgreSQL cannot store"
+        )
+
+
 def _limits_text(job: Job) -> str:
     limits = job.limits
     if not isinstance(limits, list | tuple) or not all(
@@ -356,6 +376,8 @@ def serialise(
             and type(when) is datetime
             and "\x00" not in func
             and "\x00" not in queue
+            and func.isascii()
+            and queue.isascii()
         ):
             check_job(job)
         try:
@@ -394,6 +416,8 @@ def serialise(
                     f"job {func!r}: concurrency_key must be a string without NUL"
                     f" characters, or None; got {ckey!r}"
                 )
+            if ckey is not None:
+                _check_text(func, "concurrency_key", ckey)
             if type(store) is not bool:
                 raise TypeError(
                     f"job {func!r}: store_result must be True or False, got {store!r}"
@@ -424,10 +448,8 @@ def serialise(
             )
         elif not isinstance(key, str):
             raise TypeError(f"job {func!r}: unique_key must be a string or None")
-        elif "\x00" in key:
-            raise ValueError(
-                f"job {func!r}: unique_key must not contain NUL characters (\\x00)"
-            )
+        elif "\x00" in key or _surrogate(key):
+            _check_text(func, "unique_key", key)
         elif key in by_key:
             by_key[key].append(index)  # same key twice in one call: one job
         else:
@@ -458,6 +480,12 @@ def check_job(job: Job) -> None:
         raise ValueError(
             f"job {func!r}: func and queue must not contain NUL characters (\\x00)"
         )
+    if _surrogate(func):
+        raise ValueError(
+            f"job func {func!r} must not contain UTF-16 surrogates (characters U+D800"
+            " to U+DFFF), which PostgreSQL cannot store"
+        )
+    _check_text(func, "queue", queue)
     if type(job.kwargs) is not dict:
         raise TypeError(f"cannot store job {func!r}: kwargs must be a dict")
     if not isinstance(job.meta, dict):
