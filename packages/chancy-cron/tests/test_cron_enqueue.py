@@ -674,25 +674,39 @@ async def test_a_due_row_held_by_another_pass_is_looked_at_again_soon(
     # line: wait for one pass after `before`, not one more from now (that
     # one would come poll_interval, 30 s, later).
     await plugin.wait_for_passes(max(0, before + 1 - plugin.passes), timeout=5)
-    await make_due(chancy, "held")
     other = Chancy(chancy_dsn, plugins=[], no_default_plugins=True)
     try:
         await other.ensure_open()
-        async with other.pool.connection() as conn:
-            async with conn.transaction(force_rollback=True):
-                # Another worker's pass, mid-firing: it holds the due row.
-                await conn.execute(
-                    f"SELECT 1 FROM {chancy.prefix}cron WHERE unique_key = 'held'"
-                    " FOR UPDATE"
-                )
-                plugin.wake_up()
-                await plugin.wait_for_pass(passes=2, timeout=5)
-                assert plugin.fired_count == 0  # skipped, and still looking
-                released = time.monotonic()
-            # That pass rolled back: the row is due and free again.
+        for _ in range(20):
+            # A pass still under way (the one at start-up, or the one the
+            # schedule woke, on a loaded machine) may fire the row between
+            # make_due and the lock: then undo that and try again.
+            await sql(chancy, "DELETE FROM {p}jobs WHERE unique_key = 'held'")
+            plugin.fired.clear()
+            fired_before = plugin.fired_count
+            await make_due(chancy, "held")
+            async with other.pool.connection() as conn:
+                async with conn.transaction(force_rollback=True):
+                    # Another worker's pass, mid-firing: it holds the due row.
+                    cursor = await conn.execute(
+                        f"SELECT next_run <= NOW() FROM {chancy.prefix}cron"
+                        " WHERE unique_key = 'held' FOR UPDATE"
+                    )
+                    row = await cursor.fetchone()
+                    assert row is not None
+                    if not row[0]:
+                        continue  # fired meanwhile
+                    plugin.wake_up()
+                    await plugin.wait_for_pass(passes=2, timeout=5)
+                    assert plugin.fired_count == fired_before  # skipped, still looking
+                    released = time.monotonic()
+                # That pass rolled back: the row is due and free again.
+            break
+        else:
+            raise AssertionError("could not hold the due row before a pass fired it")
         await asyncio.wait_for(plugin.fired.wait(), 5)
         assert time.monotonic() - released < 3  # not poll_interval (30 s) later
-        assert plugin.fired_count == 1
+        assert plugin.fired_count == fired_before + 1
         assert len(await jobs_with_key(chancy, "held")) == 1
     finally:
         await other.__aexit__(None, None, None)
