@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -792,6 +792,26 @@ def test_uuid7_many_is_increasing_unique_and_rfc_9562() -> None:
     assert abs((ids[0].int >> 80) - ms) < 5000
 
 
+def test_a_forked_child_makes_other_ids_than_its_parent() -> None:
+    """Random bits are drawn ahead in bulk; a forked child (a process pool, a
+    pre-forking web server) must not make the ids its parent makes next."""
+    import os
+
+    uuid7()  # the parent now holds bytes drawn ahead
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, uuid7_many(3)[0].hex.encode())
+        os._exit(0)
+    os.close(write)
+    child = uuid.UUID(os.read(read, 64).decode())
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = uuid7_many(3)[0]
+    mask = (1 << 62) - 1  # rand_b: random in both, whatever the millisecond
+    assert child.int & mask != parent.int & mask
+
+
 async def test_a_pooled_connection_cut_while_idle_is_replaced_not_raised(
     chancy: Chancy, chancy_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -980,3 +1000,199 @@ def test_sync_push_to_an_undeclared_queue_warns(
     with app:
         app.sync_push(Job(func="m.f", queue="nowhere"))
     assert "queue 'nowhere', which nobody declared" in caplog.text
+
+
+# ---------------------------------------------------------------------------
+# The hot connection: single statements that come often skip the pool
+# ---------------------------------------------------------------------------
+
+
+async def _lane_open(chancy: Chancy) -> psycopg.AsyncConnection:
+    """Push until the app holds its hot connection; return it."""
+    for _ in range(200):
+        await chancy.push(Job(func="m.f"))
+        if chancy._lane.conn is not None:
+            return chancy._lane.conn
+        await asyncio.sleep(0.01)
+    raise AssertionError("the hot connection never opened")
+
+
+async def _backends(dsn: str) -> set[int]:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        cur = await admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+        return {pid for (pid,) in await cur.fetchall()}
+
+
+async def test_pushes_in_quick_succession_use_one_connection_beside_the_pool(
+    chancy: Chancy,
+) -> None:
+    """One push now and then takes a pooled connection; a run of pushes gets
+    an autocommit connection of its own, outside the pool's count, and stops
+    taking connections from the pool."""
+    await chancy.push(Job(func="m.f"))
+    assert chancy._lane.conn is None  # one push: nothing held
+    lane = await _lane_open(chancy)
+    assert lane.autocommit
+    requests = chancy.pool.get_stats().get("requests_num", 0)
+    refs = [await chancy.push(Job(func="m.f", kwargs={"n": i})) for i in range(20)]
+    assert chancy.pool.get_stats().get("requests_num", 0) == requests
+    assert chancy._lane.conn is lane
+    jobs = await chancy.get_jobs(refs)
+    assert sorted(j.kwargs["n"] for j in jobs) == list(range(20))
+    assert all(j.state == QueuedJob.State.PENDING for j in jobs)
+
+
+async def test_a_hot_connection_cut_while_idle_is_never_used(
+    chancy_dsn: str, chancy: Chancy
+) -> None:
+    """A terminated (or restarted) server connection says so before it
+    closes: the next push sees it, goes to the pool and succeeds."""
+    chancy._lane.check_after = 0.05  # looked at after 50 ms idle (default 0.5 s)
+    lane = await _lane_open(chancy)
+    pid = lane.info.backend_pid
+    async with await psycopg.AsyncConnection.connect(
+        chancy_dsn, autocommit=True
+    ) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    await asyncio.sleep(0.1)
+    ref = await chancy.push(Job(func="m.f"))
+    assert (await chancy.get_job(ref)) is not None
+    assert chancy._lane.conn is not lane
+    fresh = await _lane_open(chancy)
+    assert fresh.info.backend_pid != pid
+
+
+async def test_a_statement_error_keeps_the_hot_connection_but_a_transaction_closes_it(
+    chancy: Chancy,
+) -> None:
+    from chancy import _ops
+
+    lane = await _lane_open(chancy)
+
+    def failing() -> _ops.Operation:
+        yield _ops.Execute("SELECT 1 / 0", ())
+
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        await chancy._run(failing(), autocommit=True)
+    assert chancy._lane.conn is lane and not chancy._lane.busy
+
+    def leaves_a_transaction_open() -> _ops.Operation:
+        yield _ops.Execute("BEGIN", ())
+
+    await chancy._run(leaves_a_transaction_open(), autocommit=True)
+    assert chancy._lane.conn is None  # closed, not lent again mid-transaction
+    await asyncio.sleep(0.05)
+    assert lane.closed
+    assert (await chancy.get_job(await chancy.push(Job(func="m.f")))) is not None
+
+
+async def test_the_hot_connection_closes_when_idle_and_with_the_app(
+    chancy_dsn: str, chancy: Chancy
+) -> None:
+    chancy._lane.idle_after = 0.2
+    lane = await _lane_open(chancy)
+    pid = lane.info.backend_pid
+    assert pid in await _backends(chancy_dsn)
+    await asyncio.sleep(0.5)
+    assert chancy._lane.conn is None
+    assert pid not in await _backends(chancy_dsn)
+
+    app = Chancy(chancy_dsn, no_default_plugins=True)
+    async with app:
+        pid = (await _lane_open(app)).info.backend_pid
+    assert app._lane.conn is None
+    assert pid not in await _backends(chancy_dsn)
+
+
+async def test_an_app_given_a_pool_never_opens_a_connection_of_its_own(
+    chancy_dsn: str, chancy: Chancy
+) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    async with AsyncConnectionPool(chancy_dsn, min_size=1, max_size=2) as pool:
+        app = Chancy(chancy_dsn, pool=pool, no_default_plugins=True)
+        for _ in range(20):
+            await app.push(Job(func="m.f"))
+        await asyncio.sleep(0.05)
+        assert app._lane.conn is None and app._lane.opening is None
+
+
+def test_a_hot_connection_opens_for_one_busy_loop_not_for_a_loop_per_call(
+    chancy_dsn: str,
+) -> None:
+    """asgiref's async_to_sync and the like run each call on a new event
+    loop: a connection opened on one would never be used on the next."""
+    from chancy._pool import Lane
+
+    opened: list[psycopg.AsyncConnection] = []
+
+    async def connect() -> psycopg.AsyncConnection:
+        conn = await psycopg.AsyncConnection.connect(chancy_dsn, autocommit=True)
+        opened.append(conn)
+        return conn
+
+    lane = Lane(connect)
+
+    async def one_call() -> None:
+        assert lane.take() is None
+        await asyncio.sleep(0.05)
+
+    for _ in range(3):
+        asyncio.run(one_call())
+    assert opened == [] and lane.conn is None
+
+    async def busy_loop() -> bool:
+        for _ in range(50):
+            conn = lane.take()
+            if conn is not None:
+                await conn.execute("SELECT 1")
+                lane.give_back(conn)
+                await lane.close()
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    assert asyncio.run(busy_loop())
+    assert len(opened) == 1 and opened[0].closed
+
+
+async def test_after_a_restart_one_dead_connection_gets_the_pool_checked(
+    chancy_dsn: str, chancy: Chancy
+) -> None:
+    """A database restart kills every pooled connection; the first caller to
+    meet a dead one gets the error, and the pool checks the others at once,
+    instead of failing the next caller for each one."""
+    app = Chancy(
+        chancy_dsn,
+        no_default_plugins=True,
+        min_connection_pool_size=3,
+        max_connection_pool_size=3,
+    )
+    async with app:
+        ref = await app.push(Job(func="m.f"))
+
+        pids: set[int] = set()
+
+        async def hold() -> None:
+            async with app.pool.connection() as conn:
+                pids.add(conn.info.backend_pid)
+                await conn.execute("SELECT pg_sleep(0.05)")
+
+        await asyncio.gather(hold(), hold(), hold())  # three live connections
+        assert len(pids) == 3
+        async with await psycopg.AsyncConnection.connect(
+            chancy_dsn, autocommit=True
+        ) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid",
+                (list(pids),),
+            )
+        await asyncio.sleep(0.1)
+        with pytest.raises(psycopg.OperationalError):
+            await app.get_job(ref)
+        await asyncio.sleep(0.5)  # the background check
+        for _ in range(6):
+            assert await app.get_job(ref) is not None

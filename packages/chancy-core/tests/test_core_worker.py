@@ -907,3 +907,41 @@ async def test_fetched_job_is_the_stored_job(
     assert fetched.state is QueuedJob.State.RUNNING  # the original is unchanged
     with pytest.raises(TypeError, match="no field"):
         replace_job(fetched, nonsense=1)
+
+
+async def test_fetches_use_the_hot_connection_unless_a_subclass_picks_jobs(
+    chancy: Chancy,
+) -> None:
+    """A worker polling often fetches on the app's autocommit hot connection;
+    a subclass overriding fetch_jobs (maybe several statements, one
+    transaction) always gets a pooled connection in a transaction."""
+    await declare(chancy, polling_interval=0.02)
+    seen: list[bool] = []
+
+    class Picky(Worker):
+        async def fetch_jobs(self, queue: Queue, conn: Any, *, up_to: int = 1) -> Any:
+            seen.append(conn.autocommit)
+            return await super().fetch_jobs(queue, conn, up_to=up_to)
+
+    async with Picky(chancy, register_signal_handlers=False):
+        await _until(lambda: len(seen) >= 20)
+        ref = await chancy.push(Job(func=fn(record), queue="fast", kwargs={"value": 1}))
+        done = await chancy.wait_for_job(ref, interval=0.02, timeout=10)
+    assert done is not None and done.state is QueuedJob.State.SUCCEEDED
+    assert not any(seen)
+
+    async with Worker(chancy, register_signal_handlers=False) as plain:
+        await wait_served(plain, "fast")
+        await _until(lambda: chancy._lane.conn is not None)
+        requests = chancy.pool.get_stats().get("requests_num", 0)
+        await asyncio.sleep(0.3)  # ~15 polls of an empty queue
+        # Polls no longer check connections out of the pool (the heartbeat
+        # and the like may).
+        assert chancy.pool.get_stats().get("requests_num", 0) - requests < 5
+        refs = [
+            await chancy.push(Job(func=fn(record), queue="fast", kwargs={"value": i}))
+            for i in range(5)
+        ]
+        for ref in refs:
+            done = await chancy.wait_for_job(ref, interval=0.02, timeout=10)
+            assert done is not None and done.state is QueuedJob.State.SUCCEEDED

@@ -31,9 +31,11 @@ from chancy._pool import (
     IDLE_CHECK_AFTER,
     Checkout,
     IdleCheck,
+    Lane,
     behind_pooler,
     configure_async_connection,
     configure_sync_connection,
+    sweep_soon,
     sync_behind_pooler,
 )
 from chancy._sql import statements
@@ -250,6 +252,8 @@ class Chancy:
         self._sync_pool: ConnectionPool[Any] | None = None
         self._open_lock: asyncio.Lock | None = None
         self._idle_check = IdleCheck(IDLE_CHECK_AFTER)
+        #: The connection for hot single statements (see _hot_connection()).
+        self._lane = Lane(self._open_lane, on_broken=self._sweep_pool)
         #: Queues known to be declared, or already warned about (see push).
         self._checked_queues: set[str] = {"default"}
 
@@ -422,6 +426,36 @@ class Chancy:
             raise
         return conn
 
+    def _sweep_pool(self) -> None:
+        if self._pool is not None:
+            sweep_soon(self._pool)
+
+    async def _open_lane(self) -> AsyncConnection[Any]:
+        conn = await self._connect(autocommit=True)
+        await configure_async_connection(conn)
+        return conn
+
+    def _hot_connection(self) -> AsyncConnection[Any] | None:
+        """An autocommit connection for one hot single statement, or ``None``.
+
+        While single statements come often (pushes one job at a time, a
+        worker's fetches), the app keeps one autocommit connection open
+        beside its pool (not counted in its size) and lends it to one caller
+        at a time, saving the checkout, return and autocommit switches of a
+        pooled connection. ``None`` when it is busy, not open (yet), or the
+        pool was given as ``pool=`` (whose connection settings the app cannot
+        copy): use the pool then. Give it back with
+        :meth:`_give_back_hot_connection`, also after an error.
+        """
+        if self._external_pool:
+            return None
+        return self._lane.take()
+
+    def _give_back_hot_connection(self, conn: AsyncConnection[Any]) -> None:
+        """End a use of :meth:`_hot_connection`; a connection the statement
+        left broken or inside a transaction is closed and replaced."""
+        self._lane.give_back(conn)
+
     def _sync_connect(self) -> Connection[Any]:
         """:meth:`_connect` for a sync connection."""
         conn = Connection.connect(self.dsn)
@@ -487,6 +521,7 @@ class Chancy:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
+        await self._lane.close()
         if self._pool is not None and not self._external_pool:
             await self._pool.close()
             self._pool = None
@@ -523,6 +558,11 @@ class Chancy:
         pool = await self.ensure_open()
         factory: Any = dict_row if dicts else tuple_row
         prepare = self._prepare
+        if autocommit and (lane := self._hot_connection()) is not None:
+            try:
+                return await run_async(self._lane.cursor(factory), operation, prepare)
+            finally:
+                self._give_back_hot_connection(lane)
         async with Checkout(pool) as conn:
             if not autocommit:
                 async with conn.cursor(row_factory=factory) as cur:

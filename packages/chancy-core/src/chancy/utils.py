@@ -32,6 +32,33 @@ __all__ = [
 _uuid7_lock = threading.Lock()
 _uuid7_last = 0
 
+#: Random bytes drawn ahead, 10 per id: one system call per 64 ids instead
+#: of one per id (pushing one job, that call was ~5% of its client time).
+_RANDOM_DRAW = 10 * 64
+_random_buffer = b""
+_random_at = 0
+
+
+def _random74() -> int:
+    """74 random bits (under ``_uuid7_lock``)."""
+    global _random_buffer, _random_at
+    at = _random_at
+    if at >= len(_random_buffer):
+        _random_buffer = os.urandom(_RANDOM_DRAW)
+        at = 0
+    _random_at = at + 10
+    return int.from_bytes(_random_buffer[at : at + 10], "big") >> 7
+
+
+def _forget_random() -> None:
+    # A forked child must not draw the bytes its parent draws next: two
+    # processes would make the same ids within one millisecond.
+    global _random_buffer, _random_at
+    _random_buffer, _random_at = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_random)
+
 
 def uuid7() -> uuid.UUID:
     """Return an RFC 9562 UUIDv7.
@@ -45,7 +72,7 @@ def uuid7() -> uuid.UUID:
     with _uuid7_lock:
         ms = time.time_ns() // 1_000_000
         # 74 bits below the timestamp: 12 bits "rand_a" + 62 bits "rand_b".
-        candidate = (ms << 74) | (int.from_bytes(os.urandom(10), "big") >> 6 >> 1)
+        candidate = (ms << 74) | _random74()
         if candidate <= _uuid7_last:
             candidate = _uuid7_last + 1
         _uuid7_last = candidate
@@ -93,7 +120,7 @@ def uuid7_many(count: int) -> list[uuid.UUID]:
         return []
     with _uuid7_lock:
         ms = time.time_ns() // 1_000_000
-        first = (ms << 74) | (int.from_bytes(os.urandom(10), "big") >> 7)
+        first = (ms << 74) | _random74()
         if first <= _uuid7_last:
             first = _uuid7_last + 1
         _uuid7_last = first + count - 1

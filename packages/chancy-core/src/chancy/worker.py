@@ -172,6 +172,9 @@ class Worker:
         #: The worker's in-process events (job, queue, plugin and database
         #: notifications); see :class:`~chancy.hub.Hub`.
         self.hub = Hub()
+        # Fetches may run on the app's hot connection (autocommit) unless a
+        # subclass picks jobs its own way, maybe in several statements.
+        self._plain_fetch = type(self).fetch_jobs is Worker.fetch_jobs
         self.hub.on_error = self._on_hub_error
         #: Set while this worker holds the leader lease (a leadership plugin
         #: sets and clears it).
@@ -744,8 +747,19 @@ class Worker:
                     if runner.reconcile:
                         await self._release_orphans(queue)
                         runner.reconcile = False
-                    async with Checkout(self.chancy.pool) as conn:
-                        jobs = await self.fetch_jobs(queue, conn, up_to=free)
+                    lane = (
+                        self.chancy._hot_connection()
+                        if not queue.rate_limit and self._plain_fetch
+                        else None
+                    )
+                    if lane is not None:
+                        try:
+                            jobs = await self.fetch_jobs(queue, lane, up_to=free)
+                        finally:
+                            self.chancy._give_back_hot_connection(lane)
+                    else:
+                        async with Checkout(self.chancy.pool) as conn:
+                            jobs = await self.fetch_jobs(queue, conn, up_to=free)
                     failures = 0
                     # A full fetch means a backlog: the next finished run
                     # fetches again at once instead of waiting for the poll.
@@ -1342,6 +1356,9 @@ class _statement_scope:
 
     async def __aenter__(self) -> None:
         conn = self.conn
+        if self.single and conn.autocommit:
+            self.single = False  # nothing to switch, nor to switch back
+            return
         if (
             self.single
             and not conn.autocommit
@@ -1354,7 +1371,8 @@ class _statement_scope:
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
         if self.transaction is None:  # autocommit
-            await self.conn.set_autocommit(False)
+            if self.single:  # switched on by __aenter__
+                await self.conn.set_autocommit(False)
             return None
         return await self.transaction.__aexit__(exc_type, exc, tb)  # type: ignore[no-any-return]
 
