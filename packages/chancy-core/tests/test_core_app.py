@@ -13,7 +13,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference, job
+from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference, _pool, job
 from chancy._dsn import dsn_from_django as _dsn_from_django
 from chancy.errors import ConfigurationError
 from chancy.utils import uuid7, uuid7_many
@@ -22,6 +22,15 @@ from chancy.utils import uuid7, uuid7_many
 @job(queue="emails", priority=3, max_attempts=2)
 def send_email(*, to: str) -> None:  # pragma: no cover - never run here
     pass
+
+
+async def _terminate(dsn: str, *pids: int) -> None:
+    """Kill server connections, as a database restart would."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid",
+            (list(pids),),
+        )
 
 
 async def count_rows(chancy: Chancy, table: str) -> int:
@@ -821,10 +830,7 @@ async def test_a_pooled_connection_cut_while_idle_is_replaced_not_raised(
     await chancy.push(Job(func="m.f"))
     async with chancy.pool.connection() as conn:
         pid = conn.info.backend_pid
-    async with await psycopg.AsyncConnection.connect(
-        chancy_dsn, autocommit=True
-    ) as admin:
-        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    await _terminate(chancy_dsn, pid)
     await asyncio.sleep(0.1)
     ref = await chancy.push(Job(func="m.f"))
     assert await chancy.get_job(ref) is not None
@@ -1053,10 +1059,7 @@ async def test_a_hot_connection_cut_while_idle_is_never_used(
     chancy._lane.check_after = 0.05  # looked at after 50 ms idle (default 0.5 s)
     lane = await _lane_open(chancy)
     pid = lane.info.backend_pid
-    async with await psycopg.AsyncConnection.connect(
-        chancy_dsn, autocommit=True
-    ) as admin:
-        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    await _terminate(chancy_dsn, pid)
     await asyncio.sleep(0.1)
     ref = await chancy.push(Job(func="m.f"))
     assert (await chancy.get_job(ref)) is not None
@@ -1084,7 +1087,7 @@ async def test_a_statement_error_keeps_the_hot_connection_but_a_transaction_clos
 
     await chancy._run(leaves_a_transaction_open(), autocommit=True)
     assert chancy._lane.conn is None  # closed, not lent again mid-transaction
-    await asyncio.sleep(0.05)
+    await asyncio.gather(*chancy._lane.closing)
     assert lane.closed
     assert (await chancy.get_job(await chancy.push(Job(func="m.f")))) is not None
 
@@ -1096,8 +1099,12 @@ async def test_the_hot_connection_closes_when_idle_and_with_the_app(
     lane = await _lane_open(chancy)
     pid = lane.info.backend_pid
     assert pid in await _backends(chancy_dsn)
-    await asyncio.sleep(0.5)
+    for _ in range(100):  # closed by its idle timer, 0.2 s after its last use
+        if chancy._lane.conn is None:
+            break
+        await asyncio.sleep(0.01)
     assert chancy._lane.conn is None
+    await asyncio.gather(*chancy._lane.closing)
     assert pid not in await _backends(chancy_dsn)
 
     app = Chancy(chancy_dsn, no_default_plugins=True)
@@ -1183,16 +1190,10 @@ async def test_after_a_restart_one_dead_connection_gets_the_pool_checked(
 
         await asyncio.gather(hold(), hold(), hold())  # three live connections
         assert len(pids) == 3
-        async with await psycopg.AsyncConnection.connect(
-            chancy_dsn, autocommit=True
-        ) as admin:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid",
-                (list(pids),),
-            )
+        await _terminate(chancy_dsn, *pids)
         await asyncio.sleep(0.1)
         with pytest.raises(psycopg.OperationalError):
             await app.get_job(ref)
-        await asyncio.sleep(0.5)  # the background check
+        await _pool._sweeps[app.pool]  # the background check it started
         for _ in range(6):
             assert await app.get_job(ref) is not None

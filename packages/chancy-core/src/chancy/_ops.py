@@ -31,7 +31,7 @@ from psycopg.rows import dict_row
 from chancy import events
 from chancy._encoding import JSON_NUL, copy_text, is_json, json_encoders
 from chancy.job import IsAJob, Job, Limit, Reference, as_job
-from chancy.utils import json_dumps, uuid7_many
+from chancy.utils import has_surrogate, json_dumps, uuid7_many
 
 if TYPE_CHECKING:
     from psycopg import AsyncCursor, Cursor
@@ -232,19 +232,9 @@ def _check_escapes(func: str, kw: str, meta_text: str) -> None:
             )
 
 
-def _surrogate(text: str) -> bool:
-    """Whether ``text`` holds a UTF-16 surrogate code point (U+D800 to
-    U+DFFF), which UTF-8, and so a PostgreSQL text column, cannot hold."""
-    return not text.isascii() and any("\ud800" <= c <= "\udfff" for c in text)
-
-
-def _check_text(func: str, what: str, text: str) -> None:
-    """Refuse a text column's value that PostgreSQL cannot store."""
-    if "\x00" in text:
-        raise ValueError(
-            f"job {func!r}: {what} must not contain NUL characters (\\x00)"
-        )
-    if _surrogate(text):
+def _refuse_surrogates(func: str, what: str, text: str) -> None:
+    """Refuse a text column's value holding a surrogate, naming the column."""
+    if has_surrogate(text):
         raise ValueError(
             f"job {func!r}: {what} must not contain UTF-16 surrogates (characters"
             " U+D800 to U+DFFF, e.g. half of an emoji decoded with"
@@ -417,7 +407,7 @@ def serialise(
                     f" characters, or None; got {ckey!r}"
                 )
             if ckey is not None:
-                _check_text(func, "concurrency_key", ckey)
+                _refuse_surrogates(func, "concurrency_key", ckey)
             if type(store) is not bool:
                 raise TypeError(
                     f"job {func!r}: store_result must be True or False, got {store!r}"
@@ -448,8 +438,12 @@ def serialise(
             )
         elif not isinstance(key, str):
             raise TypeError(f"job {func!r}: unique_key must be a string or None")
-        elif "\x00" in key or _surrogate(key):
-            _check_text(func, "unique_key", key)
+        elif "\x00" in key:
+            raise ValueError(
+                f"job {func!r}: unique_key must not contain NUL characters (\\x00)"
+            )
+        elif has_surrogate(key):
+            _refuse_surrogates(func, "unique_key", key)
         elif key in by_key:
             by_key[key].append(index)  # same key twice in one call: one job
         else:
@@ -480,12 +474,8 @@ def check_job(job: Job) -> None:
         raise ValueError(
             f"job {func!r}: func and queue must not contain NUL characters (\\x00)"
         )
-    if _surrogate(func):
-        raise ValueError(
-            f"job func {func!r} must not contain UTF-16 surrogates (characters U+D800"
-            " to U+DFFF), which PostgreSQL cannot store"
-        )
-    _check_text(func, "queue", queue)
+    _refuse_surrogates(func, "func", func)
+    _refuse_surrogates(func, "queue", queue)
     if type(job.kwargs) is not dict:
         raise TypeError(f"cannot store job {func!r}: kwargs must be a dict")
     if not isinstance(job.meta, dict):

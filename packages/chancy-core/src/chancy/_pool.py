@@ -249,7 +249,7 @@ class Lane:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.busy = False
         self.used_at = 0.0
-        self.tried_at = -HOT_NEVER
+        self.tried_at = 0.0
         self.tried_loop: asyncio.AbstractEventLoop | None = None
         #: Closings under way (kept referenced until done).
         self.closing: set[asyncio.Task[None]] = set()
@@ -386,7 +386,3 @@ def _readable(conn: AsyncConnection[Any]) -> bool:
     except (OSError, ValueError):
         return True
     return bool(ready)
-
-
-#: ``Lane.tried_at`` before any try.
-HOT_NEVER = 1e9

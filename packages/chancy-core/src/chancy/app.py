@@ -444,17 +444,12 @@ class Chancy:
         at a time, saving the checkout, return and autocommit switches of a
         pooled connection. ``None`` when it is busy, not open (yet), or the
         pool was given as ``pool=`` (whose connection settings the app cannot
-        copy): use the pool then. Give it back with
-        :meth:`_give_back_hot_connection`, also after an error.
+        copy): use the pool then. Give it back with ``self._lane.give_back``,
+        also after an error.
         """
         if self._external_pool:
             return None
         return self._lane.take()
-
-    def _give_back_hot_connection(self, conn: AsyncConnection[Any]) -> None:
-        """End a use of :meth:`_hot_connection`; a connection the statement
-        left broken or inside a transaction is closed and replaced."""
-        self._lane.give_back(conn)
 
     def _sync_connect(self) -> Connection[Any]:
         """:meth:`_connect` for a sync connection."""
@@ -562,7 +557,7 @@ class Chancy:
             try:
                 return await run_async(self._lane.cursor(factory), operation, prepare)
             finally:
-                self._give_back_hot_connection(lane)
+                self._lane.give_back(lane)
         async with Checkout(pool) as conn:
             if not autocommit:
                 async with conn.cursor(row_factory=factory) as cur:

@@ -32,6 +32,8 @@ from typing import Any, Final
 
 import attrs
 
+from chancy.utils import has_surrogate
+
 __all__ = [
     "MAX_QUEUE_NAME_LENGTH",
     "MAX_TAGS",
@@ -260,12 +262,10 @@ def _check_text(value: str, what: str, max_length: int) -> None:
         )
     if "\x00" in value:
         raise ValueError(f"Queue {what} must not contain NUL characters: {value!r}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
+    if has_surrogate(value):
         raise ValueError(
             f"Queue {what} is not valid Unicode (it holds a lone surrogate): {value!r}"
-        ) from None
+        )
 
 
 def _is_int(value: Any) -> bool:

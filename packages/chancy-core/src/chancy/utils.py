@@ -60,6 +60,18 @@ def _forget_random() -> None:
 os.register_at_fork(after_in_child=_forget_random)
 
 
+def has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a UTF-16 surrogate code point (U+D800 to
+    U+DFFF), which UTF-8, and so a PostgreSQL text column, cannot hold."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def uuid7() -> uuid.UUID:
     """Return an RFC 9562 UUIDv7.
 

@@ -756,7 +756,7 @@ class Worker:
                         try:
                             jobs = await self.fetch_jobs(queue, lane, up_to=free)
                         finally:
-                            self.chancy._give_back_hot_connection(lane)
+                            self.chancy._lane.give_back(lane)
                     else:
                         async with Checkout(self.chancy.pool) as conn:
                             jobs = await self.fetch_jobs(queue, conn, up_to=free)
