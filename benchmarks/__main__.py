@@ -63,6 +63,7 @@ SYSTEMS: dict[str, dict[str, Any]] = {
 
 WORKLOADS = [
     "enqueue_bulk",
+    "enqueue_bulk_tx",
     "enqueue_single",
     "burndown_async",
     "burndown_threads",
@@ -77,6 +78,7 @@ WORKLOADS = [
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "enqueue_bulk": {"n": 20_000},
+        "enqueue_bulk_tx": {"n": 20_000},
         "enqueue_single": {"n": 2_000},
         "burndown_async": {"n": 10_000},
         "burndown_threads": {"n": 10_000},
@@ -89,6 +91,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "quick": {
         "enqueue_bulk": {"n": 2_000},
+        "enqueue_bulk_tx": {"n": 2_000},
         "enqueue_single": {"n": 200},
         "burndown_async": {"n": 1_000},
         "burndown_threads": {"n": 1_000},
@@ -104,6 +107,12 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
 #: What the table shows: (workload, metric, label, higher_is_better)
 METRICS: list[tuple[str, str, str, bool]] = [
     ("enqueue_bulk", "jobs_per_s", "bulk enqueue (jobs/s)", True),
+    (
+        "enqueue_bulk_tx",
+        "jobs_per_s",
+        "bulk enqueue, one transaction (jobs/s)",
+        True,
+    ),
     ("enqueue_single", "jobs_per_s", "single push (jobs/s)", True),
     ("burndown_async", "jobs_per_s", "burn-down, async (jobs/s)", True),
     ("burndown_threads", "jobs_per_s", "burn-down, threads (jobs/s)", True),
@@ -178,9 +187,11 @@ TARGETS: list[tuple[str, tuple[str, str, str], tuple[str, str, str], str, float]
         4.0,
     ),
     (
-        "bulk enqueue ≥ 90% of raw COPY",
-        ("ours", "enqueue_bulk", "jobs_per_s"),
-        ("raw", "enqueue_bulk", "jobs_per_s"),
+        # The same work as the raw COPY: every row in one transaction
+        # (push_many commits each batch_size batch on its own, by contract).
+        "bulk enqueue ≥ 90% of raw COPY (one transaction each)",
+        ("ours", "enqueue_bulk_tx", "jobs_per_s"),
+        ("raw", "enqueue_bulk_tx", "jobs_per_s"),
         ">=",
         0.9,
     ),

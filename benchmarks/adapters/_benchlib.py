@@ -346,6 +346,11 @@ class System:
     async def push_small_batch(self, jobs: Any) -> None:
         await self.push_bulk(jobs)
 
+    async def push_bulk_tx(self, jobs: Any) -> None:
+        """All ``jobs`` in one transaction (what the raw ``COPY`` does); a
+        system whose bulk API already commits once needs nothing else."""
+        await self.push_bulk(jobs)
+
     #: SQL: count finished (succeeded) benchmark jobs
     finished_sql = ""
     #: SQL: count failed benchmark jobs (checked only when progress stalls)
@@ -483,7 +488,9 @@ class Runner:
 
     # -- workloads --------------------------------------------------------------
 
-    async def enqueue(self, n: int, single: bool) -> dict[str, Any]:
+    async def enqueue(
+        self, n: int, single: bool, one_transaction: bool = False
+    ) -> dict[str, Any]:
         system = self.system
         await system.setup("async")
         jobs = system.make_jobs([(i, 0.0) for i in range(n)], "async")
@@ -491,6 +498,8 @@ class Runner:
         if single:
             for job in jobs:
                 await system.push_one(job)
+        elif one_transaction:
+            await system.push_bulk_tx(jobs)
         else:
             await system.push_bulk(jobs)
         elapsed = time.perf_counter() - t0
@@ -768,6 +777,10 @@ def main(system_cls: type[System], worker_main: Any) -> None:
         try:
             if workload == "enqueue_bulk":
                 return await runner.enqueue(size["n"], single=False)
+            if workload == "enqueue_bulk_tx":
+                return await runner.enqueue(
+                    size["n"], single=False, one_transaction=True
+                )
             if workload == "enqueue_single":
                 return await runner.enqueue(size["n"], single=True)
             if workload.startswith("burndown_"):

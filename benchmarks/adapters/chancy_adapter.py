@@ -5,7 +5,9 @@ decided by the interpreter (ours: the workspace env; original: its own venv).
 
 Settings (the original's documented recommendations for throughput):
 LISTEN/NOTIFY on (the default), ``eager_polling=True`` on the queue,
-``push_many`` with its default ``batch_size=1000`` for bulk enqueue, default
+``push_many`` with its default ``batch_size=1000`` for bulk enqueue (each
+batch its own transaction) and ``push_many_ex`` on a pooled connection's
+cursor for bulk enqueue in one transaction, default
 plugins as ``Chancy(dsn)`` enables them (``--bare`` turns them off for both).
 """
 
@@ -117,6 +119,12 @@ class ChancySystem(System):
     async def push_bulk(self, jobs: list[Any]) -> None:
         async for _ in self.chancy.push_many(jobs):
             pass
+
+    async def push_bulk_tx(self, jobs: list[Any]) -> None:
+        # The transactional-enqueue primitive on a connection of the app's
+        # pool, committed once when the block exits.
+        async with self.chancy.pool.connection() as conn, conn.cursor() as cursor:
+            await self.chancy.push_many_ex(cursor, jobs)
 
     async def push_one(self, job: Any) -> None:
         await self.chancy.push(job)

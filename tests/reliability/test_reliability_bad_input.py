@@ -13,7 +13,8 @@ database error names the limit and nothing is written, not even the valid
 jobs pushed with it.
 
 Entry points: ``Chancy.push``, ``push_many`` (its COPY path), ``push_ex``
-and ``push_many_ex`` in the caller's transaction, ``sync_push`` and
+and ``push_many_ex`` in the caller's transaction (also one large enough to be
+serialised while it is written), ``sync_push`` and
 ``sync_push_many``; ``Job(...)``; ``Chancy(prefix=...)``; ``Queue(...)`` and
 ``declare``; the queue operations on unknown names; ``Cron.schedule``;
 ``WorkflowPlugin.push`` and ``Sequence.push``; the command line (``chancy
@@ -49,7 +50,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from chancy import Chancy, Job, Queue, Reference
+from chancy import Chancy, Job, Queue, Reference, _ops
 from chancy._pgserver import create_database, drop_database
 from chancy.cli import cli
 from chancy.errors import ChancyError
@@ -256,6 +257,14 @@ PUSHES: dict[str, Callable[[Chancy, Job], Awaitable[Any]]] = {
     "push_ex": lambda app, job: _in_transaction(app, lambda c: app.push_ex(c, job)),
     "push_many_ex": lambda app, job: _in_transaction(
         app, lambda c: app.push_many_ex(c, [ok(), job])
+    ),
+    # Large enough to be serialised while it is written: the bad job, last,
+    # is met after the other rows went to the server.
+    "push_many_ex_streamed": lambda app, job: _in_transaction(
+        app,
+        lambda c: app.push_many_ex(
+            c, [ok(kwargs={"i": i}) for i in range(_ops.STREAM_FROM)] + [job]
+        ),
     ),
     "sync_push": lambda app, job: asyncio.to_thread(app.sync_push, job),
     "sync_push_many": lambda app, job: asyncio.to_thread(

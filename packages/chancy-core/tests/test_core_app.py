@@ -13,7 +13,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference, _pool, job
+from chancy import Chancy, Job, Limit, Queue, QueuedJob, Reference, _ops, _pool, job
 from chancy._dsn import dsn_from_django as _dsn_from_django
 from chancy.errors import ConfigurationError
 from chancy.utils import uuid7, uuid7_many
@@ -782,10 +782,146 @@ async def test_a_push_refused_by_the_server_midway_writes_nothing(
         await chancy.push(Job(func="m.f"))
         chancy.sync_push(Job(func="m.f"))
         assert await count_rows(chancy, "jobs") == 2
+        # On the caller's autocommit connection: all of the push or nothing.
+        async with await psycopg.AsyncConnection.connect(
+            chancy.dsn, autocommit=True
+        ) as conn:
+            with pytest.raises(psycopg.errors.RaiseException):
+                await chancy.push_many_ex(conn, [*plain, refused])
+        # In the caller's transaction: the push is undone, the transaction
+        # goes on and commits what the caller wrote before it.
+        async with await psycopg.AsyncConnection.connect(chancy.dsn) as conn:
+            await chancy.push_ex(conn.cursor(), Job(func="m.mine"))
+            with pytest.raises(psycopg.errors.RaiseException):
+                await chancy.push_many_ex(conn, [*plain, refused])
+            await conn.commit()
+        assert await count_rows(chancy, "jobs") == 3
     finally:
         async with chancy.pool.connection() as conn:
             await conn.execute(f"DROP TRIGGER chancy_test_refuse ON {jobs_table}")
             await conn.execute("DROP FUNCTION chancy_test_refuse()")
+
+
+def _stream(n: int, bad_at: int | None = None) -> list[Job]:
+    """``n`` plain jobs, enough that the push serialises them while it writes
+    (the one at ``bad_at`` cannot be stored)."""
+    assert n >= _ops.STREAM_FROM
+    jobs = [Job(func="m.f", kwargs={"i": i}) for i in range(n)]
+    if bad_at is not None:
+        jobs[bad_at] = Job(func="m.f", kwargs={"oops": object()})
+    plan = _ops.serialise(jobs, stream=True)
+    assert plan.rest, "the push would not be streamed"
+    return jobs
+
+
+async def test_a_bad_job_met_while_streaming_writes_nothing_anywhere(
+    chancy: Chancy, chancy_dsn: str
+) -> None:
+    """A push serialised while it writes meets its bad job after most rows
+    went to the server: it still raises the error naming the job, nothing of
+    it is written, and the caller's transaction goes on."""
+    jobs = _stream(3_000, bad_at=2_600)
+    not_json = "cannot store job 'm.f': its kwargs is not JSON-serialisable"
+    # The app's own connection.
+    with pytest.raises(TypeError, match=not_json):
+        await chancy.push_many_ex(None, jobs)
+    assert await count_rows(chancy, "jobs") == 0
+    # The caller's transaction, with a job of its own already in it.
+    async with await psycopg.AsyncConnection.connect(chancy_dsn) as conn:
+        mine = await chancy.push_ex(conn.cursor(), Job(func="m.mine"))
+        with pytest.raises(TypeError, match=not_json):
+            await chancy.push_many_ex(conn.cursor(), jobs)
+        await conn.commit()
+    assert await count_rows(chancy, "jobs") == 1
+    assert (await chancy.get_job(mine)) is not None
+    # An idle connection: the push opens a transaction, and commits nothing.
+    async with await psycopg.AsyncConnection.connect(chancy_dsn) as conn:
+        with pytest.raises(TypeError, match=not_json):
+            await chancy.push_many_ex(conn, jobs)
+        await conn.commit()
+    # An autocommit connection: all of the push or nothing.
+    async with await psycopg.AsyncConnection.connect(
+        chancy_dsn, autocommit=True
+    ) as conn:
+        with pytest.raises(TypeError, match=not_json):
+            await chancy.push_many_ex(conn, jobs)
+    assert await count_rows(chancy, "jobs") == 1
+    # The same on the sync API.
+    with psycopg.Connection.connect(chancy_dsn) as conn:
+        with pytest.raises(TypeError, match=not_json):
+            chancy.sync_push_many_ex(conn.cursor(), jobs)
+        conn.execute("SELECT 1")  # the transaction is usable
+        conn.commit()
+    with psycopg.Connection.connect(chancy_dsn, autocommit=True) as conn:
+        with pytest.raises(TypeError, match=not_json):
+            chancy.sync_push_many_ex(conn, jobs)
+    with pytest.raises(TypeError, match=not_json):
+        chancy.sync_push_many_ex(None, jobs)
+    assert await count_rows(chancy, "jobs") == 1
+    # And a good streamed push on each kind of connection writes every job.
+    good = _stream(1_200)
+    async with await psycopg.AsyncConnection.connect(chancy_dsn) as conn:
+        refs = await chancy.push_many_ex(conn, good)
+        await conn.commit()
+    assert len(set(refs)) == 1_200
+    assert len(await chancy.get_jobs(refs)) == 1_200
+    with psycopg.Connection.connect(chancy_dsn, autocommit=True) as conn:
+        chancy.sync_push_many_ex(conn, good)
+    assert await count_rows(chancy, "jobs") == 1 + 2 * 1_200
+
+
+async def test_a_streamed_push_keeps_the_unique_keys_and_queues_of_every_chunk(
+    chancy: Chancy, chancy_dsn: str
+) -> None:
+    """Unique keys, per-key limits and queues met in later chunks are written
+    as in any push: one job per key (also across chunks), the ``queue.pushed``
+    notification of a queue seen only in the last chunk."""
+    listener = await psycopg.AsyncConnection.connect(chancy_dsn, autocommit=True)
+    await listener.execute(f'LISTEN "{chancy.prefix}events"')
+    jobs = _stream(1_300)
+    jobs[10] = Job(func="m.u", unique_key="u")
+    jobs[900] = Job(func="m.u", unique_key="u")  # the same key, a later chunk
+    jobs[1_100] = Job(func="m.v", unique_key="v")
+    jobs[800] = Job(func="m.c", concurrency_key="c")
+    jobs[1_299] = Job(func="m.f", queue="late", kwargs={"i": 1_299})
+    refs = await chancy.push_many_ex(None, jobs)
+    assert len(refs) == 1_300
+    assert refs[10] == refs[900]
+    assert len(set(refs)) == 1_299
+    assert await count_rows(chancy, "jobs") == 1_299
+    stored = {j.id: j for j in await chancy.get_jobs(refs)}
+    assert stored[refs[800].identifier].concurrency_key == "c"
+    assert stored[refs[1_100].identifier].unique_key == "v"
+    assert stored[refs[1_299].identifier].queue == "late"
+    assert stored[refs[1_298].identifier].kwargs == {"i": 1_298}
+    # Ids follow the order the jobs were given in, across chunks.
+    ids = [r.identifier for i, r in enumerate(refs) if i not in (900,)]
+    assert ids == sorted(ids)
+    notes = [n.payload async for n in listener.notifies(timeout=1)]
+    await listener.close()
+    assert sorted(notes) == [
+        '{"t":"queue.pushed","q":"default"}',
+        '{"t":"queue.pushed","q":"late"}',
+    ]
+    # Pushed again, the held keys give the existing jobs.
+    again = await chancy.push_many_ex(None, jobs)
+    assert (again[10], again[900], again[1_100]) == (refs[10], refs[10], refs[1_100])
+
+
+async def test_several_statements_on_an_idle_connection_are_left_to_the_caller(
+    chancy: Chancy, chancy_dsn: str
+) -> None:
+    """A push of plain and unique jobs takes more than one statement: on the
+    caller's idle connection it opens a transaction the caller ends (here, a
+    rollback), never one it commits itself."""
+    jobs = [Job(func="m.f"), Job(func="m.f", unique_key="k")]
+    async with await psycopg.AsyncConnection.connect(chancy_dsn) as conn:
+        await chancy.push_many_ex(conn, jobs)
+        await conn.rollback()
+    with psycopg.Connection.connect(chancy_dsn) as conn:
+        chancy.sync_push_many_ex(conn, jobs)
+        conn.rollback()
+    assert await count_rows(chancy, "jobs") == 0
 
 
 def test_uuid7_many_is_increasing_unique_and_rfc_9562() -> None:

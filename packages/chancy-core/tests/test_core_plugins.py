@@ -544,6 +544,30 @@ async def test_the_push_hooks_see_every_push_call(chancy_dsn: str) -> None:
             await app.migrate(to_version=0)
 
 
+async def test_a_streamed_push_is_one_push_to_the_hooks(chancy: Chancy) -> None:
+    """A push serialised while it is written is still one call to each hook,
+    with every job; what the pushing hook changed applies to every chunk."""
+    tracer = PushTracer()
+    chancy.plugin_manager.register_plugins([tracer], chancy)
+    try:
+        jobs = [Job(func="m.f", kwargs={"i": i}) for i in range(1_500)]
+        refs = await chancy.push_many_ex(None, jobs)
+        stored = await chancy.get_jobs([refs[0], refs[-1]])
+        assert [j.meta for j in stored] == [{"traced": True}] * 2
+        jobs[1_400] = Job(func="m.f", kwargs={"oops": object()})
+        with pytest.raises(TypeError, match="not JSON-serialisable"):
+            await chancy.push_many_ex(None, jobs)
+        assert tracer.pushing == 2
+        assert [(n, err) for n, _, err in tracer.pushed] == [
+            (1_500, None),
+            (1_500, "TypeError"),
+        ]
+        assert tracer.pushed[0][1] == refs
+        assert tracer.pushed[1][1] is None
+    finally:
+        chancy.plugin_manager.unregister(tracer)
+
+
 def _sync_push(app: Chancy) -> Any:
     with app:
         return app.sync_push(Job(func="m.f"))

@@ -18,10 +18,11 @@ or with ``COPY`` for large ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import uuid
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COPY_CHUNK",
     "COPY_THRESHOLD",
+    "STREAM_FROM",
     "Copy",
     "Execute",
     "InsertPlan",
@@ -56,6 +58,14 @@ COPY_THRESHOLD = 64
 #: Rows per ``COPY`` data message: the server parses one chunk while we format
 #: the next.
 COPY_CHUNK = 250
+#: Pushes of at least this many jobs are serialised while they are written:
+#: one chunk before the ``COPY`` starts, every further one between two data
+#: messages, so Python and the server work at the same time.
+STREAM_FROM = 4 * COPY_CHUNK
+#: The savepoint a :class:`Savepoint` step opens on a connection that is not
+#: in autocommit (PostgreSQL takes a repeated name as the newest one).
+_SAVEPOINT = "chancy_savepoint"
+_UNDO_SAVEPOINT = f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}"
 #: The range of the jobs table's INTEGER columns (priority, max_attempts).
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
@@ -93,8 +103,15 @@ class Copy:
 @attrs.frozen(slots=True)
 class Savepoint:
     """Run another operation in a savepoint (a transaction of its own on an
-    autocommit connection): if it fails, the caller's transaction goes on and
-    the error is thrown into the operation that asked."""
+    autocommit connection): if it fails, nothing it wrote remains, the
+    caller's transaction goes on and the error is thrown into the operation
+    that asked.
+
+    On a connection that is not in autocommit the drivers send ``SAVEPOINT``
+    themselves rather than use psycopg's ``transaction()``, which on an idle
+    connection would open, and on success commit, a transaction the caller
+    meant to commit (or roll back) later.
+    """
 
     operation: Generator[Any, Any, Any]
 
@@ -151,8 +168,21 @@ async def run_async(
                     if step.sent is not None:
                         step.sent.set()
             elif type(step) is Savepoint:
-                async with cursor.connection.transaction():
-                    send = await run_async(cursor, step.operation, prepare)
+                connection = cursor.connection
+                if connection.autocommit:
+                    async with connection.transaction():
+                        send = await run_async(cursor, step.operation, prepare)
+                else:
+                    await cursor.execute(f"SAVEPOINT {_SAVEPOINT}", prepare=False)
+                    try:
+                        send = await run_async(cursor, step.operation, prepare)
+                    except Exception:
+                        with contextlib.suppress(Exception):  # raise the first error
+                            await cursor.execute(_UNDO_SAVEPOINT, prepare=False)
+                        raise
+                    await cursor.execute(
+                        f"RELEASE SAVEPOINT {_SAVEPOINT}", prepare=False
+                    )
             else:  # pragma: no cover - a programming error
                 raise TypeError(f"unknown database step {step!r}")
         except Exception as exc:
@@ -189,8 +219,19 @@ def run_sync(
                     for chunk in step.chunks:
                         copy.write(chunk)
             elif type(step) is Savepoint:
-                with cursor.connection.transaction():
-                    send = run_sync(cursor, step.operation, prepare)
+                connection = cursor.connection
+                if connection.autocommit:
+                    with connection.transaction():
+                        send = run_sync(cursor, step.operation, prepare)
+                else:
+                    cursor.execute(f"SAVEPOINT {_SAVEPOINT}", prepare=False)
+                    try:
+                        send = run_sync(cursor, step.operation, prepare)
+                    except Exception:
+                        with contextlib.suppress(Exception):  # raise the first error
+                            cursor.execute(_UNDO_SAVEPOINT, prepare=False)
+                        raise
+                    cursor.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}", prepare=False)
             else:  # pragma: no cover - a programming error
                 raise TypeError(f"unknown database step {step!r}")
         except Exception as exc:
@@ -283,11 +324,49 @@ class InsertPlan:
     #: The jobs as given, for ``chancy_jobs_pushed`` (set only when a plugin
     #: implements it).
     jobs: list[Job] | None = None
+    #: A streamed plan: the jobs after the first chunk, serialised by
+    #: :meth:`stream_plain` while the ``COPY`` writes the ones before.
+    rest: Sequence[Job | IsAJob] = ()
+    notifications: bool = True
+
+    def stream_plain(self) -> Iterator[list[tuple[Any, ...]]]:
+        """The plain rows a chunk at a time: the first chunk's, then each
+        further chunk's as it is serialised; every other list of the plan is
+        complete once this is exhausted. Raises on the first bad job."""
+        yield self.plain
+        rest, self.rest = self.rest, ()
+        refs, by_key, unique, special = (
+            self.refs,
+            self.by_key,
+            self.unique,
+            self.special,
+        )
+        queues = dict.fromkeys(self.queues)
+        for start in range(0, len(rest), COPY_CHUNK):
+            more = serialise(rest[start : start + COPY_CHUNK], notifications=False)
+            offset = len(refs)
+            refs.extend(more.refs)
+            special.extend(more.special)
+            for row in more.unique:
+                key = row[9]
+                indices = [offset + index for index in more.by_key[key]]
+                if key in by_key:  # the same key in an earlier chunk: one job
+                    by_key[key].extend(indices)
+                else:
+                    by_key[key] = indices
+                    unique.append(row)
+            queues.update(dict.fromkeys(more.queues))
+            yield more.plain
+        unique.sort(key=_unique_key)
+        self.queues = list(queues)
+        if self.notifications:
+            self.payloads = [_pushed_payload(q) for q in queues]
 
     @property
     def single_job(self) -> bool:
         """Whether the plan inserts exactly one job (one scalar statement)."""
-        return len(self.plain) + len(self.special) + len(self.unique) == 1
+        lists = len(self.plain) + len(self.special) + len(self.unique)
+        return lists == 1 and not self.rest
 
     def one_job_statement(self, sql: Statements) -> tuple[str, tuple[Any, ...]]:
         """The statement and parameters inserting the plan's only job."""
@@ -306,7 +385,7 @@ class InsertPlan:
         """Whether :func:`push` writes everything in one statement (so it may
         run in autocommit)."""
         lists = bool(self.plain) + bool(self.special) + bool(self.unique)
-        return lists == 1 and len(self.plain) < COPY_THRESHOLD
+        return lists == 1 and len(self.plain) < COPY_THRESHOLD and not self.rest
 
     def finish_refs(self, rows: list[Any]) -> list[Reference]:
         """Every job's reference; unique jobs get the id the database kept."""
@@ -319,7 +398,7 @@ class InsertPlan:
 
 
 def serialise(
-    jobs: Iterable[Job | IsAJob], *, notifications: bool = True
+    jobs: Iterable[Job | IsAJob], *, notifications: bool = True, stream: bool = False
 ) -> InsertPlan:
     """Validate and serialise jobs; raises before anything is written.
 
@@ -327,8 +406,19 @@ def serialise(
     one chain of exact-type checks; anything else goes through
     :func:`check_job`, which accepts subclasses and names the problem.
     Ids are UUIDv7s in the order of ``jobs``.
+
+    With ``stream`` and at least :data:`STREAM_FROM` jobs whose first chunk
+    is mostly plain, only that chunk is serialised here: the plan's
+    :meth:`~InsertPlan.stream_plain` serialises the rest while the ``COPY``
+    writes (a bad job among them then raises during the write).
     """
     jobs = jobs if isinstance(jobs, list) else list(jobs)
+    if stream and len(jobs) >= STREAM_FROM:
+        plan = serialise(jobs[:COPY_CHUNK], notifications=notifications)
+        if len(plan.plain) >= COPY_THRESHOLD:
+            plan.rest = jobs[COPY_CHUNK:]
+            plan.notifications = notifications
+            return plan
     ids = uuid7_many(len(jobs))
     plain: list[tuple[Any, ...]] = []
     special: list[tuple[Any, ...]] = []
@@ -530,7 +620,13 @@ def insert(
         return rows or []
     rows = []
     notified = False
-    if len(plan.plain) >= COPY_THRESHOLD:
+    if plan.rest:
+        yield Copy(
+            sql.copy_jobs,
+            (copy_text(rows) for rows in plan.stream_plain() if rows),
+            sent,
+        )
+    elif len(plan.plain) >= COPY_THRESHOLD:
         plain = plan.plain
         yield Copy(
             sql.copy_jobs,

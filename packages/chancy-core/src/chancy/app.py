@@ -986,7 +986,7 @@ class Chancy:
         if hooks and plugins.has_jobs_pushing:
             jobs = plugins.jobs_pushing(self, [as_job(j) for j in jobs])
         try:
-            plan = _ops.serialise(jobs, notifications=self.notifications)
+            plan = _ops.serialise(jobs, notifications=self.notifications, stream=True)
         except BaseException as exc:
             # Every chancy_jobs_pushing is followed by one chancy_jobs_pushed
             # (a tracer ends the span it started), also when nothing is written.
@@ -1013,9 +1013,19 @@ class Chancy:
             self.plugin_manager.jobs_pushed(self, plan.jobs, references, error)
 
     def _push_op(
-        self, plan: InsertPlan, sent: asyncio.Event | None = None
+        self,
+        plan: InsertPlan,
+        sent: asyncio.Event | None = None,
+        *,
+        on_callers: bool = False,
     ) -> Operation:
-        rows = yield from _ops.insert(self.sql, plan, sent)
+        if on_callers and not plan.single_statement:
+            # On the caller's cursor, several statements (or a COPY that
+            # meets a bad job half-way) either all count or leave nothing,
+            # and the caller's transaction goes on either way.
+            rows = yield Savepoint(_ops.insert(self.sql, plan, sent))
+        else:
+            rows = yield from _ops.insert(self.sql, plan, sent)
         unchecked = self._unchecked(plan)
         if unchecked:
             yield from self._check_declared_op(unchecked)
@@ -1062,7 +1072,7 @@ class Chancy:
     ) -> list[Reference]:
         try:
             refs: list[Reference] = await self._run(
-                self._push_op(plan, sent),
+                self._push_op(plan, sent, on_callers=cursor is not None),
                 cursor,
                 autocommit=plan.single_statement,
                 dicts=False,
@@ -1169,7 +1179,14 @@ class Chancy:
 
         Nothing is committed: the jobs, and the notifications waking workers,
         become visible when the caller commits. With ``None``, a pooled
-        connection is used and committed.
+        connection is used and committed. On a connection in autocommit, the
+        jobs are written in one transaction of their own.
+
+        A push of thousands of jobs is serialised while it is written, so a
+        bad job late in the list is found after the rows before it went to
+        the server: it raises the same error, and nothing of the push is
+        written (it runs in a savepoint), leaving the caller's transaction
+        usable.
         """
         if not jobs:
             return []
@@ -1185,7 +1202,7 @@ class Chancy:
         plan = self._plan(jobs)
         try:
             refs: list[Reference] = self._sync_run(
-                self._push_op(plan),
+                self._push_op(plan, on_callers=cursor is not None),
                 cursor,
                 autocommit=plan.single_statement,
                 dicts=False,
