@@ -122,8 +122,14 @@ class ChancySystem(System):
 
     async def push_bulk_tx(self, jobs: list[Any]) -> None:
         # The transactional-enqueue primitive on a connection of the app's
-        # pool, committed once when the block exits.
-        async with self.chancy.pool.connection() as conn, conn.cursor() as cursor:
+        # pool, committed once when the block exits (a dict-row cursor, as
+        # the original's own calls use).
+        from psycopg.rows import dict_row
+
+        async with (
+            self.chancy.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
             await self.chancy.push_many_ex(cursor, jobs)
 
     async def push_one(self, job: Any) -> None:
