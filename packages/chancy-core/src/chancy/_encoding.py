@@ -95,33 +95,45 @@ def copy_text(rows: Sequence[tuple[Any, ...]]) -> bytes:
     Formatting the lines ourselves costs a fraction of psycopg's per-value
     binary dumpers. JSON columns come from :func:`json.dumps` (ASCII, control
     characters escaped), so a backslash is the only character to escape.
+    Jobs made from one template share their queue, func, limits, meta and
+    scheduled_at objects: the text around a row's id and kwargs is reused
+    while those are the same objects as the previous row's.
     """
-    escaped: dict[str, str] = {}
-
-    def text(value: str) -> str:
-        out = escaped.get(value)
-        if out is None:
-            out = escaped[value] = value.translate(_COPY_ESCAPES)
-        return out
-
     lines: list[str] = []
     append = lines.append
-    # Jobs made from one template share their scheduled_at object.
+    last_queue: Any = None
+    last_func: Any = None
+    middle = ""
+    last_limits: Any = None
+    last_meta: Any = None
+    last_priority: Any = None
+    last_attempts: Any = None
     last_when: Any = None
-    stamp = ""
+    tail = ""
     for job_id, queue, func, kwargs, limits, meta, priority, max_attempts, when in rows:
         if "\\" in kwargs:
             kwargs = kwargs.replace("\\", "\\\\")
-        if "\\" in meta:
-            meta = meta.replace("\\", "\\\\")
-        if "\\" in limits:
-            limits = limits.replace("\\", "\\\\")
-        if when is not last_when:
-            last_when, stamp = when, when.isoformat()
-        append(
-            f"{job_id.hex}\t{text(queue)}\t{text(func)}\t{kwargs}\t{limits}\t{meta}"
-            f"\t{priority}\t{max_attempts}\t{stamp}\n"
-        )
+        if queue is not last_queue or func is not last_func:
+            last_queue, last_func = queue, func
+            middle = (
+                f"\t{queue.translate(_COPY_ESCAPES)}\t{func.translate(_COPY_ESCAPES)}\t"
+            )
+        if (
+            meta is not last_meta
+            or limits is not last_limits
+            or when is not last_when
+            or priority is not last_priority
+            or max_attempts is not last_attempts
+        ):
+            last_meta, last_limits, last_when = meta, limits, when
+            last_priority, last_attempts = priority, max_attempts
+            limits_text = limits.replace("\\", "\\\\")
+            meta_text = meta.replace("\\", "\\\\")
+            tail = (
+                f"\t{limits_text}\t{meta_text}\t{priority}\t{max_attempts}"
+                f"\t{when.isoformat()}\n"
+            )
+        append(f"{job_id.hex}{middle}{kwargs}{tail}")
     return "".join(lines).encode()
 
 

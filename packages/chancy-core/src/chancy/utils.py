@@ -110,13 +110,18 @@ def _uuid7_layout(candidate: int) -> int:
 
 
 _SAFE_UNKNOWN = uuid.SafeUUID.unknown
+# UUID's slots, set through their descriptors: UUID.__setattr__ refuses, and
+# object.__setattr__ looks the name up again for every id (a third slower).
+_new_object = object.__new__
+_set_int = uuid.UUID.__dict__["int"].__set__
+_set_is_safe = uuid.UUID.__dict__["is_safe"].__set__
 
 
 def _uuid_from_int(value: int) -> uuid.UUID:
     """``uuid.UUID(int=value)`` without its argument checks (value is in range)."""
-    out = object.__new__(uuid.UUID)
-    object.__setattr__(out, "int", value)
-    object.__setattr__(out, "is_safe", _SAFE_UNKNOWN)
+    out = _new_object(uuid.UUID)
+    _set_int(out, value)
+    _set_is_safe(out, _SAFE_UNKNOWN)
     return out
 
 
