@@ -7,7 +7,6 @@ import collections
 import contextlib
 import ctypes
 import enum
-import functools
 import inspect
 import itertools
 import logging
@@ -16,7 +15,6 @@ import queue as queue_module
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -41,26 +39,71 @@ _ASYNC_GRACE = 0.5
 _INTERRUPT_WAIT = 5.0
 
 
+_PENDING, _STARTED, _FINISHED, _CANCELLED = range(4)
+
+
+class _Call:
+    """A call submitted to :class:`_JobThreads` and its result: the part of
+    :class:`concurrent.futures.Future` the executor uses, without the
+    condition variable a ``Future`` creates and notifies for every call
+    (about a tenth of the event loop's time in a threaded burn-down).
+
+    ``state`` changes under the pool's lock; ``callback(call)`` runs once,
+    when the call finished (in its thread) or was cancelled (in the
+    canceller's).
+    """
+
+    __slots__ = ("arg", "callback", "error", "fn", "lock", "result", "state")
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        arg: Any,
+        callback: Callable[[_Call], None],
+        lock: threading.Lock,
+    ) -> None:
+        self.fn = fn
+        self.arg = arg
+        self.callback = callback
+        self.lock = lock
+        self.state = _PENDING
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def cancel(self) -> bool:
+        """Cancel the call if no thread took it yet; returns whether it did."""
+        with self.lock:
+            if self.state != _PENDING:
+                return self.state == _CANCELLED
+            self.state = _CANCELLED
+        self.callback(self)
+        return True
+
+    def cancelled(self) -> bool:
+        return self.state == _CANCELLED
+
+    def done(self) -> bool:
+        return self.state >= _FINISHED
+
+
 class _JobThreads:
     """Up to ``size`` daemon threads, started on demand, running submitted calls.
 
     What the executor needs of :class:`concurrent.futures.ThreadPoolExecutor`
-    (``submit`` returning a future, ``shutdown`` that can cancel what has not
-    started), with one difference: the threads are daemon threads. The
-    interpreter joins a thread pool's threads when it exits, so a job stuck in
-    C code (a long ``time.sleep``, a read without timeout) that the
-    interruption of a shutdown cannot reach kept the stopped worker's process
-    alive until the job returned, and kept running it while another worker,
-    which got the job put back, ran it again. A daemon thread dies with the
-    process instead.
+    (``submit`` returning a handle on the call, ``shutdown`` that can cancel
+    what has not started), with one difference: the threads are daemon
+    threads. The interpreter joins a thread pool's threads when it exits, so
+    a job stuck in C code (a long ``time.sleep``, a read without timeout)
+    that the interruption of a shutdown cannot reach kept the stopped
+    worker's process alive until the job returned, and kept running it while
+    another worker, which got the job put back, ran it again. A daemon
+    thread dies with the process instead.
     """
 
     def __init__(self, size: int, name: str) -> None:
         self.size = size
         self.name = name
-        self._work: queue_module.SimpleQueue[
-            tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None
-        ] = queue_module.SimpleQueue()
+        self._work: queue_module.SimpleQueue[_Call | None] = queue_module.SimpleQueue()
         self._threads: set[threading.Thread] = set()
         #: Released by a thread each time it becomes idle (as in the stdlib pool).
         self._idle = threading.Semaphore(0)
@@ -68,12 +111,19 @@ class _JobThreads:
         self._shutdown = False
         self._numbers = itertools.count()
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    def submit(
+        self,
+        fn: Callable[[Any], Any],
+        arg: Any,
+        callback: Callable[[_Call], None],
+    ) -> _Call:
+        """Run ``fn(arg)`` in a thread (``fn`` must not raise); ``callback(call)``
+        once it returned or was cancelled."""
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot run new jobs after the executor stopped")
-            future: Future[Any] = Future()
-            self._work.put((future, fn, args))
+            call = _Call(fn, arg, callback, self._lock)
+            self._work.put(call)
             if (
                 not self._idle.acquire(blocking=False)
                 and len(self._threads) < self.size
@@ -85,40 +135,49 @@ class _JobThreads:
                 )
                 self._threads.add(thread)
                 thread.start()
-            return future
+            return call
 
     def _serve(self) -> None:
+        lock = self._lock
         while True:
-            item = self._work.get()
-            if item is None:
+            call = self._work.get()
+            if call is None:
                 self._work.put(None)  # the next thread stops too
                 return
-            future, fn, args = item
-            del item
-            if future.set_running_or_notify_cancel():
+            with lock:
+                started = call.state == _PENDING
+                if started:
+                    call.state = _STARTED
+            if started:
                 try:
-                    future.set_result(fn(*args))
-                except BaseException as exc:
-                    future.set_exception(exc)
+                    call.result = call.fn(call.arg)
+                except BaseException as exc:  # fn should not raise; be defensive
+                    call.error = exc
                     del exc
-            del future
+                with lock:
+                    call.state = _FINISHED
+                call.callback(call)
+            del call
             self._idle.release()
 
     def shutdown(self, *, cancel_futures: bool = False) -> None:
         """Accept no more calls; with ``cancel_futures``, cancel those not
         started. Returns at once: the threads finish what they run (or die
         with the process)."""
+        cancelled: list[_Call] = []
         with self._lock:
             self._shutdown = True
             if cancel_futures:
                 while True:
                     try:
-                        item = self._work.get_nowait()
+                        call = self._work.get_nowait()
                     except queue_module.Empty:
                         break
-                    if item is not None:
-                        item[0].cancel()
+                    if call is not None:
+                        cancelled.append(call)
             self._work.put(None)
+        for call in cancelled:  # outside the lock, which cancel() takes
+            call.cancel()
 
 
 class _WorkerInterrupted(BaseException):
@@ -181,6 +240,7 @@ class _Run:
         "state",
         "thread_id",
         "timer",
+        "waiter",
     )
 
     def __init__(self, job: QueuedJob, seconds: float | None) -> None:
@@ -189,7 +249,9 @@ class _Run:
         self.state = _State.PENDING
         self.thread_id: int | None = None
         self.reason: _Reason | None = None
-        self.future: Future[_Outcome] | None = None
+        self.future: _Call | None = None
+        #: Set while :meth:`ThreadedExecutor.stop` waits for the run's call.
+        self.waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         #: The event loop of an ``async def`` job, running in its thread.
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -258,9 +320,7 @@ class ThreadedExecutor(Executor):
         # one wake-up of the loop drains every completion that arrived
         # meanwhile, instead of one call_soon_threadsafe (a write to the
         # loop's self-pipe and a loop iteration) per job.
-        self._done: collections.deque[tuple[_Run, Future[_Outcome]]] = (
-            collections.deque()
-        )
+        self._done: collections.deque[_Call] = collections.deque()
         self._drain_scheduled = False
 
     def __len__(self) -> int:
@@ -300,7 +360,7 @@ class ThreadedExecutor(Executor):
             if run.reason is not None:  # cancelled while plugins ran
                 self._finish(run, self._outcome_before_start(run))
                 return
-            run.future = self.pool.submit(self._call, run)
+            run.future = self.pool.submit(self._call, run, self._on_future_done)
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 self._runs.pop(job.id, None)
@@ -309,7 +369,6 @@ class ThreadedExecutor(Executor):
             return
         if seconds is not None:
             run.timer = self._loop.call_later(seconds, self._on_deadline, run)
-        run.future.add_done_callback(functools.partial(self._on_future_done, run))
 
     # ------------------------------------------------------------------
     # Inside the thread
@@ -420,9 +479,9 @@ class ThreadedExecutor(Executor):
     # Back on the worker's event loop
     # ------------------------------------------------------------------
 
-    def _on_future_done(self, run: _Run, future: Future[_Outcome]) -> None:
-        """Done callback: runs in the pool thread (or wherever the future was cancelled)."""
-        self._done.append((run, future))
+    def _on_future_done(self, call: _Call) -> None:
+        """Done callback: runs in the pool thread (or wherever the call was cancelled)."""
+        self._done.append(call)
         if self._drain_scheduled:
             return  # a drain is queued on the loop and will see this one
         self._drain_scheduled = True
@@ -430,7 +489,7 @@ class ThreadedExecutor(Executor):
             self._loop.call_soon_threadsafe(self._drain_done)
         except RuntimeError:  # the loop is closed: nobody is left to record it
             log.warning(
-                "Job %s finished after its worker's event loop closed", run.job.id
+                "Job %s finished after its worker's event loop closed", call.arg.job.id
             )
 
     def _drain_done(self) -> None:
@@ -439,21 +498,23 @@ class ThreadedExecutor(Executor):
         self._drain_scheduled = False
         done = self._done
         while done:
-            run, future = done.popleft()
-            self._collect(run, future)
+            call = done.popleft()
+            run: _Run = call.arg
+            if run.waiter is not None and not run.waiter.done():
+                run.waiter.set_result(None)
+            self._collect(run, call)
 
-    def _collect(self, run: _Run, future: Future[_Outcome]) -> None:
-        if future.cancelled():
-            # Cancelled before a thread picked it up: there is no result or
-            # exception to ask the future for (spec §17.9).
+    def _collect(self, run: _Run, call: _Call) -> None:
+        if call.cancelled():
+            # Cancelled before a thread picked it up: there is no result
+            # (spec §17.9).
             with self._lock:
                 run.state = _State.DONE
             outcome = self._outcome_before_start(run)
+        elif call.error is not None:  # _call never raises; be defensive
+            outcome = _Outcome(run.job, exc=call.error)
         else:
-            try:
-                outcome = future.result()
-            except BaseException as exc:  # _call never raises; be defensive
-                outcome = _Outcome(run.job, exc=exc)
+            outcome = call.result
         self._finish(run, outcome)
 
     def _finish(self, run: _Run, outcome: _Outcome) -> None:
@@ -574,11 +635,17 @@ class ThreadedExecutor(Executor):
                 await asyncio.gather(*list(self._reporting), return_exceptions=True)
 
     def _pending_futures(self) -> set[asyncio.Future[Any]]:
-        return {
-            asyncio.wrap_future(run.future, loop=self._loop)
-            for run in self._runs.values()
-            if run.future is not None and not run.future.done()
-        }
+        """A future on the loop for each run whose call has not ended, set
+        when its completion reaches the loop."""
+        pending: set[asyncio.Future[Any]] = set()
+        for run in self._runs.values():
+            call = run.future
+            if call is None or call.done():
+                continue
+            if run.waiter is None:
+                run.waiter = self._loop.create_future()
+            pending.add(run.waiter)
+        return pending
 
     async def _interrupt_all(self) -> None:
         for run in list(self._runs.values()):
