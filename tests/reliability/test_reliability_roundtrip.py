@@ -226,6 +226,10 @@ async def test_what_was_pushed_is_what_the_worker_ran_and_saved(
     tally = Counter[str]()
     async with rel.Fleet(chancy_dsn, tmp_path / "runs") as fleet:
         await fleet.start_many(1)
+        # A thread cannot be cancelled: if this test is (its timeout), the
+        # event set on the way out ends the thread's examples at once, instead
+        # of hypothesis shrinking examples that each wait for a gone fleet.
+        stopped = threading.Event()
 
         @settings(
             max_examples=EXAMPLES,
@@ -271,10 +275,6 @@ async def test_what_was_pushed_is_what_the_worker_ran_and_saved(
             assert done.created_at and done.started_at and done.completed_at
             assert done.created_at <= done.started_at <= done.completed_at
 
-        # A thread cannot be cancelled: if this test is (its timeout), the
-        # event set below ends the thread's examples at once, instead of
-        # hypothesis shrinking examples that each wait for a gone fleet.
-        stopped = threading.Event()
         try:
             await asyncio.to_thread(round_trip)
         finally:

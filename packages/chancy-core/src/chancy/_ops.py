@@ -325,28 +325,27 @@ class InsertPlan:
     #: implements it).
     jobs: list[Job] | None = None
     #: A streamed plan: the jobs after the first chunk, serialised by
-    #: :meth:`stream_plain` while the ``COPY`` writes the ones before.
+    #: :meth:`plain_chunks` while the ``COPY`` writes the ones before.
     rest: Sequence[Job | IsAJob] = ()
-    notifications: bool = True
 
-    def stream_plain(self) -> Iterator[list[tuple[Any, ...]]]:
-        """The plain rows a chunk at a time: the first chunk's, then each
-        further chunk's as it is serialised; every other list of the plan is
-        complete once this is exhausted. Raises on the first bad job."""
-        yield self.plain
+    def plain_chunks(self) -> Iterator[list[tuple[Any, ...]]]:
+        """The plain rows, :data:`COPY_CHUNK` at a time. For a streamed plan,
+        each chunk after the first is serialised as it is asked for, and every
+        other list of the plan is complete once this is exhausted (raises on
+        the first bad job)."""
+        plain = self.plain
+        for start in range(0, len(plain), COPY_CHUNK):
+            yield plain[start : start + COPY_CHUNK]
         rest, self.rest = self.rest, ()
-        refs, by_key, unique, special = (
-            self.refs,
-            self.by_key,
-            self.unique,
-            self.special,
-        )
+        if not rest:
+            return
+        refs, by_key, unique = self.refs, self.by_key, self.unique
         queues = dict.fromkeys(self.queues)
         for start in range(0, len(rest), COPY_CHUNK):
             more = serialise(rest[start : start + COPY_CHUNK], notifications=False)
             offset = len(refs)
             refs.extend(more.refs)
-            special.extend(more.special)
+            self.special.extend(more.special)
             for row in more.unique:
                 key = row[9]
                 indices = [offset + index for index in more.by_key[key]]
@@ -359,7 +358,7 @@ class InsertPlan:
             yield more.plain
         unique.sort(key=_unique_key)
         self.queues = list(queues)
-        if self.notifications:
+        if self.payloads:  # the app sends notifications
             self.payloads = [_pushed_payload(q) for q in queues]
 
     @property
@@ -409,7 +408,7 @@ def serialise(
 
     With ``stream`` and at least :data:`STREAM_FROM` jobs whose first chunk
     is mostly plain, only that chunk is serialised here: the plan's
-    :meth:`~InsertPlan.stream_plain` serialises the rest while the ``COPY``
+    :meth:`~InsertPlan.plain_chunks` serialises the rest while the ``COPY``
     writes (a bad job among them then raises during the write).
     """
     jobs = jobs if isinstance(jobs, list) else list(jobs)
@@ -417,7 +416,6 @@ def serialise(
         plan = serialise(jobs[:COPY_CHUNK], notifications=notifications)
         if len(plan.plain) >= COPY_THRESHOLD:
             plan.rest = jobs[COPY_CHUNK:]
-            plan.notifications = notifications
             return plan
     ids = uuid7_many(len(jobs))
     plain: list[tuple[Any, ...]] = []
@@ -620,22 +618,9 @@ def insert(
         return rows or []
     rows = []
     notified = False
-    if plan.rest:
-        yield Copy(
-            sql.copy_jobs,
-            (copy_text(rows) for rows in plan.stream_plain() if rows),
-            sent,
-        )
-    elif len(plan.plain) >= COPY_THRESHOLD:
-        plain = plan.plain
-        yield Copy(
-            sql.copy_jobs,
-            (
-                copy_text(plain[start : start + COPY_CHUNK])
-                for start in range(0, len(plain), COPY_CHUNK)
-            ),
-            sent,
-        )
+    if plan.rest or len(plan.plain) >= COPY_THRESHOLD:
+        chunks = (copy_text(rows) for rows in plan.plain_chunks() if rows)
+        yield Copy(sql.copy_jobs, chunks, sent)
     elif plan.plain:
         params = _columns([(*r, None, None, True) for r in plan.plain])
         if plan.payloads and not plan.unique and not plan.special:
