@@ -909,6 +909,57 @@ async def test_fetched_job_is_the_stored_job(
         replace_job(fetched, nonsense=1)
 
 
+async def test_fetched_retry_is_the_stored_job(
+    chancy: Chancy, worker_no_start: Worker
+) -> None:
+    """A job fetched again after a failed attempt (errors, attempts,
+    completed_at and progress set by the first run) matches its row too."""
+    await declare(chancy)
+    ref = await chancy.push(record.job.with_max_attempts(3))
+    queue = Queue("fast")
+    async with chancy.pool.connection() as conn:
+        (first,) = await worker_no_start.fetch_jobs(queue, conn, up_to=5)
+    async with chancy.pool.connection() as conn:
+        await conn.execute(
+            f"UPDATE {chancy.sql.jobs} SET state = 'retrying', attempts = 1,"
+            " completed_at = NOW(), progress = '{\"step\": 2}'::jsonb,"
+            ' errors = \'[{"attempt": 0, "traceback": "boom"}]\'::jsonb,'
+            " claim_id = NULL WHERE id = %s",
+            (ref.identifier,),
+        )
+    async with chancy.pool.connection() as conn:
+        (again,) = await worker_no_start.fetch_jobs(queue, conn, up_to=5)
+    stored = await chancy.get_job(ref)
+    assert stored is not None
+    assert again == stored
+    assert again.claim_id == stored.claim_id and again.claim_id != first.claim_id
+    assert again.errors == [{"attempt": 0, "traceback": "boom"}]
+    assert again.progress == {"step": 2} and again.attempts == 1
+    assert again.completed_at == stored.completed_at is not None
+
+
+async def test_each_fetch_claims_under_a_fresh_claim(
+    chancy: Chancy, worker_no_start: Worker
+) -> None:
+    """One fetch claims all its jobs under one new random claim (stored on
+    each row); the next fetch uses another, so a stale outcome of either is
+    fenced off by (job id, claim)."""
+    await declare(chancy)
+    refs = [await chancy.push(record.job.with_kwargs(value=i)) for i in range(4)]
+    queue = Queue("fast")
+    async with chancy.pool.connection() as conn:
+        one = await worker_no_start.fetch_jobs(queue, conn, up_to=2)
+        two = await worker_no_start.fetch_jobs(queue, conn, up_to=2)
+    assert len(one) == len(two) == 2
+    assert len({j.claim_id for j in one}) == 1
+    assert len({j.claim_id for j in two}) == 1
+    assert one[0].claim_id != two[0].claim_id
+    stored = {j.id: j for j in await chancy.get_jobs(refs)}
+    for fetched in one + two:
+        assert stored[fetched.id].claim_id == fetched.claim_id
+        assert stored[fetched.id].state is QueuedJob.State.RUNNING
+
+
 async def test_fetches_use_the_hot_connection_unless_a_subclass_picks_jobs(
     chancy: Chancy,
 ) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from functools import cache
 
+from chancy.job import FETCHED_COLUMNS
+
 PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
 JOB_COLUMNS = (
@@ -180,17 +182,17 @@ class Statements:
         # this transaction only): a claim lost in a PostgreSQL crash just
         # makes the job runnable again (at least once), while saving no WAL
         # flush per fetch. Outcomes are still committed synchronously.
+        # Each fetch claims its jobs under one fresh random claim the worker
+        # makes (uuid4), so the reply need not carry it (or the queue and
+        # state, also known): outcomes are fenced by (job id, claim).
         self.fetch_jobs = (
             f"WITH selected AS ({fetch_select}),"
             f" async_commit AS (SELECT set_config('synchronous_commit', 'off', true) AS s)"
             f" UPDATE {jobs} j SET state = 'running', started_at = NOW(),"
-            f" taken_by = %(worker_id)s, claim_id = gen_random_uuid()"
+            f" taken_by = %(worker_id)s, claim_id = %(claim)s"
             f" FROM selected, async_commit"
             f" WHERE j.id = selected.id AND async_commit.s IS NOT NULL"
-            f" RETURNING j.id, j.queue, j.func, j.kwargs, j.limits, j.meta, j.state,"
-            f" j.priority, j.attempts, j.max_attempts, j.claim_id, j.created_at,"
-            f" j.started_at, j.completed_at, j.scheduled_at, j.unique_key, j.errors,"
-            f" j.concurrency_key, j.store_result, j.progress"
+            f" RETURNING {', '.join(f'j.{c}' for c in FETCHED_COLUMNS)}"
         )
         # Rows a lost fetch reply claimed for a worker that does not run them.
         self.release_orphans = (

@@ -531,6 +531,97 @@ def job_from_fetched_row(row: dict[str, Any]) -> QueuedJob:
     return new
 
 
+#: The columns the worker's plain fetch statement returns, in this order
+#: (``RETURNING j.id, j.func, …``). The queue, the state (``running``) and
+#: the execution claim are not among them: the fetch sets them, so the
+#: worker already knows them.
+FETCHED_COLUMNS = (
+    "id",
+    "func",
+    "kwargs",
+    "limits",
+    "meta",
+    "priority",
+    "attempts",
+    "max_attempts",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "scheduled_at",
+    "unique_key",
+    "errors",
+    "concurrency_key",
+    "store_result",
+    "progress",
+)
+
+
+def fetched_jobs(
+    queue: str, claim: uuid.UUID
+) -> Callable[[Any], Callable[..., QueuedJob]]:
+    """A psycopg row factory making a :class:`QueuedJob` of each row of the
+    worker's plain fetch statement (columns :data:`FETCHED_COLUMNS`), which
+    claimed it for ``queue`` under ``claim``.
+
+    Equal to :func:`job_from_fetched_row` of the whole row, without building
+    a dict (or a tuple) per row first.
+    """
+    running = QueuedJob.State.RUNNING
+    new_job = object.__new__
+    put = object.__setattr__
+    deserialize = Limit.deserialize
+
+    def make(values: Any) -> QueuedJob:
+        (
+            id_,
+            func,
+            kwargs,
+            limits,
+            meta,
+            priority,
+            attempts,
+            max_attempts,
+            created_at,
+            started_at,
+            completed_at,
+            scheduled_at,
+            unique_key,
+            errors,
+            concurrency_key,
+            store_result,
+            progress,
+        ) = values
+        new = new_job(QueuedJob)
+        put(new, "func", func)
+        put(new, "queue", queue)
+        put(new, "kwargs", kwargs or {})
+        put(new, "priority", priority or 0)
+        put(new, "max_attempts", max_attempts or 1)
+        put(new, "scheduled_at", scheduled_at or _utcnow())
+        put(new, "limits", [deserialize(x) for x in limits] if limits else [])
+        put(new, "unique_key", unique_key)
+        put(new, "meta", meta or {})
+        put(new, "concurrency_key", concurrency_key)
+        put(new, "store_result", store_result)
+        put(new, "id", id_)
+        put(new, "created_at", created_at)
+        put(new, "started_at", started_at)
+        put(new, "completed_at", completed_at)
+        put(new, "attempts", attempts or 0)
+        put(new, "state", running)
+        put(new, "errors", errors or [])
+        put(new, "claim_id", claim)
+        put(new, "deadline", None)
+        put(new, "result", None)
+        put(new, "progress", progress)
+        return new
+
+    def factory(cursor: Any) -> Callable[..., QueuedJob]:
+        return make
+
+    return factory
+
+
 # job_from_fetched_row sets every field by hand: a new field must be added there.
 _FETCHED_FIELDS = frozenset(
     [
@@ -558,4 +649,6 @@ _FETCHED_FIELDS = frozenset(
         "progress",
     ]
 )
-assert _field_set(QueuedJob) == _FETCHED_FIELDS, "update job_from_fetched_row"
+assert _field_set(QueuedJob) == _FETCHED_FIELDS, (
+    "update job_from_fetched_row and fetched_jobs"
+)

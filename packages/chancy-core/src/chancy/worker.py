@@ -30,7 +30,13 @@ from chancy._pool import Checkout
 from chancy.errors import TRANSIENT_ERRORS, MigrationsNeededError
 from chancy.executors.base import DEFAULT_MAX_LOST_RUNS, Executor
 from chancy.hub import Event, Hub
-from chancy.job import QueuedJob, Reference, _progress_sinks, job_from_fetched_row
+from chancy.job import (
+    QueuedJob,
+    Reference,
+    _progress_sinks,
+    fetched_jobs,
+    job_from_fetched_row,
+)
 from chancy.plugin import PluginScope
 from chancy.queue import Queue, check_tag_pattern
 from chancy.utils import import_string, redact_dsn, wait_event
@@ -855,20 +861,22 @@ class Worker:
         """
         sql = self.chancy.sql
         scope = _statement_scope(conn, single=not queue.rate_limit)
-        async with scope, conn.cursor(row_factory=dict_row) as cursor:
+        async with scope, conn.cursor() as cursor:
             if queue.rate_limit:
                 await cursor.execute(
                     sql.rate_limit_take,
                     {"queue": queue.name, "window": queue.rate_limit_window},
                 )
                 row = await cursor.fetchone()
-                used = row["count"] if row else 0
+                used = row[0] if row else 0
                 up_to = min(up_to, queue.rate_limit - used)
                 if up_to <= 0:
                     return []
+            jobs: list[QueuedJob]
             if queue.has_limits:
                 # Cluster-wide or per-key limits: one statement too, serialised
                 # per queue inside the database (see core migration v3).
+                cursor.row_factory = dict_row
                 await cursor.execute(
                     sql.fetch_limited,
                     {
@@ -882,18 +890,28 @@ class Worker:
                     },
                     prepare=self.chancy._prepare,
                 )
+                jobs = [job_from_fetched_row(row) for row in await cursor.fetchall()]
             else:
+                claim = uuid.uuid4()
+                cursor.row_factory = fetched_jobs(queue.name, claim)
                 await cursor.execute(
                     sql.fetch_jobs,
-                    {"queue": queue.name, "limit": up_to, "worker_id": self.worker_id},
+                    {
+                        "queue": queue.name,
+                        "limit": up_to,
+                        "worker_id": self.worker_id,
+                        "claim": claim,
+                    },
                     # Hot path: skip psycopg's 5 unprepared warm-up runs (but
                     # never prepare behind a transaction pooler).
                     prepare=self.chancy._prepare,
+                    # Binary results: no timestamps or UUIDs formatted as text
+                    # by the server and parsed again here.
+                    binary=True,
                 )
-            rows = await cursor.fetchall()
-            if queue.rate_limit and rows:
-                await cursor.execute(sql.rate_limit_add, (len(rows), queue.name))
-        jobs = [job_from_fetched_row(row) for row in rows]
+                jobs = await cursor.fetchall()
+            if queue.rate_limit and jobs:
+                await cursor.execute(sql.rate_limit_add, (len(jobs), queue.name))
         if len(jobs) > 1:
             jobs.sort(key=lambda j: (-j.priority, j.id))
         return jobs
