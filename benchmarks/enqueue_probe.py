@@ -27,7 +27,14 @@ Each line gives the median latency and the throughput ratio to ``raw``.
 - ``raw COPY, 1,000-row transactions``: the same rows committed 1,000 at a
   time, as ``push_many``'s default ``batch_size`` commits them;
 - ``push_many, batch_size=1000`` and ``=5000``;
-- ``push_many_ex``: all jobs in one transaction (one COPY).
+- ``push_many_ex``: all jobs in one transaction (one COPY);
+- ``raw COPY data, pre-built`` and ``ours' COPY data, pre-built``: the
+  server's side alone, each side's COPY text made before the clock starts
+  (ours' with ``serialise`` and ``copy_text``, as ``push_many_ex`` makes it)
+  and sent in 64 kB writes, in one transaction.
+
+Each bulk line also gives the WAL the variant wrote (``pg_current_wal_insert_lsn``
+before and after).
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from chancy import Chancy, Job, Queue
+from chancy._encoding import copy_text
+from chancy._ops import serialise
 
 DATABASE = "chancy_enqueue_probe"
 QUEUE = "bench"
@@ -163,25 +172,53 @@ async def bulk(chancy: Chancy, conn: Any, n: int, repeats: int) -> None:
     async def many_ex() -> None:
         await chancy.push_many_ex(None, jobs)
 
+    def prebuilt(data: bytes) -> Any:
+        async def run() -> None:
+            async with conn.transaction():
+                async with conn.cursor().copy(COPY_SQL) as copy:
+                    for lo in range(0, len(data), 65536):
+                        await copy.write(data[lo : lo + 65536])
+
+        return run
+
+    scheduled = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
+    raw_data = lines(uuid.uuid4().hex[:20], 0, n, f"\t[]\t{{}}\t0\t1\t{scheduled}\n")
+    ours_data = copy_text(serialise(jobs).plain)
+
     variants = {
         "raw COPY, one transaction": one_transaction,
         "raw COPY, 1,000-row transactions": per_thousand,
         "push_many, batch_size=1000": many(1000),
         "push_many, batch_size=5000": many(5000),
         "push_many_ex (one transaction)": many_ex,
+        "raw COPY data, pre-built": prebuilt(raw_data),
+        "ours' COPY data, pre-built": prebuilt(ours_data),
     }
     rates: dict[str, list[float]] = {name: [] for name in variants}
+    wal: dict[str, list[float]] = {name: [] for name in variants}
+    lsn = "SELECT pg_current_wal_insert_lsn()"
     for _ in range(repeats):
         for name, run in variants.items():
             await conn.execute("TRUNCATE chancy_jobs")
+            (before,) = await (await conn.execute(lsn)).fetchone()  # type: ignore[misc]
             t0 = time.perf_counter()
             await run()
             rates[name].append(n / (time.perf_counter() - t0))
+            cur = await conn.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)",
+                (before,),
+            )
+            (written,) = await cur.fetchone()  # type: ignore[misc]
+            wal[name].append(float(written))
     base = statistics.median(rates["raw COPY, one transaction"])
     print(f"bulk, {n:,} jobs, median of {repeats}:")
     for name, values in rates.items():
         rate = statistics.median(values)
-        print(f"  {name:34s} {rate:9,.0f} jobs/s   ÷ raw {rate / base:.2f}")
+        mb = statistics.median(wal[name]) / 1e6
+        print(
+            f"  {name:34s} {rate:9,.0f} jobs/s   ÷ raw {rate / base:.2f}"
+            f"   WAL {mb:5.2f} MB"
+        )
 
 
 async def main() -> None:

@@ -153,13 +153,67 @@ def test_enqueue_probe_runs_every_variant_and_leaves_no_database(
         "raw COPY, 1,000-row transactions",
         "push_many, batch_size=5000",
         "push_many_ex (one transaction)",
+        "raw COPY data, pre-built",
+        "ours' COPY data, pre-built",
     ):
         assert variant in proc.stdout, proc.stdout
+    assert "WAL" in proc.stdout
     import psycopg
 
     with psycopg.connect(chancy_server_dsn, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_database WHERE datname = 'chancy_enqueue_probe'"
+        ).fetchone()
+    assert row == (0,)
+
+
+def test_latency_probe_splits_every_stage_for_both_and_leaves_no_database(
+    chancy_server_dsn: str,
+) -> None:
+    """benchmarks/latency_probe.py (the per-stage figures in
+    benchmarks/README.md) runs a worker of each kind, every job it pushed
+    runs (it exits non-zero naming a job that did not), and it prints every
+    stage for both (a notification can beat the pusher's own reply, so only
+    the push, the fetch and the total must be positive)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "latency_probe.py"),
+            "--dsn",
+            chancy_server_dsn,
+            "--jobs",
+            "20",
+            "--gap",
+            "0.01",
+            "--rounds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    lines = {
+        line.rsplit(maxsplit=2)[0].strip(): line.split()[-2:]
+        for line in proc.stdout.splitlines()[2:]
+    }
+    assert set(lines) == {
+        "total",
+        "push",
+        "push → notified",
+        "notified → fetch",
+        "fetch",
+        "fetch → start",
+    }, proc.stdout
+    for stage in ("total", "push", "fetch"):
+        ours, raw = lines[stage]
+        assert float(ours) > 0 and float(raw) > 0, proc.stdout
+    import psycopg
+
+    with psycopg.connect(chancy_server_dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = 'chancy_latency_probe'"
         ).fetchone()
     assert row == (0,)
 

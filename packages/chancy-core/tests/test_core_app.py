@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -955,6 +957,34 @@ def test_a_forked_child_makes_other_ids_than_its_parent() -> None:
     parent = uuid7_many(3)[0]
     mask = (1 << 62) - 1  # rand_b: random in both, whatever the millisecond
     assert child.int & mask != parent.int & mask
+
+
+def test_random_uuids_are_version_4_unique_and_differ_in_a_forked_child() -> None:
+    """The worker's execution claims: random UUIDv4s from the bytes drawn
+    ahead for ids, so a forked child must not repeat its parent's next."""
+    import os
+
+    from chancy.utils import random_uuid
+
+    ids = [random_uuid() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(uuid.UUID(str(i)) == i for i in ids[:50])
+    # Every random bit varies (no bit stuck by the masking).
+    random_bits = ((1 << 128) - 1) & ~((0xF << 76) | (0x3 << 62))
+    assert functools.reduce(operator.or_, (i.int for i in ids)) & random_bits == (
+        random_bits
+    )
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, random_uuid().hex.encode())
+        os._exit(0)
+    os.close(write)
+    child = uuid.UUID(os.read(read, 64).decode())
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child != random_uuid()
 
 
 async def test_a_pooled_connection_cut_while_idle_is_replaced_not_raised(

@@ -960,6 +960,46 @@ async def test_each_fetch_claims_under_a_fresh_claim(
         assert stored[fetched.id].state is QueuedJob.State.RUNNING
 
 
+async def test_fetches_on_the_hot_connection_keep_one_cursor_across_kinds(
+    chancy: Chancy, worker_no_start: Worker
+) -> None:
+    """On the app's hot connection the fetch reuses one kept cursor, and
+    switching between a plain queue, one with cluster limits and one with a
+    rate limit on it still builds each kind's jobs right."""
+    await declare(chancy)
+    await declare(chancy, "limited", global_concurrency=5)
+    await declare(chancy, "rated", rate_limit=10, rate_limit_window=60)
+    for name in ("fast", "limited", "rated"):
+        await chancy.push_many_ex(
+            None, [record.job.with_queue(name).with_kwargs(value=i) for i in range(4)]
+        )
+    queues = {q.name: q for q in await chancy.get_all_queues()}
+    lane = chancy._lane
+    await chancy.push(Job(func="m.f", queue="elsewhere"))
+    await chancy.push(Job(func="m.f", queue="elsewhere"))
+    await _until(lambda: lane.conn is not None)
+    cursors: list[Any] = []
+    got: dict[str, list[QueuedJob]] = {"fast": [], "limited": [], "rated": []}
+    for name in ("fast", "limited", "rated", "fast", "limited", "rated"):
+        conn = chancy._hot_connection()
+        assert conn is not None
+        try:
+            got[name] += await worker_no_start.fetch_jobs(queues[name], conn, up_to=2)
+        finally:
+            lane.give_back(conn)
+        cursors.append(lane.cursors.get("chancy.worker.fetch"))
+    assert cursors[0] is not None and all(c is cursors[0] for c in cursors)
+    stored = {
+        j.id: j
+        for j in await chancy.get_jobs([j.id for js in got.values() for j in js])
+    }
+    for name, jobs in got.items():
+        assert len(jobs) == 4, (name, jobs)
+        for fetched in jobs:
+            assert fetched.queue == name and fetched == stored[fetched.id]
+            assert fetched.state is QueuedJob.State.RUNNING
+
+
 async def test_fetches_use_the_hot_connection_unless_a_subclass_picks_jobs(
     chancy: Chancy,
 ) -> None:

@@ -291,15 +291,20 @@ class Lane:
         self.busy = True
         return conn
 
-    def cursor(self, row_factory: Any) -> AsyncCursor[Any]:
+    def cursor(self, row_factory: Any, key: Any = None) -> AsyncCursor[Any]:
         """A cursor of the lane's connection with ``row_factory``, kept for
-        the next use (executing again on a cursor discards its last result)."""
-        cursor = self.cursors.get(row_factory)
+        the next use (executing again on a cursor discards its last result).
+
+        Kept per ``row_factory``, or per ``key`` when given: a caller whose
+        row factory changes with each use (the worker's fetch) keeps one
+        cursor under its own key and sets the factory on it before each
+        statement (``row_factory`` is then only the new cursor's first).
+        """
+        key = row_factory if key is None else key
+        cursor = self.cursors.get(key)
         if cursor is None:
             assert self.conn is not None
-            cursor = self.cursors[row_factory] = self.conn.cursor(
-                row_factory=row_factory
-            )
+            cursor = self.cursors[key] = self.conn.cursor(row_factory=row_factory)
         return cursor
 
     def give_back(self, conn: AsyncConnection[Any]) -> None:

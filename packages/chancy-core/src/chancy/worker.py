@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from chancy import events
 from chancy._encoding import encode_json
@@ -39,7 +39,7 @@ from chancy.job import (
 )
 from chancy.plugin import PluginScope
 from chancy.queue import Queue, check_tag_pattern
-from chancy.utils import import_string, redact_dsn, wait_event
+from chancy.utils import import_string, random_uuid, redact_dsn, wait_event
 
 if TYPE_CHECKING:
     from chancy.app import Chancy
@@ -49,6 +49,8 @@ __all__ = ["Worker"]
 #: Seconds between two saves of one running job's progress.
 PROGRESS_INTERVAL = 1.0
 _EMPTY_LIST = "[]"
+#: The key of the fetch's cursor kept on the app's hot connection.
+_FETCH = "chancy.worker.fetch"
 
 
 def _json_time(value: datetime | None) -> str:
@@ -859,59 +861,74 @@ class Worker:
         hands each job to exactly one worker. Honours the queue's rate limit.
         Public so that subclasses can change how jobs are picked.
         """
-        sql = self.chancy.sql
+        lane = self.chancy._lane
+        # On the app's hot connection, one cursor kept for every fetch.
+        kept = conn is lane.conn
         scope = _statement_scope(conn, single=not queue.rate_limit)
-        async with scope, conn.cursor() as cursor:
-            if queue.rate_limit:
-                await cursor.execute(
-                    sql.rate_limit_take,
-                    {"queue": queue.name, "window": queue.rate_limit_window},
-                )
-                row = await cursor.fetchone()
-                used = row[0] if row else 0
-                up_to = min(up_to, queue.rate_limit - used)
-                if up_to <= 0:
-                    return []
-            jobs: list[QueuedJob]
-            if queue.has_limits:
-                # Cluster-wide or per-key limits: one statement too, serialised
-                # per queue inside the database (see core migration v3).
-                cursor.row_factory = dict_row
-                await cursor.execute(
-                    sql.fetch_limited,
-                    {
-                        "queue": queue.name,
-                        "limit": up_to,
-                        "worker_id": self.worker_id,
-                        "global_concurrency": queue.global_concurrency,
-                        "key_concurrency": queue.key_concurrency,
-                        "key_rate_limit": queue.key_rate_limit,
-                        "key_rate_limit_window": queue.key_rate_limit_window,
-                    },
-                    prepare=self.chancy._prepare,
-                )
-                jobs = [job_from_fetched_row(row) for row in await cursor.fetchall()]
-            else:
-                claim = uuid.uuid4()
-                cursor.row_factory = fetched_jobs(queue.name, claim)
-                await cursor.execute(
-                    sql.fetch_jobs,
-                    {
-                        "queue": queue.name,
-                        "limit": up_to,
-                        "worker_id": self.worker_id,
-                        "claim": claim,
-                    },
-                    # Hot path: skip psycopg's 5 unprepared warm-up runs (but
-                    # never prepare behind a transaction pooler).
-                    prepare=self.chancy._prepare,
-                    # Binary results: no timestamps or UUIDs formatted as text
-                    # by the server and parsed again here.
-                    binary=True,
-                )
-                jobs = await cursor.fetchall()
-            if queue.rate_limit and jobs:
-                await cursor.execute(sql.rate_limit_add, (len(jobs), queue.name))
+        async with scope:
+            cursor = lane.cursor(tuple_row, key=_FETCH) if kept else conn.cursor()
+            try:
+                return await self._claim(queue, cursor, up_to)
+            finally:
+                if not kept:
+                    await cursor.close()
+
+    async def _claim(
+        self, queue: Queue, cursor: AsyncCursor[Any], up_to: int
+    ) -> list[QueuedJob]:
+        """:meth:`fetch_jobs`' statements, on ``cursor`` inside its scope."""
+        sql = self.chancy.sql
+        if queue.rate_limit:
+            cursor.row_factory = tuple_row
+            await cursor.execute(
+                sql.rate_limit_take,
+                {"queue": queue.name, "window": queue.rate_limit_window},
+            )
+            row = await cursor.fetchone()
+            used = row[0] if row else 0
+            up_to = min(up_to, queue.rate_limit - used)
+            if up_to <= 0:
+                return []
+        jobs: list[QueuedJob]
+        if queue.has_limits:
+            # Cluster-wide or per-key limits: one statement too, serialised
+            # per queue inside the database (see core migration v3).
+            cursor.row_factory = dict_row
+            await cursor.execute(
+                sql.fetch_limited,
+                {
+                    "queue": queue.name,
+                    "limit": up_to,
+                    "worker_id": self.worker_id,
+                    "global_concurrency": queue.global_concurrency,
+                    "key_concurrency": queue.key_concurrency,
+                    "key_rate_limit": queue.key_rate_limit,
+                    "key_rate_limit_window": queue.key_rate_limit_window,
+                },
+                prepare=self.chancy._prepare,
+            )
+            jobs = [job_from_fetched_row(row) for row in await cursor.fetchall()]
+        else:
+            claim = random_uuid()
+            cursor.row_factory = fetched_jobs(queue.name, claim)
+            await cursor.execute(
+                sql.fetch_jobs,
+                {
+                    "queue": queue.name,
+                    "limit": up_to,
+                    "worker_id": self.worker_id,
+                    "claim": claim,
+                },
+                # Hot path: skip psycopg's 5 unprepared warm-up runs (but
+                # never prepare behind a transaction pooler).
+                prepare=self.chancy._prepare,
+                # Binary results: no timestamps or UUIDs formatted as text
+                # by the server and parsed again here.
+                binary=True,
+            )
+            jobs = await cursor.fetchall()
+        if queue.rate_limit and jobs:
+            await cursor.execute(sql.rate_limit_add, (len(jobs), queue.name))
         if len(jobs) > 1:
             jobs.sort(key=lambda j: (-j.priority, j.id))
         return jobs
