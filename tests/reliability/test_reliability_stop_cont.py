@@ -209,4 +209,21 @@ async def _quiet(chancy: Chancy, fleet: object, worker: object, ids: list[str]) 
 
 async def _why(chancy: Chancy, fleet: object, text: str) -> str:
     jobs = await rel.query(chancy, "SELECT id, state, taken_by, errors FROM {p}jobs")
-    return f"{text}: {jobs}\n{fleet.logs()}"  # type: ignore[attr-defined]
+    # What Recovery looks at: the workers' heartbeats, and who holds locks
+    # on the jobs table (its SKIP LOCKED passes over locked rows).
+    workers = await rel.query(
+        chancy,
+        "SELECT worker_id, last_seen, NOW() - last_seen FROM {p}workers"
+        " ORDER BY worker_id",
+    )
+    locks = await rel.query(
+        chancy,
+        "SELECT l.pid, l.mode, l.granted, a.state, a.xact_start, left(a.query, 120)"
+        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.relation = %s::regclass OR l.locktype = 'transactionid'",
+        f"{chancy.prefix}jobs",
+    )
+    return (
+        f"{text}: {jobs}\nworkers: {workers}\nlocks on the jobs table: {locks}\n"
+        f"{fleet.logs()}"  # type: ignore[attr-defined]
+    )
