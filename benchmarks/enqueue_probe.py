@@ -63,18 +63,12 @@ from chancy import Chancy, Job, Queue
 from chancy._encoding import copy_text
 from chancy._ops import serialise
 
+# The yardstick's own statements (adapters/raw_adapter.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "adapters"))
+from raw_adapter import COPY_SQL, INSERT_NOTIFY_SQL
+
 DATABASE = "chancy_enqueue_probe"
 QUEUE = "bench"
-INSERT_NOTIFY = (
-    "INSERT INTO chancy_jobs (id, queue, func, kwargs, limits, meta, priority,"
-    " max_attempts, scheduled_at)"
-    " SELECT %s, %s, %s, %s::jsonb, '[]'::jsonb, '{}'::jsonb, 0, 1, now()"
-    " FROM (SELECT pg_notify(%s, %s)) AS n"
-)
-COPY_SQL = (
-    "COPY chancy_jobs (id, queue, func, kwargs, limits, meta, priority,"
-    " max_attempts, scheduled_at) FROM STDIN"
-)
 
 
 def _raw_params(seq: int) -> tuple[Any, ...]:
@@ -94,17 +88,17 @@ async def single_push(chancy: Chancy, conn: Any, pushes: int) -> None:
     pool = await chancy.ensure_open()
 
     async def raw(i: int) -> None:
-        await conn.execute(INSERT_NOTIFY, _raw_params(i), prepare=True)
+        await conn.execute(INSERT_NOTIFY_SQL, _raw_params(i), prepare=True)
 
     async def raw_pooled(i: int) -> None:
         async with pool.connection() as pooled:
             await pooled.set_autocommit(True)
-            await pooled.execute(INSERT_NOTIFY, _raw_params(i), prepare=True)
+            await pooled.execute(INSERT_NOTIFY_SQL, _raw_params(i), prepare=True)
             await pooled.set_autocommit(False)
 
     async def raw_plan(i: int) -> None:
         chancy._plan([jobs[i]])
-        await conn.execute(INSERT_NOTIFY, _raw_params(i), prepare=True)
+        await conn.execute(INSERT_NOTIFY_SQL, _raw_params(i), prepare=True)
 
     async def ours(i: int) -> None:
         await chancy.push(jobs[i])

@@ -54,33 +54,15 @@ from psycopg.conninfo import make_conninfo
 
 from chancy import Chancy, Job, Queue, Worker, job
 
+# The raw loop's statements are the yardstick's own (sent on the app's
+# channel here, so that one LISTEN serves both kinds of worker).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "adapters"))
+from raw_adapter import FETCH_SQL, INSERT_NOTIFY_SQL, SAVE_SQL
+
 DATABASE = "chancy_latency_probe"
 QUEUE = "bench"
 STAGES = ("push", "push → notified", "notified → fetch", "fetch", "fetch → start")
 
-# The raw loop's statements (as in adapters/raw_adapter.py, on the
-# app's channel so that one LISTEN serves both).
-RAW_INSERT = (
-    "INSERT INTO chancy_jobs (id, queue, func, kwargs, limits, meta, priority,"
-    " max_attempts, scheduled_at)"
-    " SELECT %s, %s, %s, %s::jsonb, '[]'::jsonb, '{}'::jsonb, 0, 1, now()"
-    " FROM (SELECT pg_notify(%s, %s)) AS n"
-)
-RAW_FETCH = (
-    "WITH selected AS (SELECT id FROM chancy_jobs"
-    " WHERE queue = %(queue)s AND state IN ('pending', 'retrying')"
-    " AND scheduled_at <= now()"
-    " ORDER BY priority DESC, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED),"
-    " async_commit AS (SELECT set_config('synchronous_commit', 'off', true) AS s)"
-    " UPDATE chancy_jobs j SET state = 'running', started_at = now(),"
-    " taken_by = %(worker)s FROM selected, async_commit"
-    " WHERE j.id = selected.id AND async_commit.s IS NOT NULL"
-    " RETURNING j.id, j.kwargs"
-)
-RAW_SAVE = (
-    "UPDATE chancy_jobs SET state = 'succeeded', completed_at = now(),"
-    " attempts = attempts + 1 WHERE id = ANY(%s)"
-)
 PUSHED = '{"t":"queue.pushed","q":"bench"}'
 
 #: Worker-side stamps: notifications, fetches (start, end, job numbers), starts.
@@ -135,7 +117,7 @@ async def raw_worker(dsn: str) -> None:
         while True:
             wake.clear()
             t0 = time.time()
-            cur = await work.execute(RAW_FETCH, params, prepare=True)
+            cur = await work.execute(FETCH_SQL, params, prepare=True)
             rows = await cur.fetchall()
             if not rows:
                 with contextlib.suppress(TimeoutError):
@@ -144,7 +126,7 @@ async def raw_worker(dsn: str) -> None:
             STAMPS["fetches"].append((t0, time.time(), [r[1]["seq"] for r in rows]))
             for _id, kwargs in rows:
                 STAMPS["started"][kwargs["seq"]] = time.time()
-            await work.execute(RAW_SAVE, ([r[0] for r in rows],), prepare=True)
+            await work.execute(SAVE_SQL, ([r[0] for r in rows],), prepare=True)
 
     tasks = [asyncio.create_task(listener()), asyncio.create_task(loop())]
     await _serve_until_stdin_closes()
@@ -176,7 +158,7 @@ async def push_spaced(kind: str, dsn: str, n: int, gap: float) -> dict[int, Any]
         async def raw(seq: int) -> None:
             kwargs = f'{{"seq": {seq}}}'
             params = (uuid.uuid4(), QUEUE, "raw.noop", kwargs, "chancy_events", PUSHED)
-            await conn.execute(RAW_INSERT, params, prepare=True)
+            await conn.execute(INSERT_NOTIFY_SQL, params, prepare=True)
 
         push = ours if kind == "ours" else raw
         next_at = time.perf_counter()

@@ -122,30 +122,38 @@ def test_bench_adapters_enqueue_and_burn_down_exactly_once(
         bench.drop_db(chancy_server_dsn, name)
 
 
-def test_enqueue_probe_runs_every_variant_and_leaves_no_database(
-    chancy_server_dsn: str,
-) -> None:
-    """benchmarks/enqueue_probe.py (the figures in the README's performance
-    notes) runs end to end, names every variant and drops its database."""
+def _run_probe(script: str, dsn: str, database: str, *args: str) -> str:
+    """Run ``benchmarks/<script>`` against ``dsn``; its output, once it has
+    succeeded and dropped the database it made (``database``)."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "enqueue_probe.py"),
-            "--dsn",
-            chancy_server_dsn,
-            "--pushes",
-            "20",
-            "--jobs",
-            "2500",
-            "--repeats",
-            "1",
-        ],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--dsn", dsn, *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (database,)
+        ).fetchone()
+    assert row == (0,)
+    return proc.stdout
+
+
+def test_enqueue_probe_runs_every_variant_and_leaves_no_database(
+    chancy_server_dsn: str,
+) -> None:
+    """benchmarks/enqueue_probe.py (the figures in the README's performance
+    notes) runs end to end, names every variant and drops its database."""
+    out = _run_probe(
+        "enqueue_probe.py",
+        chancy_server_dsn,
+        "chancy_enqueue_probe",
+        *("--pushes", "20", "--jobs", "2500", "--repeats", "1"),
+    )
     for variant in (
         "raw, pooled",
         "raw + plan",
@@ -156,15 +164,8 @@ def test_enqueue_probe_runs_every_variant_and_leaves_no_database(
         "raw COPY data, pre-built",
         "ours' COPY data, pre-built",
     ):
-        assert variant in proc.stdout, proc.stdout
-    assert "WAL" in proc.stdout
-    import psycopg
-
-    with psycopg.connect(chancy_server_dsn, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_database WHERE datname = 'chancy_enqueue_probe'"
-        ).fetchone()
-    assert row == (0,)
+        assert variant in out, out
+    assert "WAL" in out
 
 
 def test_latency_probe_splits_every_stage_for_both_and_leaves_no_database(
@@ -175,28 +176,15 @@ def test_latency_probe_splits_every_stage_for_both_and_leaves_no_database(
     runs (it exits non-zero naming a job that did not), and it prints every
     stage for both (a notification can beat the pusher's own reply, so only
     the push, the fetch and the total must be positive)."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "latency_probe.py"),
-            "--dsn",
-            chancy_server_dsn,
-            "--jobs",
-            "20",
-            "--gap",
-            "0.01",
-            "--rounds",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    out = _run_probe(
+        "latency_probe.py",
+        chancy_server_dsn,
+        "chancy_latency_probe",
+        *("--jobs", "20", "--gap", "0.01", "--rounds", "1"),
     )
-    assert proc.returncode == 0, proc.stderr + proc.stdout
     lines = {
         line.rsplit(maxsplit=2)[0].strip(): line.split()[-2:]
-        for line in proc.stdout.splitlines()[2:]
+        for line in out.splitlines()[2:]
     }
     assert set(lines) == {
         "total",
@@ -205,17 +193,10 @@ def test_latency_probe_splits_every_stage_for_both_and_leaves_no_database(
         "notified → fetch",
         "fetch",
         "fetch → start",
-    }, proc.stdout
+    }, out
     for stage in ("total", "push", "fetch"):
         ours, raw = lines[stage]
-        assert float(ours) > 0 and float(raw) > 0, proc.stdout
-    import psycopg
-
-    with psycopg.connect(chancy_server_dsn, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_database WHERE datname = 'chancy_latency_probe'"
-        ).fetchone()
-    assert row == (0,)
+        assert float(ours) > 0 and float(raw) > 0, out
 
 
 def test_soak_flatness_is_measured_from_the_first_report_after_warm_up() -> None:

@@ -183,7 +183,7 @@ class Statements:
         # makes the job runnable again (at least once), while saving no WAL
         # flush per fetch. Outcomes are still committed synchronously.
         # Each fetch claims its jobs under one fresh random claim the worker
-        # makes (uuid4), so the reply need not carry it (or the queue and
+        # makes (chancy.utils.random_uuid), so the reply need not carry it (or the queue and
         # state, also known): outcomes are fenced by (job id, claim).
         self.fetch_jobs = (
             f"WITH selected AS ({fetch_select}),"

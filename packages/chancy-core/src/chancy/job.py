@@ -496,38 +496,23 @@ def _field_set(cls: type) -> frozenset[str]:
 
 
 def job_from_fetched_row(row: dict[str, Any]) -> QueuedJob:
-    """A :class:`QueuedJob` from a row of the worker's fetch statement.
+    """A :class:`QueuedJob` from a whole row of the jobs table as a fetch
+    returned it (``{prefix}fetch_limited``'s ``RETURNING j.*``).
 
     The values come straight from the jobs table (UUIDs, aware datetimes,
     decoded JSON), so the converters of :meth:`QueuedJob.unpack` are skipped;
     the result is equal to ``QueuedJob.unpack(row)``.
     """
-    new = object.__new__(QueuedJob)
-    put = object.__setattr__
-    limits = row["limits"]
+    new = _fetched_job(
+        tuple([row[column] for column in FETCHED_COLUMNS]),
+        row["queue"],
+        row["claim_id"],
+    )
     state = row["state"]
-    put(new, "func", row["func"])
-    put(new, "queue", row["queue"])
-    put(new, "kwargs", row["kwargs"] or {})
-    put(new, "priority", row["priority"] or 0)
-    put(new, "max_attempts", row["max_attempts"] or 1)
-    put(new, "scheduled_at", row["scheduled_at"] or _utcnow())
-    put(new, "limits", [Limit.deserialize(x) for x in limits] if limits else [])
-    put(new, "unique_key", row["unique_key"])
-    put(new, "meta", row["meta"] or {})
-    put(new, "concurrency_key", row.get("concurrency_key"))
-    put(new, "store_result", row.get("store_result", True))
-    put(new, "id", row["id"])
-    put(new, "created_at", row["created_at"])
-    put(new, "started_at", row["started_at"])
-    put(new, "completed_at", row["completed_at"])
-    put(new, "attempts", row["attempts"] or 0)
-    put(new, "state", _STATE_BY_VALUE.get(state) or _job_state(state or "pending"))
-    put(new, "errors", row["errors"] or [])
-    put(new, "claim_id", row["claim_id"])
-    put(new, "deadline", None)
-    put(new, "result", row.get("result"))
-    put(new, "progress", row.get("progress"))
+    if state != "running":
+        put = object.__setattr__
+        put(new, "state", _STATE_BY_VALUE.get(state) or _job_state(state or "pending"))
+    object.__setattr__(new, "result", row.get("result"))
     return new
 
 
@@ -555,66 +540,70 @@ FETCHED_COLUMNS = (
     "progress",
 )
 
+_RUNNING = QueuedJob.State.RUNNING
+_new_object = object.__new__
+_put = object.__setattr__
+
+
+def _fetched_job(values: Any, queue: str, claim: uuid.UUID | None) -> QueuedJob:
+    """A ``running`` :class:`QueuedJob` of ``queue`` claimed under ``claim``,
+    from the :data:`FETCHED_COLUMNS` values of its row."""
+    (
+        id_,
+        func,
+        kwargs,
+        limits,
+        meta,
+        priority,
+        attempts,
+        max_attempts,
+        created_at,
+        started_at,
+        completed_at,
+        scheduled_at,
+        unique_key,
+        errors,
+        concurrency_key,
+        store_result,
+        progress,
+    ) = values
+    put = _put
+    new = _new_object(QueuedJob)
+    put(new, "func", func)
+    put(new, "queue", queue)
+    put(new, "kwargs", kwargs or {})
+    put(new, "priority", priority or 0)
+    put(new, "max_attempts", max_attempts or 1)
+    put(new, "scheduled_at", scheduled_at or _utcnow())
+    put(new, "limits", [Limit.deserialize(x) for x in limits] if limits else [])
+    put(new, "unique_key", unique_key)
+    put(new, "meta", meta or {})
+    put(new, "concurrency_key", concurrency_key)
+    put(new, "store_result", store_result)
+    put(new, "id", id_)
+    put(new, "created_at", created_at)
+    put(new, "started_at", started_at)
+    put(new, "completed_at", completed_at)
+    put(new, "attempts", attempts or 0)
+    put(new, "state", _RUNNING)
+    put(new, "errors", errors or [])
+    put(new, "claim_id", claim)
+    put(new, "deadline", None)
+    put(new, "result", None)
+    put(new, "progress", progress)
+    return new
+
 
 def fetched_jobs(
     queue: str, claim: uuid.UUID
 ) -> Callable[[Any], Callable[..., QueuedJob]]:
     """A psycopg row factory making a :class:`QueuedJob` of each row of the
     worker's plain fetch statement (columns :data:`FETCHED_COLUMNS`), which
-    claimed it for ``queue`` under ``claim``.
-
-    Equal to :func:`job_from_fetched_row` of the whole row, without building
-    a dict (or a tuple) per row first.
-    """
-    running = QueuedJob.State.RUNNING
-    new_job = object.__new__
-    put = object.__setattr__
-    deserialize = Limit.deserialize
+    claimed it for ``queue`` under ``claim``, without building a dict (or a
+    tuple) per row first."""
 
     def make(values: Any) -> QueuedJob:
-        (
-            id_,
-            func,
-            kwargs,
-            limits,
-            meta,
-            priority,
-            attempts,
-            max_attempts,
-            created_at,
-            started_at,
-            completed_at,
-            scheduled_at,
-            unique_key,
-            errors,
-            concurrency_key,
-            store_result,
-            progress,
-        ) = values
-        new = new_job(QueuedJob)
-        put(new, "func", func)
-        put(new, "queue", queue)
-        put(new, "kwargs", kwargs or {})
-        put(new, "priority", priority or 0)
-        put(new, "max_attempts", max_attempts or 1)
-        put(new, "scheduled_at", scheduled_at or _utcnow())
-        put(new, "limits", [deserialize(x) for x in limits] if limits else [])
-        put(new, "unique_key", unique_key)
-        put(new, "meta", meta or {})
-        put(new, "concurrency_key", concurrency_key)
-        put(new, "store_result", store_result)
-        put(new, "id", id_)
-        put(new, "created_at", created_at)
-        put(new, "started_at", started_at)
-        put(new, "completed_at", completed_at)
-        put(new, "attempts", attempts or 0)
-        put(new, "state", running)
-        put(new, "errors", errors or [])
-        put(new, "claim_id", claim)
-        put(new, "deadline", None)
-        put(new, "result", None)
-        put(new, "progress", progress)
-        return new
+        return _fetched_job(values, queue, claim)
 
     def factory(cursor: Any) -> Callable[..., QueuedJob]:
         return make
@@ -622,7 +611,7 @@ def fetched_jobs(
     return factory
 
 
-# job_from_fetched_row sets every field by hand: a new field must be added there.
+# _fetched_job sets every field by hand: a new field must be added there.
 _FETCHED_FIELDS = frozenset(
     [
         "func",
@@ -649,6 +638,4 @@ _FETCHED_FIELDS = frozenset(
         "progress",
     ]
 )
-assert _field_set(QueuedJob) == _FETCHED_FIELDS, (
-    "update job_from_fetched_row and fetched_jobs"
-)
+assert _field_set(QueuedJob) == _FETCHED_FIELDS, "update _fetched_job"

@@ -39,15 +39,21 @@ _random_buffer = b""
 _random_at = 0
 
 
-def _random74() -> int:
-    """74 random bits (under ``_uuid7_lock``)."""
+def _random_bytes(count: int) -> bytes:
+    """``count`` (at most ``_RANDOM_DRAW``) random bytes from the bytes
+    drawn ahead (under ``_uuid7_lock``)."""
     global _random_buffer, _random_at
     at = _random_at
-    if at >= len(_random_buffer):
+    if at + count > len(_random_buffer):
         _random_buffer = os.urandom(_RANDOM_DRAW)
         at = 0
-    _random_at = at + 10
-    return int.from_bytes(_random_buffer[at : at + 10], "big") >> 7
+    _random_at = at + count
+    return _random_buffer[at : at + count]
+
+
+def _random74() -> int:
+    """74 random bits (under ``_uuid7_lock``)."""
+    return int.from_bytes(_random_bytes(10), "big") >> 7
 
 
 def _forget_random() -> None:
@@ -134,14 +140,8 @@ def random_uuid() -> uuid.UUID:
     """A random UUIDv4, like :func:`uuid.uuid4`, from the random bytes drawn
     ahead for :func:`uuid7` (no system call per id): a worker's execution
     claims, one per fetch."""
-    global _random_buffer, _random_at
     with _uuid7_lock:
-        at = _random_at
-        if at + 16 > len(_random_buffer):
-            _random_buffer = os.urandom(_RANDOM_DRAW)
-            at = 0
-        _random_at = at + 16
-        value = int.from_bytes(_random_buffer[at : at + 16], "big")
+        value = int.from_bytes(_random_bytes(16), "big")
     return _uuid_from_int((value & _V4_CLEAR) | _V4_SET)
 
 
