@@ -30,8 +30,9 @@ Each line gives the median latency and the throughput ratio to ``raw``.
 - ``push_many_ex``: all jobs in one transaction (one COPY);
 - ``raw COPY data, pre-built`` and ``ours' COPY data, pre-built``: the
   server's side alone, each side's COPY text made before the clock starts
-  (ours' with ``serialise`` and ``copy_text``, as ``push_many_ex`` makes it)
-  and sent in 64 kB writes, in one transaction.
+  (ours' with ``serialise`` and ``copy_binary``, as ``push_many_ex`` makes
+  it: binary ``COPY``, where raw's is text) and sent in 64 kB writes, in one
+  transaction.
 
 Each bulk line also gives the WAL the variant wrote (``pg_current_wal_insert_lsn``
 before and after).
@@ -60,7 +61,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from chancy import Chancy, Job, Queue
-from chancy._encoding import copy_text
+from chancy._encoding import COPY_BINARY_HEADER, COPY_BINARY_TRAILER, copy_binary
 from chancy._ops import serialise
 
 # The yardstick's own statements (adapters/raw_adapter.py).
@@ -166,10 +167,10 @@ async def bulk(chancy: Chancy, conn: Any, n: int, repeats: int) -> None:
     async def many_ex() -> None:
         await chancy.push_many_ex(None, jobs)
 
-    def prebuilt(data: bytes) -> Any:
+    def prebuilt(data: bytes, statement: str = COPY_SQL) -> Any:
         async def run() -> None:
             async with conn.transaction():
-                async with conn.cursor().copy(COPY_SQL) as copy:
+                async with conn.cursor().copy(statement) as copy:
                     for lo in range(0, len(data), 65536):
                         await copy.write(data[lo : lo + 65536])
 
@@ -177,7 +178,8 @@ async def bulk(chancy: Chancy, conn: Any, n: int, repeats: int) -> None:
 
     scheduled = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
     raw_data = lines(uuid.uuid4().hex[:20], 0, n, f"\t[]\t{{}}\t0\t1\t{scheduled}\n")
-    ours_data = copy_text(serialise(jobs).plain)
+    ours_data = COPY_BINARY_HEADER + copy_binary(serialise(jobs).plain)
+    ours_data += COPY_BINARY_TRAILER
 
     variants = {
         "raw COPY, one transaction": one_transaction,
@@ -186,7 +188,7 @@ async def bulk(chancy: Chancy, conn: Any, n: int, repeats: int) -> None:
         "push_many, batch_size=5000": many(5000),
         "push_many_ex (one transaction)": many_ex,
         "raw COPY data, pre-built": prebuilt(raw_data),
-        "ours' COPY data, pre-built": prebuilt(ours_data),
+        "ours' COPY data, pre-built": prebuilt(ours_data, chancy.sql.copy_jobs),
     }
     rates: dict[str, list[float]] = {name: [] for name in variants}
     wal: dict[str, list[float]] = {name: [] for name in variants}

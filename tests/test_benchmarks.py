@@ -211,3 +211,41 @@ def test_soak_flatness_is_measured_from_the_first_report_after_warm_up() -> None
     # near zero, the absolute band decides
     assert flat([0.0, 3_000.0, 8_000.0], floor=10_000)[0]
     assert not flat([0.0, 30_000.0], floor=10_000)[0]
+
+
+def test_bulk_ab_interleaves_the_adapters_and_leaves_no_database(
+    chancy_server_dsn: str, tmp_path: Path
+) -> None:
+    """benchmarks/bulk_ab.py (the before/after bulk figures in
+    benchmarks/README.md) runs ours, a base checkout and raw through the
+    bench adapters, checks each run's rows, prints the ratios to raw and
+    drops every database it made."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bulk_ab.py"),
+            *("--dsn", chancy_server_dsn, "--rounds", "1", "--jobs", "1500"),
+            *("--base", str(ROOT)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    medians = {
+        line.split()[0]: line.split()
+        for line in proc.stdout.splitlines()
+        if "÷ raw" in line and "jobs/s" in line
+    }
+    assert set(medians) == {"ours", "base", "raw"}, proc.stdout
+    assert medians["raw"][-1] == "1.00", proc.stdout
+    assert float(medians["ours"][-1]) > 0, proc.stdout
+    import psycopg
+
+    with psycopg.connect(chancy_server_dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'bulk_ab_%'"
+        ).fetchone()
+    assert row == (0,)

@@ -7,7 +7,7 @@ import functools
 import operator
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -492,7 +492,8 @@ async def test_bulk_push_round_trips_every_field_and_notifies_once_per_queue(
 
 
 async def test_bulk_copy_stores_awkward_text_exactly(chancy: Chancy) -> None:
-    """The COPY path escapes what its text format treats specially."""
+    """The COPY path stores exactly what COPY's text format would treat
+    specially (tabs, newlines, backslashes, ``\\.``)."""
     awkward = {
         "backslash": "C:\\temp\\new",
         "controls": "tab\there\nnewline\rreturn",
@@ -520,6 +521,73 @@ async def test_bulk_copy_stores_awkward_text_exactly(chancy: Chancy) -> None:
         assert job_.meta == {"note": "line1\nline2\\"}
         assert job_.queue == "odd\tqueue\\name"
         assert job_.scheduled_at == datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+async def test_bulk_copy_stores_edge_numbers_and_times_exactly(chancy: Chancy) -> None:
+    """The COPY path sends integers and timestamps in binary: the extremes of
+    the integer columns, times before PostgreSQL's epoch (2000), times in
+    other zones and naive times (read as UTC) come back as pushed."""
+    zone = timezone(timedelta(hours=-7, minutes=-30))
+    cases = [
+        (-(2**31), 2**31 - 1, datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        (2**31 - 1, 1, datetime(1970, 1, 1, tzinfo=UTC)),
+        (0, 7, datetime(2000, 1, 1, tzinfo=UTC)),
+        (-1, 3, datetime(2031, 2, 3, 4, 5, 6, 1, tzinfo=zone)),
+        (5, 2, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        (1, 1, datetime(2026, 6, 1, 12, 0, 0, 500)),  # naive: UTC
+    ]
+    jobs = [
+        Job(
+            func="m.f",
+            kwargs={"i": i},
+            priority=priority,
+            max_attempts=attempts,
+            scheduled_at=when,
+        )
+        for i in range(120)
+        for priority, attempts, when in [cases[i % len(cases)]]
+    ]
+    refs = [r async for batch in chancy.push_many(jobs) for r in batch]
+    stored = {j.id: j for j in await chancy.get_jobs(refs)}
+    assert len(stored) == 120
+    for i, ref in enumerate(refs):
+        priority, attempts, when = cases[i % len(cases)]
+        job_ = stored[ref.identifier]
+        assert (job_.kwargs, job_.priority, job_.max_attempts) == (
+            {"i": i},
+            priority,
+            attempts,
+        )
+        expected = when if when.tzinfo else when.replace(tzinfo=UTC)
+        assert job_.scheduled_at == expected
+
+
+async def test_bulk_push_on_a_non_utf8_connection_keeps_non_ascii_text(
+    chancy: Chancy, chancy_dsn: str
+) -> None:
+    """On a caller's connection whose client encoding is not UTF-8, a bulk
+    push stores non-ASCII queue names, funcs, kwargs and meta as given (the
+    COPY data is bytes read in the client encoding, so such names go
+    through parameters)."""
+    await chancy.declare(Queue("café"))
+    jobs = [
+        Job(func="m.f", queue="café", kwargs={"i": i, "s": "naïve ☕"}, meta={"m": "é"})
+        for i in range(100)
+    ]
+    jobs += [Job(func="m.f", kwargs={"i": i}) for i in range(100)]
+    async with await psycopg.AsyncConnection.connect(
+        chancy_dsn, options="-c client_encoding=LATIN1"
+    ) as conn:
+        assert conn.info.encoding == "iso8859-1"
+        refs = await chancy.push_many_ex(conn, jobs)
+        await conn.commit()
+    stored = {j.id: j for j in await chancy.get_jobs(refs)}
+    assert len(stored) == 200
+    for i, ref in enumerate(refs[:100]):
+        job_ = stored[ref.identifier]
+        assert job_.queue == "café"
+        assert (job_.kwargs, job_.meta) == ({"i": i, "s": "naïve ☕"}, {"m": "é"})
+    assert {stored[r.identifier].queue for r in refs[100:]} == {"default"}
 
 
 async def test_bulk_push_keeps_each_jobs_meta_and_time_when_objects_are_shared(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import re
 import uuid
 from collections.abc import Generator, Iterable, Iterator, Sequence
@@ -30,7 +31,14 @@ import attrs
 from psycopg.rows import dict_row
 
 from chancy import events
-from chancy._encoding import JSON_NUL, copy_text, is_json, json_encoders
+from chancy._encoding import (
+    COPY_BINARY_HEADER,
+    COPY_BINARY_TRAILER,
+    JSON_NUL,
+    copy_binary,
+    is_json,
+    json_encoders,
+)
 from chancy.job import IsAJob, Job, Limit, Reference, as_job
 from chancy.utils import has_surrogate, json_dumps, uuid7_many
 
@@ -458,6 +466,12 @@ def serialise(
             and queue.isascii()
         ):
             check_job(job)
+            # COPY sends its bytes as they are, read in the connection's
+            # client encoding: a non-ASCII queue or func goes through
+            # parameters, which psycopg encodes for the connection.
+            ascii_names = func.isascii() and queue.isascii()
+        else:
+            ascii_names = True
         try:
             kw = dumps(kwargs) if kwargs else "{}"
             if meta is not meta_obj:
@@ -500,8 +514,9 @@ def serialise(
                 raise TypeError(
                     f"job {func!r}: store_result must be True or False, got {store!r}"
                 )
-        if key is None and (ckey is not None or not store):
-            # A per-key limit or no stored result: the columns COPY leaves out.
+        if key is None and (ckey is not None or not store or not ascii_names):
+            # A per-key limit or no stored result (the columns COPY leaves
+            # out), or a name COPY could garble.
             job_id = ids[index]
             refs[index] = Reference(job_id)
             special.append(
@@ -619,7 +634,11 @@ def insert(
     rows = []
     notified = False
     if plan.rest or len(plan.plain) >= COPY_THRESHOLD:
-        chunks = (copy_text(rows) for rows in plan.plain_chunks() if rows)
+        chunks = itertools.chain(
+            (COPY_BINARY_HEADER,),
+            (copy_binary(rows) for rows in plan.plain_chunks() if rows),
+            (COPY_BINARY_TRAILER,),
+        )
         yield Copy(sql.copy_jobs, chunks, sent)
     elif plan.plain:
         params = _columns([(*r, None, None, True) for r in plan.plain])

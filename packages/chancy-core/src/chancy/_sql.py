@@ -89,7 +89,7 @@ class Statements:
         self.insert_keyless_job = insert_head + one_source
         self.copy_jobs = (
             f"COPY {jobs} (id, queue, func, kwargs, limits, meta, priority, max_attempts,"
-            f" scheduled_at) FROM STDIN"
+            f" scheduled_at) FROM STDIN (FORMAT binary)"
         )
 
         self.get_job = f"SELECT {JOB_COLUMNS} FROM {jobs} WHERE id = %s"
