@@ -381,6 +381,16 @@ def drop_db(server: str, name: str) -> None:
 # Running
 # ---------------------------------------------------------------------------
 
+#: How an adapter's run reports: its last stdout line starting with this.
+RESULT_MARK = "BENCH-RESULT "
+
+
+def adapter_result(stdout: str) -> dict[str, Any] | None:
+    """The result an adapter's run printed last (``BENCH-RESULT {json}``),
+    or ``None`` if it printed none."""
+    lines = [line for line in stdout.splitlines() if line.startswith(RESULT_MARK)]
+    return json.loads(lines[-1][len(RESULT_MARK) :]) if lines else None
+
 
 def run_one(
     system: str,
@@ -424,13 +434,9 @@ def run_one(
             cwd=str(workroot),
             check=False,
         )
-        lines = [
-            line
-            for line in proc.stdout.splitlines()
-            if line.startswith("BENCH-RESULT ")
-        ]
-        if lines:
-            result = json.loads(lines[-1][len("BENCH-RESULT ") :])
+        printed = adapter_result(proc.stdout)
+        if printed is not None:
+            result = printed
         else:
             result["error"] = (
                 f"adapter exited {proc.returncode} without a result: {proc.stderr[-2000:]}"

@@ -32,10 +32,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg.conninfo import make_conninfo
+# The harness's own database and result helpers (benchmarks/__main__.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.__main__ import ADAPTERS, adapter_result, create_db, drop_db
 
-ADAPTERS = Path(__file__).resolve().parent / "adapters"
 WORKLOADS = ("enqueue_bulk_tx", "enqueue_bulk", "enqueue_single")
 
 
@@ -44,11 +44,10 @@ def run_once(
 ) -> float:
     """One adapter run on a database of its own; its jobs/s."""
     name = f"bulk_ab_{system}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = create_db(server, name)
     try:
         spec: dict[str, Any] = {
-            "dsn": make_conninfo(server, dbname=name),
+            "dsn": dsn,
             "workload": workload,
             "size": {"n": jobs},
             "concurrency": 50,
@@ -69,23 +68,17 @@ def run_once(
             timeout=300,
             check=False,
         )
-        lines = [
-            line
-            for line in proc.stdout.splitlines()
-            if line.startswith("BENCH-RESULT ")
-        ]
-        if not lines:
+        result = adapter_result(proc.stdout)
+        if result is None:
             raise SystemExit(
                 f"{system}: the adapter exited {proc.returncode} without a result:"
                 f"\n{proc.stderr[-3000:]}"
             )
-        result = json.loads(lines[-1][len("BENCH-RESULT ") :])
         if "error" in result or not result["checks"]["ok"]:
             raise SystemExit(f"{system}: {result}")
         return float(result["metrics"]["jobs_per_s"])
     finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_db(server, name)
 
 
 def main() -> None:

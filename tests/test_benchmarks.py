@@ -108,13 +108,8 @@ def test_bench_adapters_enqueue_and_burn_down_exactly_once(
             timeout=120,
             check=False,
         )
-        lines = [
-            line
-            for line in proc.stdout.splitlines()
-            if line.startswith("BENCH-RESULT ")
-        ]
-        assert lines, proc.stderr
-        result = json.loads(lines[-1][len("BENCH-RESULT ") :])
+        result = bench.adapter_result(proc.stdout)
+        assert result is not None, proc.stderr
         assert "error" not in result, result.get("traceback")
         assert result["checks"]["ok"], result["checks"]
         assert result["metrics"]["jobs_per_s"] > 0

@@ -144,8 +144,6 @@ def copy_binary(rows: Sequence[tuple[Any, ...]]) -> bytes:
         ):
             last_meta, last_limits, last_when = meta, limits, when
             last_priority, last_attempts = priority, max_attempts
-            if when.tzinfo is None:  # as the Job converter reads it
-                when = when.replace(tzinfo=UTC)
             tail = b"".join(
                 (
                     _jsonb_field(limits),

@@ -510,9 +510,8 @@ def job_from_fetched_row(row: dict[str, Any]) -> QueuedJob:
     )
     state = row["state"]
     if state != "running":
-        put = object.__setattr__
-        put(new, "state", _STATE_BY_VALUE.get(state) or _job_state(state or "pending"))
-    object.__setattr__(new, "result", row.get("result"))
+        _put(new, "state", _STATE_BY_VALUE.get(state) or _job_state(state or "pending"))
+    _put(new, "result", row.get("result"))
     return new
 
 
